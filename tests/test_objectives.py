@@ -1,0 +1,91 @@
+"""The ELBO against the exact log p(x) of a linear-Gaussian VAE."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxvae import linear_gaussian as LG
+from jaxvae.distributions import Gaussian
+from jaxvae.objectives import beta_elbo_loss, elbo
+
+DATA_DIM, LATENT_DIM = 6, 3
+
+
+@pytest.fixture
+def model():
+  """A linear-Gaussian VAE whose W has orthogonal columns, so the true posterior is diagonal."""
+  key = jax.random.key(0)
+  vae = LG.make_linear_gaussian_vae(DATA_DIM, LATENT_DIM)
+  params = vae.init(key)
+  q_mat, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(DATA_DIM, LATENT_DIM)))
+  params["decoder"] = {
+      "W": jnp.asarray(q_mat * np.array([2.0, 1.0, 0.5]), jnp.float32),
+      "b": jnp.linspace(-1.0, 1.0, DATA_DIM),
+      "log_sigma": jnp.asarray(np.log(0.7), jnp.float32),
+  }
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(4, DATA_DIM)), jnp.float32)
+  return vae, params, x
+
+
+def test_exact_log_px_matches_scipy(model):
+  vae, params, x = model
+  d = params["decoder"]
+  cov = np.asarray(d["W"] @ d["W"].T, np.float64) + np.exp(2 * float(d["log_sigma"])) * np.eye(DATA_DIM)
+  expected = stats.multivariate_normal(np.asarray(d["b"]), cov).logpdf(np.asarray(x))
+  np.testing.assert_allclose(LG.log_p_x(params, x), expected, rtol=1e-5)
+
+
+def test_elbo_equals_log_px_when_q_is_the_true_posterior(model):
+  vae, params, x = model
+  params = {**params, "encoder": LG.optimal_encoder(params)}
+  log_px = LG.log_p_x(params, x)
+  # With q = p(z|x) the importance weight p(x, z) / q(z|x) is the constant p(x):
+  # the single-sample ELBO with the Monte-Carlo KL equals log p(x) for every z.
+  for seed in range(5):
+    terms = elbo(vae, params, x, jax.random.key(seed), analytic_kl=False)
+    np.testing.assert_allclose(terms.elbo, log_px, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(LG.exact_elbo(params, x), log_px, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(LG.kl_to_true_posterior(params, vae.q_phi(params, x), x), 0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("analytic_kl", [True, False])
+def test_elbo_of_a_wrong_q_is_log_px_minus_its_kl_to_the_posterior(model, analytic_kl):
+  vae, params, x = model
+  enc = LG.optimal_encoder(params)
+  params = {**params, "encoder": {**enc, "c": enc["c"] + 0.5, "s": enc["s"] - 0.3}}
+  q = vae.q_phi(params, x)
+  gap = LG.kl_to_true_posterior(params, q, x)
+  log_px = LG.log_p_x(params, x)
+  assert np.all(np.asarray(gap) > 0.05)
+  # The closed-form ELBO is log p(x) - KL(q || p(z|x)), exactly.
+  np.testing.assert_allclose(LG.exact_elbo(params, x), log_px - gap, rtol=1e-5, atol=1e-4)
+  # The single-sample estimator is unbiased for it: its mean over many draws agrees within 4 standard errors.
+  n = 20_000
+  draws = jax.vmap(lambda k: elbo(vae, params, x, k, analytic_kl=analytic_kl).elbo)(jax.random.split(jax.random.key(0), n))
+  draws = np.asarray(draws, np.float64)
+  mean, se = draws.mean(0), draws.std(0) / np.sqrt(n)
+  np.testing.assert_array_less(np.abs(mean - np.asarray(log_px - gap)), 4 * se + 1e-4)
+  assert np.all(mean < np.asarray(log_px))
+
+
+def test_elbo_terms_are_consistent_and_beta_weights_the_kl(model):
+  vae, params, x = model
+  terms = elbo(vae, params, x, jax.random.key(0))
+  np.testing.assert_allclose(terms.elbo, terms.log_p_x_given_z - terms.kl, rtol=1e-6)
+  assert terms.elbo.shape == (x.shape[0],)
+  np.testing.assert_allclose(beta_elbo_loss(terms, 1.0), -jnp.mean(terms.elbo), rtol=1e-6)
+  np.testing.assert_allclose(
+      beta_elbo_loss(terms, 3.0), -jnp.mean(terms.log_p_x_given_z) + 3.0 * jnp.mean(terms.kl), rtol=1e-5
+  )
+  np.testing.assert_allclose(beta_elbo_loss(terms, 0.0), -jnp.mean(terms.log_p_x_given_z), rtol=1e-6)
+
+
+def test_analytic_kl_is_kl_to_the_standard_normal_prior(model):
+  vae, params, x = model
+  q = vae.q_phi(params, x)
+  assert isinstance(q, Gaussian)
+  terms = elbo(vae, params, x, jax.random.key(0), analytic_kl=True)
+  mean, var = np.asarray(q.mean, np.float64), np.exp(2 * np.asarray(q.log_scale, np.float64))
+  np.testing.assert_allclose(terms.kl, 0.5 * (mean**2 + var - 1 - np.log(var)).sum(-1), rtol=1e-5)
