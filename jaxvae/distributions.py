@@ -18,8 +18,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxvae import rng
+
 LOG_2PI = math.log(2.0 * math.pi)
-IMAGE_AXES = (-3, -2, -1)
 
 
 class Gaussian(NamedTuple):
@@ -32,6 +33,16 @@ class Gaussian(NamedTuple):
 
   mean: jax.Array
   log_scale: jax.Array
+
+
+def flatten_image(values: jax.Array) -> jax.Array:
+  """``[..., H, W, C] -> [..., H*W*C]`` (a free reshape).
+
+  Per-pixel terms are computed and summed on the flat view: XLA's CPU backend
+  vectorizes a flat minor axis, not a minor axis of size C = 1 (several times
+  faster for MNIST-shaped arrays).
+  """
+  return values.reshape(values.shape[:-3] + (-1,))
 
 
 def standard_normal(shape: tuple[int, ...], dtype=jnp.float32) -> Gaussian:
@@ -55,7 +66,7 @@ def gaussian_sample(key: jax.Array, q: Gaussian, sample_shape: tuple[int, ...] =
     ``[*sample_shape, ..., d]`` samples.
   """
   shape = sample_shape + q.mean.shape
-  eps = jax.random.normal(key, shape, q.mean.dtype)
+  eps = rng.normal(key, shape, q.mean.dtype)
   return jnp.broadcast_to(q.mean, shape) + jnp.broadcast_to(jnp.exp(q.log_scale), shape) * eps
 
 
@@ -120,16 +131,19 @@ def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
 
   log p(x | l) = sum_pixels [ x l - softplus(l) ]
                = sum_pixels [ x log sigmoid(l) + (1 - x) log sigmoid(-l) ],
-  which is finite for every finite l (no log(0) from a saturated sigmoid).
+  with softplus(l) = max(l, 0) + log(1 + exp(-|l|)), which is finite for every
+  finite l (no log(0) from a saturated sigmoid).
 
   Args:
     x: ``[..., H, W, C]`` with values in {0, 1} (float).
-    logits: ``[..., H, W, C]``, of the same rank as ``x`` (size-1 axes broadcast).
+    logits: ``[..., H, W, C]``, the same shape as ``x``.
 
   Returns:
     ``[...]`` log-likelihoods in nats.
   """
-  return jnp.sum(x * logits - jax.nn.softplus(logits), axis=IMAGE_AXES)
+  x, logits = flatten_image(x), flatten_image(logits)
+  softplus = jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+  return jnp.sum(x * logits - softplus, axis=-1)
 
 
 def bernoulli_mean(logits: jax.Array) -> jax.Array:
