@@ -18,7 +18,8 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def _manager(workdir: str, max_to_keep: int | None = None, read_only: bool = False) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only)
+  # Reading opens the manager without creating folders (orbax's read_only mode only adds warnings).
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options)
 
 

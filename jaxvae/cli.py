@@ -1,6 +1,7 @@
 """The ``jaxvae`` command: a thin layer over the library.
 
   jaxvae train --workdir runs/first [--epochs 10] [--latent-dim 20] ...
+  jaxvae eval --workdir runs/first [--k 5000]
 
 Every error in the input is one line on stderr naming the problem and the fix,
 with exit status 2, and nothing written.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from jaxvae.config import Config, JaxvaeError
@@ -41,27 +43,50 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--n-train", type=int, help="use the first N training images (default all)")
   g.add_argument("--n-test", type=int, help="use the first N test images (default all)")
   g = p.add_argument_group("model")
-  g.add_argument("--hidden", type=_int_list, help=f"hidden widths, comma-separated (default {','.join(map(str, d.hidden))})")
-  g.add_argument("--latent-dim", type=int, help=f"size of z (default {d.latent_dim})")
-  g.add_argument("--activation", help=f"hidden nonlinearity (default {d.activation})")
+  g.add_argument("--model", help="mlp (default), burda1 (784-200-200-50 tanh) or burda2 (two stochastic layers)")
+  g.add_argument("--hidden", type=_int_list, help=f"hidden widths, comma-separated (mlp default {','.join(map(str, d.hidden))})")
+  g.add_argument("--latent-dim", type=int, help=f"size of z, or z1 for burda2 (mlp default {d.latent_dim})")
+  g.add_argument("--activation", help=f"hidden nonlinearity (mlp default {d.activation})")
+  g.add_argument("--hidden2", type=_int_list, help="burda2: hidden widths between z1 and z2 (default 100,100)")
+  g.add_argument("--latent-dim2", type=int, help="burda2: size of z2 (default 50)")
   g = p.add_argument_group("objective and optimisation")
+  g.add_argument("--objective", help=f"vae (the beta-ELBO) or iwae (importance-weighted bound) (default {d.objective})")
+  g.add_argument("--k", type=int, help=f"samples of z per image in the objective (default {d.k})")
   g.add_argument("--beta", type=float, help=f"KL weight, 1 = the ELBO (default {d.beta:g})")
+  g.add_argument("--warmup-epochs", type=float, help="KL warm-up: the KL weight rises from 0 to beta over these epochs")
+  g.add_argument("--free-bits", type=float, help="free bits: minimum KL per latent dimension, in nats")
   g.add_argument("--kl", choices=["analytic", "mc"], help=f"KL estimator (default {d.kl})")
   g.add_argument("--epochs", type=int, help=f"(default {d.epochs})")
   g.add_argument("--batch-size", type=int, help=f"(default {d.batch_size})")
   g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr:g})")
+  g.add_argument("--lr-schedule", help="constant (default) or burda (3^i epochs at lr * 10^(-i/7))")
+  g.add_argument("--adam-eps", type=float, help=f"Adam epsilon (default {d.adam_eps:g}; Burda et al. use 1e-4)")
   g.add_argument("--seed", type=int, help=f"(default {d.seed})")
   g = p.add_argument_group("run folder")
   g.add_argument("--workdir", required=True, help="run folder; must not exist or be empty")
   g.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
-  g.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+  g.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
+
+
+def _add_sweep_args(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group("sweep")
+  g.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                 help="an axis of the grid, repeatable; any config field, e.g. beta=0.5,1,2 or hidden=400,200/200")  # fmt: skip
+  g.add_argument("--configs", metavar="FILE.json",
+                 help="a JSON list of objects, each a set of config fields over the flags (instead of or beside --grid)")  # fmt: skip
+  g.add_argument("--models-per-program", type=int,
+                 help="models stacked in one program per device (default: 4 on CPU, all on accelerators)")  # fmt: skip
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+  """The config fields given as flags (the rest keep the defaults of their model)."""
+  names = {f.name for f in dataclasses.fields(Config)}
+  return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
   """The defaults of :class:`Config`, overridden by every flag that was given."""
-  names = {f.name for f in dataclasses.fields(Config)}
-  given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-  return Config(**given).validate()
+  return Config(**overrides_from_args(args)).validate()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,14 +94,89 @@ def build_parser() -> argparse.ArgumentParser:
   sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   train = sub.add_parser("train", help="train a VAE and write a run folder", description="Train a VAE and write a run folder.")
   _add_train_args(train)
+  train.add_argument(
+      "--data-parallel", action="store_true", help="split every batch over all devices (parameters replicated)"
+  )
+  sw = sub.add_parser(
+      "sweep",
+      help="train many configs as vmapped programs and compare them",
+      description="Train a grid or list of configs: models that share shapes train as one vmapped program.",
+  )
+  _add_train_args(sw)
+  _add_sweep_args(sw)
+  ev = sub.add_parser(
+      "eval",
+      help="log p(x) by importance sampling, ELBO, active units of a trained run",
+      description="Evaluate the checkpoint of a run folder on its test set; writes W/eval.json.",
+  )
+  ev.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
+  ev.add_argument("--k", type=int, default=5000, help="importance samples per test image (default 5000)")
+  ev.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
+  ev.add_argument("--n-test", type=int, help="evaluate the first N test images (default all)")
+  ev.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+  ev.add_argument("--no-progress", action="store_true")
   return parser
 
 
 def _train(args: argparse.Namespace) -> int:
+  from jaxvae.sweep import initialize_distributed
   from jaxvae.train import train_and_evaluate
 
   config = config_from_args(args)
-  train_and_evaluate(config, args.workdir, overwrite=args.overwrite, progress=not args.no_progress)
+  initialize_distributed()
+  train_and_evaluate(
+      config, args.workdir, overwrite=args.overwrite, progress=not args.no_progress, data_parallel=args.data_parallel
+  )
+  return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+  import json
+
+  from jaxvae.sweep import expand_grid, parse_grid, run_sweep
+
+  overrides = overrides_from_args(args)
+  Config(**overrides).validate()
+  grid = parse_grid(args.grid)
+  bases = [overrides]
+  if args.configs:
+    try:
+      with open(args.configs) as f:
+        listed = json.load(f)
+    except (OSError, ValueError) as e:
+      raise JaxvaeError(f"cannot read --configs {args.configs} ({e}): give a JSON list of objects of config fields") from None
+    if not isinstance(listed, list) or not listed or not all(isinstance(d, dict) for d in listed):
+      raise JaxvaeError(f"--configs {args.configs} must hold a non-empty JSON list of objects of config fields")
+    bases = [{**overrides, **changes} for changes in listed]
+  elif not grid:
+    raise JaxvaeError("a sweep needs axes: give --grid NAME=V1,V2 (repeatable) or --configs FILE.json")
+  configs = [c for base in bases for c in expand_grid(base, grid)]
+  if args.models_per_program is not None and args.models_per_program < 1:
+    raise JaxvaeError(f"models_per_program={args.models_per_program} must be an integer >= 1")
+  run_sweep(
+      configs, args.workdir, overwrite=args.overwrite, models_per_program=args.models_per_program,
+      progress=not args.no_progress,
+  )  # fmt: skip
+  return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+  from jaxvae.evaluate import evaluate_run
+
+  r = evaluate_run(
+      args.workdir, k=args.k, batch_size=args.batch_size, n_test=args.n_test, seed=args.seed,
+      progress=not args.no_progress,
+  )  # fmt: skip
+  per_layer = "+".join(map(str, r["active_units_per_layer"]))
+  print(
+      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test images, k={r['k']}:\n"
+      f"  log p(x) {r['test_log_px']:.3f} nats  (s.e. {r['test_log_px_se']:.3f} over images, "
+      f"{r['test_log_px_mc_se']:.4f} of the sampling)\n"
+      f"  ELBO {r['test_elbo']:.3f}  = log p(x|z) {r['test_log_p_x_given_z']:.3f} - KL {r['test_kl']:.3f};  "
+      f"log p(x) - ELBO {r['test_elbo_gap']:.3f}\n"
+      f"  active units {r['active_units']} ({per_layer});  {r['bits_per_dim']:.4f} bits/dim;  "
+      f"{r['samples_per_sec']:,.0f} samples/s, {r['seconds']:.1f} s;  written to {os.path.join(args.workdir, 'eval.json')}"
+  )
   return 0
 
 
@@ -84,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of the ``jaxvae`` console script; returns the exit status."""
   try:
     args = build_parser().parse_args(argv)
-    return {"train": _train}[args.command](args)
+    return {"train": _train, "sweep": _sweep, "eval": _eval}[args.command](args)
   except JaxvaeError as e:
     print(f"jaxvae: error: {e}", file=sys.stderr)
     return 2

@@ -15,6 +15,18 @@ from jaxvae.nets import ACTIVATIONS
 
 BINARIZATIONS = ("dynamic", "static")
 KL_ESTIMATORS = ("analytic", "mc")
+OBJECTIVES = ("vae", "iwae")
+LR_SCHEDULES = ("constant", "burda")
+
+# Architecture defaults of each model (applied to the fields left unset).
+MODEL_DEFAULTS = {
+    # Kingma & Welling (2014) / pytorch-examples: 784-400-20, ReLU, one stochastic layer.
+    "mlp": dict(hidden=(400,), latent_dim=20, activation="relu", hidden2=None, latent_dim2=None),
+    # Burda et al. (2016), one stochastic layer: 784-200-200-50, tanh.
+    "burda1": dict(hidden=(200, 200), latent_dim=50, activation="tanh", hidden2=None, latent_dim2=None),
+    # Burda et al. (2016), two stochastic layers: 784-200-200-100 (z1) -100-100-50 (z2), tanh.
+    "burda2": dict(hidden=(200, 200), latent_dim=100, activation="tanh", hidden2=(100, 100), latent_dim2=50),
+}
 
 
 class JaxvaeError(Exception):
@@ -34,16 +46,31 @@ class Config:
       training set (when static). Runs with different ``seed`` share the same test set.
     n_train: use only the first ``n_train`` training images (None: all).
     n_test: use only the first ``n_test`` test images (None: all).
-    hidden: hidden-layer widths of the encoder; the decoder mirrors them.
-    latent_dim: d, the size of z.
+    model: ``"mlp"`` (one stochastic layer, any widths), ``"burda1"`` (its preset
+      784-200-200-50 tanh) or ``"burda2"`` (two stochastic layers, Burda et al. 2016).
+      The architecture fields left unset (None) take the model's defaults
+      (:data:`MODEL_DEFAULTS`), so a constructed config is always resolved.
+    hidden: hidden-layer widths between x and z (z1); the decoder mirrors them.
+    latent_dim: d, the size of z (z1 for burda2).
     activation: nonlinearity of the hidden layers.
-    beta: weight of KL(q_phi(z|x) || p(z)) in the training objective
+    hidden2: burda2 only: hidden widths between z1 and z2.
+    latent_dim2: burda2 only: the size of z2.
+    objective: ``"vae"``: the (beta-)ELBO averaged over ``k`` samples of z;
+      ``"iwae"``: the importance-weighted bound log (1/k) sum_i w_i (Burda et al. 2016).
+    k: samples of z per data point in the training objective.
+    beta: weight of KL(q_phi(z|x) || p(z)) in the vae objective
       E_q[log p_theta(x|z)] - beta * KL; beta = 1 is the ELBO.
-    kl: ``"analytic"`` (closed form) or ``"mc"`` (the single-sample estimate
-      log q_phi(z|x) - log p(z)).
+    warmup_epochs: KL warm-up: the KL weight rises linearly from 0 to beta over
+      this many epochs (0: none).
+    free_bits: free bits (Kingma et al. 2016): each latent dimension's batch-mean KL
+      counts as at least this many nats in the vae objective (0: none).
+    kl: ``"analytic"`` (closed form, where the model has one; otherwise the
+      estimate is used) or ``"mc"`` (the estimate log q_phi(z|x) - log p(z) at the samples).
     batch_size: images per optimizer step.
     epochs: passes over the training set.
     lr: Adam learning rate.
+    lr_schedule: ``"constant"``, or ``"burda"``: 3^i epochs at lr * 10^(-i/7), i = 0..7
+      (Burda et al. 2016; 3280 epochs in all, cut short by ``epochs``).
     adam_b1, adam_b2, adam_eps: Adam's other hyperparameters.
     seed: seed of the parameter initialisation, the data order, the binarization
       draws of training and the z samples.
@@ -56,14 +83,22 @@ class Config:
   binarization_seed: int = 0
   n_train: int | None = None
   n_test: int | None = None
-  hidden: tuple[int, ...] = (400,)
-  latent_dim: int = 20
-  activation: str = "relu"
+  model: str = "mlp"
+  hidden: tuple[int, ...] | None = None
+  latent_dim: int | None = None
+  activation: str | None = None
+  hidden2: tuple[int, ...] | None = None
+  latent_dim2: int | None = None
+  objective: str = "vae"
+  k: int = 1
   beta: float = 1.0
+  warmup_epochs: float = 0.0
+  free_bits: float = 0.0
   kl: str = "analytic"
   batch_size: int = 128
   epochs: int = 10
   lr: float = 1e-3
+  lr_schedule: str = "constant"
   adam_b1: float = 0.9
   adam_b2: float = 0.999
   adam_eps: float = 1e-8
@@ -71,15 +106,30 @@ class Config:
   eval_batch_size: int = 1000
 
   def __post_init__(self):
-    object.__setattr__(self, "hidden", tuple(self.hidden))
+    for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
+      if getattr(self, name) is None:
+        object.__setattr__(self, name, value)
+    for name in ("hidden", "hidden2"):
+      if isinstance(getattr(self, name), (list, tuple)):
+        object.__setattr__(self, name, tuple(getattr(self, name)))
+
+  @property
+  def stochastic_layers(self) -> int:
+    return 2 if self.model == "burda2" else 1
 
   def replace(self, **changes: Any) -> "Config":
-    """A copy with ``changes`` applied (``dataclasses.replace``)."""
+    """A copy with ``changes`` applied (``dataclasses.replace``).
+
+    The architecture fields keep their resolved values: to change ``model``, build a new
+    ``Config(model=...)`` so that it takes that model's defaults.
+    """
     return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
-    d["hidden"] = list(self.hidden)
+    for name in ("hidden", "hidden2"):
+      if d[name] is not None:
+        d[name] = list(d[name])
     return d
 
   @classmethod
@@ -115,13 +165,35 @@ class Config:
     for name in ("n_train", "n_test"):
       v = getattr(self, name)
       need(v is None or is_int(v) and v >= 1, f"{name}={v!r} must be a positive integer (or unset for all images)")
-    need(len(self.hidden) >= 1 and all(is_int(h) and h >= 1 for h in self.hidden),
-         f"hidden={list(self.hidden)!r} must be one or more positive widths, e.g. --hidden 400 or --hidden 200,200")
+    need(self.model in MODEL_DEFAULTS, f"model={self.model!r} is unknown: use one of {', '.join(MODEL_DEFAULTS)}")
+    need(isinstance(self.hidden, tuple) and len(self.hidden) >= 1 and all(is_int(h) and h >= 1 for h in self.hidden),
+         f"hidden={self.hidden!r} must be one or more positive widths, e.g. --hidden 400 or --hidden 200,200")
     need(is_int(self.latent_dim) and self.latent_dim >= 1, f"latent_dim={self.latent_dim!r} must be an integer >= 1")
     need(self.activation in ACTIVATIONS,
          f"activation={self.activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
+    if self.model == "burda2":
+      need(isinstance(self.hidden2, tuple) and len(self.hidden2) >= 1 and all(is_int(h) and h >= 1 for h in self.hidden2),
+           f"hidden2={self.hidden2!r} must be one or more positive widths")
+      need(is_int(self.latent_dim2) and self.latent_dim2 >= 1, f"latent_dim2={self.latent_dim2!r} must be an integer >= 1")
+    else:
+      need(self.hidden2 is None and self.latent_dim2 is None,
+           f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}")
+    need(self.objective in OBJECTIVES, f"objective={self.objective!r} is unknown: use one of {', '.join(OBJECTIVES)}")
+    need(is_int(self.k) and self.k >= 1, f"k={self.k!r} must be an integer >= 1 (samples of z per data point)")
     need(is_num(self.beta) and self.beta >= 0, f"beta={self.beta!r} must be a number >= 0 (beta = 1 is the ELBO)")
+    need(is_num(self.warmup_epochs) and self.warmup_epochs >= 0,
+         f"warmup_epochs={self.warmup_epochs!r} must be a number >= 0 (0: no KL warm-up)")
+    need(is_num(self.free_bits) and self.free_bits >= 0,
+         f"free_bits={self.free_bits!r} must be a number >= 0 (nats per latent dimension; 0: none)")
+    if self.objective == "iwae":
+      need(self.beta == 1 and self.warmup_epochs == 0 and self.free_bits == 0,
+           "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
+           "leave them at 1, 0, 0 with --objective iwae")
+    if self.free_bits > 0:
+      need(self.model != "burda2", "free_bits needs per-dimension KL terms of one stochastic layer: use --model mlp or burda1")
     need(self.kl in KL_ESTIMATORS, f"kl={self.kl!r} is unknown: use one of {', '.join(KL_ESTIMATORS)}")
+    need(self.lr_schedule in LR_SCHEDULES,
+         f"lr_schedule={self.lr_schedule!r} is unknown: use one of {', '.join(LR_SCHEDULES)}")
     need(is_int(self.batch_size) and self.batch_size >= 1, f"batch_size={self.batch_size!r} must be an integer >= 1")
     need(is_int(self.epochs) and self.epochs >= 1, f"epochs={self.epochs!r} must be an integer >= 1")
     need(is_num(self.lr) and self.lr > 0, f"lr={self.lr!r} must be a number > 0, e.g. 1e-3")

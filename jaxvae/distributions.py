@@ -109,21 +109,18 @@ def gaussian_kl(q: Gaussian, p: Gaussian) -> jax.Array:
   return 0.5 * jnp.sum(var_ratio + t * t - 1.0 - 2.0 * (q.log_scale - p.log_scale), axis=-1)
 
 
-def gaussian_kl_to_standard_normal(q: Gaussian) -> jax.Array:
-  """Closed-form KL(q || N(0, I)), summed over the last axis.
+def gaussian_kl_to_standard_normal_per_dim(q: Gaussian) -> jax.Array:
+  """Closed-form KL(q || N(0, I)) of each dimension: ``[..., d]``, each >= 0.
 
-  KL = 1/2 sum_i [ mu_i^2 + sigma_i^2 - 1 - 2 log sigma_i ]
+  KL_i = 1/2 [ mu_i^2 + sigma_i^2 - 1 - 2 log sigma_i ]
   (Kingma & Welling 2014, Appendix B, with the sign of -D_KL in their eq. 10.)
-
-  Args:
-    q: ``[..., d]``.
-
-  Returns:
-    ``[...]`` KL divergences in nats, >= 0.
   """
-  return 0.5 * jnp.sum(
-      q.mean * q.mean + jnp.exp(2.0 * q.log_scale) - 1.0 - 2.0 * q.log_scale, axis=-1
-  )
+  return 0.5 * (q.mean * q.mean + jnp.exp(2.0 * q.log_scale) - 1.0 - 2.0 * q.log_scale)
+
+
+def gaussian_kl_to_standard_normal(q: Gaussian) -> jax.Array:
+  """Closed-form KL(q || N(0, I)) = sum_i KL_i, summed over the last axis: ``[...]`` nats."""
+  return jnp.sum(gaussian_kl_to_standard_normal_per_dim(q), axis=-1)
 
 
 def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:

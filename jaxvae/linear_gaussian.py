@@ -66,15 +66,24 @@ def make_linear_gaussian_vae(data_dim: int, latent_dim: int) -> VAE:
         },
     }
 
+  def sample_q(params: Params, x: jax.Array, key: jax.Array, sample_shape: tuple[int, ...] = ()):
+    q = q_phi(params, x)
+    z = D.gaussian_sample(key, q, sample_shape)
+    lead = (1,) * len(sample_shape)
+    q_b = D.Gaussian(q.mean.reshape(lead + q.mean.shape), q.log_scale.reshape(lead + q.log_scale.shape))
+    return z, D.gaussian_log_prob(q_b, z)
+
   return VAE(
       init=init,
       q_phi=q_phi,
+      sample_q=sample_q,
       p_theta=p_theta,
       log_p_x_given_z=lambda x, px: D.gaussian_log_prob(px, x),
       mean_x=lambda px: px.mean,
       log_p_z=lambda params, z: D.standard_normal_log_prob(z),
       sample_p_z=lambda params, key, n: jax.random.normal(key, (n, latent_dim)),
-      kl_q_p_z=lambda params, q: D.gaussian_kl_to_standard_normal(q),
+      kl_q_p_z=lambda params, q: D.gaussian_kl_to_standard_normal_per_dim(q),
+      latent_means=lambda params, x, key: (q_phi(params, x).mean,),
       latent_dim=latent_dim,
       image_shape=(data_dim,),
   )

@@ -24,6 +24,15 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+def _gaussian_mlp(h: jax.Array, hidden: Sequence[int], out_dim: int, activation: str) -> Gaussian:
+  """Dense layers inside the calling module's ``@nn.compact`` scope: h -> (mu, log sigma)."""
+  act = ACTIVATIONS[activation]
+  for width in hidden:
+    h = act(nn.Dense(width)(h))
+  mean, log_scale = jnp.split(nn.Dense(2 * out_dim)(h), 2, axis=-1)
+  return Gaussian(mean, log_scale)
+
+
 class MLPEncoder(nn.Module):
   """x -> (mu, log sigma) of the diagonal Gaussian q_phi(z|x).
 
@@ -43,13 +52,28 @@ class MLPEncoder(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> Gaussian:
     """Args: x ``[..., H, W, C]``. Returns: a :class:`Gaussian` with ``[..., d]`` fields."""
-    act = ACTIVATIONS[self.activation]
-    h = x.reshape(x.shape[:-3] + (-1,))
-    for width in self.hidden:
-      h = act(nn.Dense(width)(h))
-    out = nn.Dense(2 * self.latent_dim)(h)
-    mean, log_scale = jnp.split(out, 2, axis=-1)
-    return Gaussian(mean, log_scale)
+    return _gaussian_mlp(x.reshape(x.shape[:-3] + (-1,)), self.hidden, self.latent_dim, self.activation)
+
+
+class GaussianMLP(nn.Module):
+  """u -> (mu, log sigma) of a diagonal Gaussian over v: a conditional Gaussian layer p(v|u) or q(v|u).
+
+  Burda et al. (2016) use it between stochastic layers: q(z2|z1) and p(z1|z2).
+
+  Attributes:
+    hidden: widths of the hidden layers.
+    out_dim: the size of v.
+    activation: a name in :data:`ACTIVATIONS`.
+  """
+
+  hidden: Sequence[int]
+  out_dim: int
+  activation: str = "tanh"
+
+  @nn.compact
+  def __call__(self, u: jax.Array) -> Gaussian:
+    """Args: u ``[..., d_in]``. Returns: a :class:`Gaussian` with ``[..., out_dim]`` fields."""
+    return _gaussian_mlp(u, self.hidden, self.out_dim, self.activation)
 
 
 class MLPDecoder(nn.Module):

@@ -52,3 +52,34 @@ def save_reconstructions(path: str, originals: np.ndarray, reconstructions: np.n
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def save_sweep(path: str, rows: list[dict], axes: list[str], metric: str = "test_elbo") -> None:
+  """One panel per swept axis: ``metric`` of every model against that axis, with the mean per value.
+
+  Numeric axes use their values on the x axis (log scale when they span more than a decade);
+  others (widths, names) are categories.
+  """
+  axes = axes or ["name"]
+  label = metric.replace("_", " ").replace("elbo", "ELBO").replace("kl", "KL")
+  fig, panels = plt.subplots(1, len(axes), figsize=(4.2 * len(axes), 3.6), squeeze=False)
+  for ax, name in zip(panels[0], axes):
+    values = [r[name] if not isinstance(r[name], list) else "/".join(map(str, r[name])) for r in rows]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    levels = sorted(set(values)) if numeric else sorted(set(values), key=str)
+    xs = values if numeric else [levels.index(v) for v in values]
+    ax.scatter(xs, [r[metric] for r in rows], s=18, alpha=0.7, color="tab:blue", label="one model")
+    means = [np.mean([r[metric] for r, v in zip(rows, values) if v == level]) for level in levels]
+    ax.plot(levels if numeric else range(len(levels)), means, color="tab:red", marker="o", label="mean")
+    if numeric and min(levels) > 0 and max(levels) / min(levels) > 10:
+      ax.set_xscale("log")
+    if not numeric:
+      ax.set_xticks(range(len(levels)), [str(level) for level in levels], rotation=30)
+    ax.set_xlabel(name)
+    ax.set_ylabel(f"{label} (nats)")
+    ax.grid(alpha=0.3)
+  panels[0][0].legend(fontsize=8)
+  fig.suptitle(f"{len(rows)} models: {label} against each swept axis", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -8,8 +8,8 @@ with the gradient of the (beta-)ELBO, the optax update and the metrics inside on
 jit. One epoch is one ``lax.scan`` of that step over a shuffled pass through the
 training set, which lives on the device; the state buffers are donated, and the
 host sees the metrics once per epoch. Every hyperparameter that a sweep varies
-without changing shapes (beta, the learning rate) is an array in the state, so
-``jax.vmap`` over stacked states trains many models in one program.
+without changing shapes (beta, warm-up, free bits, the learning rate) is an array
+in the state, so ``jax.vmap`` over stacked states trains many models in one program.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from jaxvae.checkpoint import save_checkpoint
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.data import ImageDataset, dynamic_binarize, load_dataset, static_binarize
 from jaxvae.model import VAE, Params, make_vae
-from jaxvae.objectives import beta_elbo_loss, elbo
+from jaxvae.objectives import beta_elbo_loss, elbo, importance_terms, iwae_bound, kl_warmup
 
 Metrics = dict[str, jax.Array]
 
@@ -40,10 +40,14 @@ class HParams(NamedTuple):
   """Hyperparameters that live in the state as traced arrays (no recompile to change them).
 
   Attributes:
-    beta: ``[]`` float32, the KL weight of the training objective (1 = the ELBO).
+    beta: ``[]`` float32, the KL weight of the vae objective (1 = the ELBO).
+    warmup_steps: ``[]`` float32, steps over which the KL weight rises from 0 to beta (0: none).
+    free_bits: ``[]`` float32, the per-dimension KL floor in nats (0: none).
   """
 
   beta: jax.Array
+  warmup_steps: jax.Array
+  free_bits: jax.Array
 
 
 class TrainState(NamedTuple):
@@ -51,8 +55,8 @@ class TrainState(NamedTuple):
 
   Attributes:
     params: ``{"encoder": ..., "decoder": ...}`` float32 parameters.
-    opt_state: the ``optax.inject_hyperparams(optax.adam)`` state; its
-      ``hyperparams["learning_rate"]`` is the ``[]`` float32 learning rate.
+    opt_state: the optimizer state (see :func:`make_optimizer`); the learning rate
+      is a ``[]`` float32 array in it (:func:`learning_rate`, :func:`with_learning_rate`).
     step: ``[]`` int32, optimizer steps taken.
     hparams: :class:`HParams`.
   """
@@ -85,11 +89,46 @@ class Trainer(NamedTuple):
   steps_per_epoch: Callable[[int], int]
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-  """Adam with its learning rate injected as a state array (``optax.inject_hyperparams``)."""
-  return optax.inject_hyperparams(optax.adam)(
+def burda_lr_factor(steps_per_epoch: int) -> optax.Schedule:
+  """The learning-rate factor of Burda et al. (2016): 10^(-i/7) for 3^i epochs, i = 0..7.
+
+  Stage i starts at epoch (3^i - 1) / 2 (the sum of the earlier stages); after the
+  3280 epochs of the eight stages the factor stays at 10^-1.
+  """
+  return optax.piecewise_constant_schedule(
+      1.0, {steps_per_epoch * (3**i - 1) // 2: 10.0 ** (-1.0 / 7.0) for i in range(1, 8)}
+  )
+
+
+def make_optimizer(config: Config, steps_per_epoch: int = 1) -> optax.GradientTransformation:
+  """Adam with its learning rate injected as a state array, times the configured schedule.
+
+  ``optax.inject_hyperparams(optax.adam)`` keeps the learning rate in the optimizer
+  state, so a sweep can give each model its own without recompiling; the ``burda``
+  schedule multiplies the updates by :func:`burda_lr_factor` (``optax.scale_by_schedule``).
+  """
+  adam = optax.inject_hyperparams(optax.adam)(
       learning_rate=config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
   )
+  if config.lr_schedule == "burda":
+    return optax.chain(adam, optax.scale_by_schedule(burda_lr_factor(steps_per_epoch)))
+  return adam
+
+
+def _adam_state(opt_state):
+  return opt_state[0] if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else opt_state
+
+
+def learning_rate(opt_state) -> jax.Array:
+  """The base learning rate held in a :func:`make_optimizer` state."""
+  return _adam_state(opt_state).hyperparams["learning_rate"]
+
+
+def with_learning_rate(opt_state, lr: jax.Array | float):
+  """A copy of a :func:`make_optimizer` state with the base learning rate set to ``lr``."""
+  adam = _adam_state(opt_state)
+  new = adam._replace(hyperparams={**adam.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)})
+  return (new,) + tuple(opt_state[1:]) if adam is not opt_state else new
 
 
 def make_preprocess(config: Config) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -129,6 +168,50 @@ def map_batches(fn: Callable[[jax.Array, jax.Array], Any], x: jax.Array, batch_s
   return jax.tree.map(lambda *o: jnp.concatenate(o), *parts)
 
 
+def make_objective(config: Config, vae: VAE):
+  """``objective(params, x, key, hparams, step) -> (loss, metrics)`` of ``config.objective``.
+
+  vae:  loss = -(1/B) sum_b (1/k) sum_i log p_theta(x_b|z_bi) + beta_t * R (see
+        :func:`jaxvae.objectives.beta_elbo_loss`), beta_t = :func:`kl_warmup` at ``step``.
+  iwae: loss = -(1/B) sum_b log (1/k) sum_i w(z_bi)  (Burda et al. 2016).
+  Metrics are batch means, in nats: loss, elbo, log_p_x_given_z, kl (and kl_weight, iwae).
+  """
+  k = config.k
+  if config.objective == "iwae":
+
+    def iwae_objective(params, x, key, hparams, step):
+      del hparams, step
+      t = importance_terms(vae, params, x, key, k)
+      bound = jnp.mean(iwae_bound(t.log_w))
+      metrics = {
+          "loss": -bound,
+          "iwae": bound,
+          "elbo": jnp.mean(t.log_w),
+          "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
+          "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
+      }
+      return -bound, metrics
+
+    return iwae_objective
+
+  analytic_kl = config.kl == "analytic"
+
+  def vae_objective(params, x, key, hparams, step):
+    terms = elbo(vae, params, x, key, k=k, analytic_kl=analytic_kl)
+    kl_weight = kl_warmup(hparams.beta, hparams.warmup_steps)(step)
+    loss = beta_elbo_loss(terms, kl_weight, hparams.free_bits)
+    metrics = {
+        "loss": loss,
+        "elbo": jnp.mean(terms.elbo),
+        "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
+        "kl": jnp.mean(terms.kl),
+        "kl_weight": kl_weight,
+    }
+    return loss, metrics
+
+  return vae_objective
+
+
 def make_train_step(
     config: Config, vae: VAE, optimizer: optax.GradientTransformation
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
@@ -136,12 +219,13 @@ def make_train_step(
 
   train_step(state, batch, key):
     x ~ preprocess(batch)                    (dynamic binarization uses one half of key)
-    loss(theta, phi) = -(1/B) sum_b [ log p_theta(x_b|z_b) - beta * KL(q_phi(z|x_b) || p(z)) ]
+    loss(theta, phi) = the objective of ``config`` (:func:`make_objective`), e.g.
+      -(1/B) sum_b [ log p_theta(x_b|z_b) - beta * KL(q_phi(z|x_b) || p(z)) ]
     (theta, phi) <- optax update with grad loss
-  returns the new state and the batch means of loss, ELBO, log p_theta(x|z) and KL.
+  returns the new state and the batch means of the objective's metrics.
 
   Args:
-    config: supplies the binarization and the KL estimator (static choices).
+    config: supplies the binarization, the objective and the KL estimator (static choices).
     vae: the model.
     optimizer: an optax transformation (its hyperparameters may live in its state).
 
@@ -149,25 +233,15 @@ def make_train_step(
     ``train_step(state, batch [B, H, W, C] uint8, key) -> (state, metrics)``.
   """
   preprocess = make_preprocess(config)
-  analytic_kl = config.kl == "analytic"
+  objective = make_objective(config, vae)
 
   def train_step(state: TrainState, batch: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
     k_x, k_z = jax.random.split(key)
     x = preprocess(k_x, batch)
-
-    def loss_fn(params):
-      terms = elbo(vae, params, x, k_z, analytic_kl=analytic_kl)
-      return beta_elbo_loss(terms, state.hparams.beta), terms
-
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    loss_fn = lambda params: objective(params, x, k_z, state.hparams, state.step)  # noqa: E731
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {
-        "loss": loss,
-        "elbo": jnp.mean(terms.elbo),
-        "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
-        "kl": jnp.mean(terms.kl),
-    }
     return TrainState(params, opt_state, state.step + 1, state.hparams), metrics
 
   return train_step
@@ -177,6 +251,7 @@ def make_train_epoch(
     train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]],
     batch_size: int,
     on_progress: Callable[[jax.Array], None] | None = None,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
   """One epoch as one ``lax.scan`` of ``train_step`` over a shuffled pass through the data.
 
@@ -189,6 +264,9 @@ def make_train_epoch(
     batch_size: B.
     on_progress: if given, called on the host (``jax.debug.callback``) with the
       number of steps done, about 50 times per epoch; it does not block the epoch.
+    batch_sharding: data parallelism: each batch is constrained to this sharding
+      (e.g. its first axis over a mesh of devices); with the state replicated, XLA
+      partitions the step and sums the gradients across devices.
 
   Returns:
     ``train_epoch(state, images [N, H, W, C], key) -> (state, metrics)``, the
@@ -206,7 +284,10 @@ def make_train_epoch(
       idx, k, done = inputs
       if on_progress is not None:
         jax.lax.cond(done % report_every == 0, lambda: jax.debug.callback(on_progress, done), lambda: None)
-      return train_step(state, jnp.take(images, idx, axis=0), k)
+      batch = jnp.take(images, idx, axis=0)
+      if batch_sharding is not None:
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+      return train_step(state, batch, k)
 
     state, metrics = jax.lax.scan(body, state, xs)
     return state, jax.tree.map(jnp.mean, metrics)
@@ -224,10 +305,10 @@ def make_evaluate(config: Config, vae: VAE) -> Callable[[Params, jax.Array, jax.
 
   def evaluate(params: Params, x: jax.Array, key: jax.Array) -> Metrics:
     def chunk(xb, i):
-      return elbo(vae, params, xb, jax.random.fold_in(key, i), analytic_kl=analytic_kl)
+      terms = elbo(vae, params, xb, jax.random.fold_in(key, i), analytic_kl=analytic_kl)
+      return {"elbo": terms.elbo, "log_p_x_given_z": terms.log_p_x_given_z, "kl": terms.kl}
 
-    terms = map_batches(chunk, x, config.eval_batch_size)
-    return {name: jnp.mean(value) for name, value in terms._asdict().items()}
+    return {name: jnp.mean(value) for name, value in map_batches(chunk, x, config.eval_batch_size).items()}
 
   return evaluate
 
@@ -236,6 +317,8 @@ def make_trainer(
     config: Config,
     image_shape: tuple[int, int, int] = (28, 28, 1),
     on_progress: Callable[[jax.Array], None] | None = None,
+    train_size: int | None = None,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Trainer:
   """Builds the model, the optimizer and the jitted step, epoch and evaluation of ``config``.
 
@@ -246,6 +329,9 @@ def make_trainer(
     config: the run configuration.
     image_shape: (H, W, C) of the data.
     on_progress: see :func:`make_train_epoch`.
+    train_size: training images per epoch, for the schedules that count epochs
+      (KL warm-up, the burda learning rate); default ``config.n_train`` or 60,000.
+    batch_sharding: see :func:`make_train_epoch` (data parallelism).
 
   Returns:
     A :class:`Trainer`.
@@ -255,20 +341,27 @@ def make_trainer(
     >>> state = trainer.init(jax.random.key(0))
     >>> state, metrics = trainer.train_step(state, batch, jax.random.key(1))
   """
+  steps_per_epoch = (train_size or config.n_train or 60_000) // config.batch_size
   vae = make_vae(config, image_shape)
-  optimizer = make_optimizer(config)
+  optimizer = make_optimizer(config, steps_per_epoch)
   train_step = make_train_step(config, vae, optimizer)
 
   def init(key: jax.Array) -> TrainState:
     params = vae.init(key)
-    hparams = HParams(beta=jnp.asarray(config.beta, jnp.float32))
+    hparams = HParams(
+        beta=jnp.asarray(config.beta, jnp.float32),
+        warmup_steps=jnp.asarray(config.warmup_epochs * steps_per_epoch, jnp.float32),
+        free_bits=jnp.asarray(config.free_bits, jnp.float32),
+    )
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams)
 
   return Trainer(
       vae=vae,
       init=init,
       train_step=jax.jit(train_step),
-      train_epoch=jax.jit(make_train_epoch(train_step, config.batch_size, on_progress), donate_argnums=0),
+      train_epoch=jax.jit(
+          make_train_epoch(train_step, config.batch_size, on_progress, batch_sharding), donate_argnums=0
+      ),
       evaluate=jax.jit(make_evaluate(config, vae)),
       steps_per_epoch=lambda n: n // config.batch_size,
   )
@@ -303,25 +396,33 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
     raise JaxvaeError(f"cannot write run folder {workdir} ({e.strerror}): choose a writable --workdir") from None
 
 
+def prepare_test_set(config: Config, dataset: ImageDataset) -> np.ndarray:
+  """The test set as evaluation reads it: ``[M, H, W, C]`` float32, one fixed 0/1 draw.
+
+  The draw comes from ``binarization_seed`` alone, so every run (whatever its ``seed``)
+  and every later evaluation see the same test set.
+  """
+  test = dataset.test_images[: config.n_test]
+  key = jax.random.fold_in(jax.random.key(config.binarization_seed), 1)
+  return static_binarize(test, key).astype(np.float32)
+
+
 def prepare_data(config: Config, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
   """The training images as the step reads them and the test set as evaluation reads it.
 
   Returns:
     ``train``: ``[N, H, W, C]`` uint8, intensities (dynamic) or a fixed 0/1 draw (static);
-    ``test``: ``[M, H, W, C]`` float32, one fixed 0/1 draw from ``binarization_seed``.
+    ``test``: ``[M, H, W, C]`` float32 (:func:`prepare_test_set`).
   """
   train = dataset.train_images[: config.n_train]
-  test = dataset.test_images[: config.n_test]
   if train.shape[0] < config.batch_size:
     raise JaxvaeError(
         f"batch_size={config.batch_size} is larger than the training set ({train.shape[0]} images): "
         "lower --batch-size or use more training images"
     )
-  key = jax.random.key(config.binarization_seed)
   if config.binarization == "static":
-    train = static_binarize(train, jax.random.fold_in(key, 0))
-  test = static_binarize(test, jax.random.fold_in(key, 1)).astype(np.float32)
-  return train, test
+    train = static_binarize(train, jax.random.fold_in(jax.random.key(config.binarization_seed), 0))
+  return train, prepare_test_set(config, dataset)
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -332,7 +433,7 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-class _EpochBar:
+class EpochBar:
   """A tqdm bar for the epoch in flight (shown on terminals only), advanced from inside the jitted epoch."""
 
   def __init__(self, enabled: bool):
@@ -345,8 +446,8 @@ class _EpochBar:
 
   def __call__(self, steps_done):
     bar = self.bar
-    if bar is not None:
-      bar.update(int(steps_done) - bar.n)
+    if bar is not None:  # steps_done is an array of one value per model inside a vmapped sweep
+      bar.update(int(np.max(steps_done)) - bar.n)
 
   def close(self):
     if self.bar is not None:
@@ -361,6 +462,8 @@ def train_and_evaluate(
     overwrite: bool = False,
     dataset: ImageDataset | None = None,
     progress: bool = True,
+    verbose: bool = True,
+    data_parallel: bool = False,
 ) -> dict[str, Any]:
   """Trains ``config`` and writes the run folder ``workdir``.
 
@@ -374,7 +477,10 @@ def train_and_evaluate(
     workdir: the run folder; must not exist or be empty unless ``overwrite``.
     overwrite: replace a non-empty ``workdir``.
     dataset: the data (default: ``load_dataset(config.dataset)``).
-    progress: show a progress bar per epoch and a line per epoch.
+    progress: show a progress bar per epoch (on terminals).
+    verbose: print a line per epoch and a summary line.
+    data_parallel: shard every batch over all devices (of all processes), with the
+      parameters and the data replicated (:func:`jaxvae.sweep.data_parallel_shardings`).
 
   Returns:
     The summary (also in ``summary.json``).
@@ -384,16 +490,31 @@ def train_and_evaluate(
   if dataset is None:
     dataset = load_dataset(config.dataset, config.tfds_data_dir)
   train_np, test_np = prepare_data(config, dataset)
-  prepare_workdir(workdir, overwrite)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json() + "\n")
+  batch_sharding = replicated = None
+  if data_parallel:
+    from jaxvae.sweep import data_parallel_shardings
 
-  log = tqdm.tqdm.write if progress else (lambda s: None)
-  bar = _EpochBar(progress)
-  trainer = make_trainer(config, dataset.image_shape, on_progress=bar)
+    batch_sharding, replicated = data_parallel_shardings(config.batch_size)
+  # With several processes (multi-host data parallelism) only process 0 writes files;
+  # every process takes part in the (collective) checkpoint.
+  main_process = jax.process_index() == 0
+  if main_process:
+    prepare_workdir(workdir, overwrite)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json() + "\n")
+
+  log = tqdm.tqdm.write if verbose and main_process else (lambda s: None)
+  bar = EpochBar(progress)
+  trainer = make_trainer(
+      config, dataset.image_shape, on_progress=bar, train_size=len(train_np), batch_sharding=batch_sharding
+  )
   k_init, k_train, k_eval, k_plot = jax.random.split(jax.random.key(config.seed), 4)
-  train_x, test_x = jax.device_put(train_np), jax.device_put(test_np)
   state = trainer.init(k_init)
+  if replicated is None:
+    train_x, test_x = jax.device_put(train_np), jax.device_put(test_np)
+  else:  # every process holds the whole (small) dataset and the same state
+    train_x, test_x = (jax.make_array_from_process_local_data(replicated, a) for a in (train_np, test_np))
+    state = jax.device_put(state, replicated)
   steps = trainer.steps_per_epoch(train_x.shape[0])
 
   t0 = time.perf_counter()
@@ -402,7 +523,8 @@ def train_and_evaluate(
   compile_seconds = time.perf_counter() - t0
   log(
       f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test images, "
-      f"{steps} steps of {config.batch_size} per epoch on {jax.devices()[0].platform}; compiled in {compile_seconds:.1f} s"
+      f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
+      f"{jax.devices()[0].platform} device(s); compiled in {compile_seconds:.1f} s"
   )
 
   rows, train_seconds = [], 0.0
@@ -421,16 +543,19 @@ def train_and_evaluate(
     row.update({f"test_{k}": float(v) for k, v in test_m.items()})
     row.update(kl=row["test_kl"], images_per_sec=steps * config.batch_size / seconds, seconds=seconds)
     rows.append(row)
-    with open(metrics_path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    if main_process:
+      with open(metrics_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    bound = f"train IWAE_{config.k} {row['train_iwae']:9.3f}  " if "train_iwae" in row else ""
     log(
-        f"epoch {epoch:>{len(str(config.epochs))}}/{config.epochs}  train ELBO {row['train_elbo']:9.3f}  "
+        f"epoch {epoch:>{len(str(config.epochs))}}/{config.epochs}  {bound}train ELBO {row['train_elbo']:9.3f}  "
         f"test ELBO {row['test_elbo']:9.3f}  KL {row['kl']:7.3f}  "
         f"{row['images_per_sec']:,.0f} images/s  {seconds:.2f} s"
     )
 
   save_checkpoint(workdir, config.epochs, state)
-  _save_figures(trainer.vae, state.params, test_x, k_plot, workdir)
+  if main_process:
+    save_figures(trainer.vae, state.params, test_x, k_plot, workdir)
   last = rows[-1]
   summary = {
       "epochs": config.epochs,
@@ -445,9 +570,11 @@ def train_and_evaluate(
       "n_train": int(train_x.shape[0]),
       "n_test": int(test_x.shape[0]),
       "device": str(jax.devices()[0].device_kind),
+      "devices": jax.device_count() if data_parallel else 1,
       "jax_version": jax.__version__,
   }
-  _write_json(os.path.join(workdir, "summary.json"), summary)
+  if main_process:
+    _write_json(os.path.join(workdir, "summary.json"), summary)
   log(
       f"done: test ELBO {summary['test_elbo']:.3f} nats after {config.epochs} epochs, "
       f"{summary['images_per_sec']:,.0f} images/s, {summary['seconds']:.1f} s in all; results in {workdir}"
@@ -455,12 +582,13 @@ def train_and_evaluate(
   return summary
 
 
-def _save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, workdir: str, n: int = 64) -> None:
+def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, workdir: str, n: int = 64) -> None:
   """``samples.png``: x ~ p_theta(x|z), z ~ p(z), as E[x|z]; ``reconstructions.png``: x beside E[x|z=mu_phi(x)]."""
-  z = vae.sample_p_z(params, key, n)
-  samples = vae.mean_x(vae.p_theta(params, z))
+  k_z, k_means = jax.random.split(key)
+  samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
   x = test_x[:n]
-  recon = vae.mean_x(vae.p_theta(params, vae.q_phi(params, x).mean))
+  means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
+  recon = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
   plots.save_samples(
       os.path.join(workdir, "samples.png"),
       np.asarray(samples),

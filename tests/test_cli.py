@@ -119,3 +119,34 @@ def test_console_script_reports_bad_input_without_a_traceback(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "beta" in proc.stderr
   assert "Traceback" not in proc.stderr and not workdir.exists()
+
+
+def test_eval_writes_eval_json_and_repeats_itself(run_dir, capsys):
+  args = ["eval", "--workdir", run_dir, "--k", "50", "--n-test", "60", "--batch-size", "25", "--no-progress"]
+  assert main(args) == 0
+  out = capsys.readouterr().out
+  assert "log p(x)" in out and "active units" in out
+  with open(os.path.join(run_dir, "eval.json")) as f:
+    first = json.load(f)
+  for key in ("test_log_px", "test_log_px_se", "test_log_px_mc_se", "test_elbo", "test_kl",
+              "test_log_p_x_given_z", "active_units", "bits_per_dim", "samples_per_sec"):  # fmt: skip
+    assert key in first, key
+  assert first["k"] == 50 and first["n_test"] == 60 and first["checkpoint_epoch"] == 2
+  # IS with k = 50 bounds log p(x) tighter than the ELBO, and the estimate is a log-likelihood in nats.
+  assert first["test_log_px"] > first["test_elbo"] and first["test_log_px"] < 0
+  np.testing.assert_allclose(first["bits_per_dim"], -first["test_log_px"] / (784 * np.log(2)))
+  assert 0 <= first["active_units"] <= 8
+  assert main(args) == 0
+  with open(os.path.join(run_dir, "eval.json")) as f:
+    again = json.load(f)
+  for key in ("test_log_px", "test_elbo", "test_kl", "active_units"):
+    assert again[key] == first[key]
+  assert main([*args[:-1], "--seed", "1", "--no-progress"]) == 0
+  with open(os.path.join(run_dir, "eval.json")) as f:
+    assert json.load(f)["test_log_px"] != first["test_log_px"]
+
+
+def test_eval_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
+  assert main(["eval", "--workdir", str(tmp_path)]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "config.json" in err

@@ -89,3 +89,87 @@ def test_analytic_kl_is_kl_to_the_standard_normal_prior(model):
   terms = elbo(vae, params, x, jax.random.key(0), analytic_kl=True)
   mean, var = np.asarray(q.mean, np.float64), np.exp(2 * np.asarray(q.log_scale, np.float64))
   np.testing.assert_allclose(terms.kl, 0.5 * (mean**2 + var - 1 - np.log(var)).sum(-1), rtol=1e-5)
+
+
+# --- IWAE, importance sampling, free bits, warm-up -------------------------------------------------
+
+from jaxvae.evaluate import importance_sampled_log_px  # noqa: E402
+from jaxvae.objectives import ELBOTerms, importance_terms, iwae_bound, kl_warmup  # noqa: E402
+
+
+def _wrong_q(params):
+  enc = LG.optimal_encoder(params)
+  return {**params, "encoder": {**enc, "c": enc["c"] + 0.5, "s": enc["s"] - 0.3}}
+
+
+def test_iwae_with_k_1_is_the_elbo(model):
+  vae, params, x = model
+  params = _wrong_q(params)
+  key = jax.random.key(3)
+  t = importance_terms(vae, params, x, key, 1)
+  mc = elbo(vae, params, x, key, k=1, analytic_kl=False)
+  np.testing.assert_allclose(iwae_bound(t.log_w), mc.elbo, rtol=1e-6)
+
+
+def test_iwae_bound_is_above_the_elbo_and_grows_with_k(model):
+  vae, params, x = model
+  params = _wrong_q(params)
+  exact_elbo = LG.exact_elbo(params, x)
+  log_px = LG.log_p_x(params, x)
+  means, ses = {}, {}
+  n = 4000
+  for k in (1, 5, 50):
+    draws = jax.vmap(lambda key: iwae_bound(importance_terms(vae, params, x, key, k).log_w))(
+        jax.random.split(jax.random.key(k), n)
+    )
+    draws = np.asarray(draws, np.float64)
+    means[k], ses[k] = draws.mean(0), draws.std(0) / np.sqrt(n)
+  # E[IWAE_1] = ELBO (within Monte-Carlo error); then increasing in k, and below log p(x).
+  assert np.all(np.abs(means[1] - np.asarray(exact_elbo)) < 4 * ses[1])
+  assert np.all(means[5] - means[1] > 4 * np.hypot(ses[5], ses[1]))
+  assert np.all(means[50] - means[5] > 4 * np.hypot(ses[50], ses[5]))
+  assert np.all(means[50] < np.asarray(log_px))
+
+
+def test_importance_sampling_converges_to_the_exact_log_px(model):
+  vae, params, x = model
+  # A proposal wider than the posterior (as a good IS proposal is) and off-centre: light-tailed weights.
+  enc = LG.optimal_encoder(params)
+  params = {**params, "encoder": {**enc, "c": enc["c"] + 0.5, "s": enc["s"] + 0.3}}
+  log_px = np.asarray(LG.log_p_x(params, x))
+  se = {}
+  for k, chunk in ((1000, 1000), (100_000, 7_000)):
+    out = importance_sampled_log_px(vae, params, x, jax.random.key(0), k, chunk)
+    se[k] = np.sqrt(np.asarray(out["mc_var"]))
+    assert np.all(np.abs(np.asarray(out["log_px"]) - log_px) < 4 * se[k] + 1e-4), (out["log_px"], log_px, se[k])
+  # The error shrinks as 1 / sqrt(k): 100x the samples, about a tenth of the error.
+  assert np.all(se[100_000] < se[1000] / 5) and np.all(se[100_000] < 0.08)
+  # The chunking changes the draws, not the estimator: any chunking agrees within the error.
+  a = importance_sampled_log_px(vae, params, x, jax.random.key(0), 5000, 5000)["log_px"]
+  b = importance_sampled_log_px(vae, params, x, jax.random.key(0), 5000, 333)["log_px"]
+  np.testing.assert_allclose(a, b, atol=0.05)
+
+
+def test_free_bits_floor_removes_the_kl_gradient_of_dimensions_below_it():
+  kl_per_dim = jnp.array([[0.05, 2.0, 0.5], [0.15, 3.0, 0.7]])  # batch means: 0.1, 2.5, 0.6
+  rec = jnp.array([-80.0, -90.0])
+
+  def loss(kpd, free_bits):
+    terms = ELBOTerms(rec, jnp.sum(kpd, -1), rec - jnp.sum(kpd, -1), kpd)
+    return beta_elbo_loss(terms, 1.0, free_bits)
+
+  # No floor: d loss / d KL_bj = 1 / B for every dimension.
+  np.testing.assert_allclose(jax.grad(loss)(kl_per_dim, 0.0), np.full((2, 3), 0.5))
+  # Floor 1 nat: dimensions 0 and 2 (batch means 0.1 and 0.6 < 1) contribute 1 nat each and no gradient.
+  np.testing.assert_allclose(jax.grad(loss)(kl_per_dim, 1.0), [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
+  np.testing.assert_allclose(loss(kl_per_dim, 1.0), 85.0 + 1.0 + 2.5 + 1.0, rtol=1e-6)
+
+
+def test_kl_warmup_scales_the_kl_gradient_linearly():
+  schedule = kl_warmup(2.0, 100.0)
+  np.testing.assert_allclose([schedule(0), schedule(25), schedule(100), schedule(1000)], [0.0, 0.5, 2.0, 2.0])
+  np.testing.assert_allclose(kl_warmup(2.0, 0.0)(0), 2.0)
+  rec, kl = jnp.array([-80.0]), jnp.array([10.0])
+  grad_kl = lambda w: jax.grad(lambda k: beta_elbo_loss(ELBOTerms(rec, k, rec - k), w))(kl)  # noqa: E731
+  np.testing.assert_allclose(grad_kl(schedule(25)), [0.5])
+  np.testing.assert_allclose(grad_kl(schedule(0)), [0.0])

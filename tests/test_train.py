@@ -11,6 +11,7 @@ import numpy as np
 from jaxvae.config import Config
 from jaxvae.train import (
     make_optimizer,
+    with_learning_rate,
     make_train_step,
     make_trainer,
     map_batches,
@@ -39,7 +40,7 @@ def test_train_step_is_traced_once_over_many_calls(mnist):
   assert np.isfinite(float(metrics["elbo"]))
   # A new beta or learning rate is new data, not a new program.
   state = state._replace(hparams=state.hparams._replace(beta=jnp.float32(4.0)))
-  state.opt_state.hyperparams["learning_rate"] = jnp.float32(3e-4)
+  state = state._replace(opt_state=with_learning_rate(state.opt_state, 3e-4))
   state, _ = step(state, _batches(mnist, 1)[0], jax.random.key(99))
 
 
@@ -51,7 +52,7 @@ def test_scanned_epoch_is_compiled_once_across_epochs(mnist):
     state, metrics = trainer.train_epoch(state, images, jax.random.key(epoch))
   assert trainer.train_epoch._cache_size() == 1
   assert int(state.step) == 3 * (256 // SMALL.batch_size)
-  assert set(metrics) == {"loss", "elbo", "log_p_x_given_z", "kl"}
+  assert set(metrics) == {"loss", "elbo", "log_p_x_given_z", "kl", "kl_weight"}
 
 
 def test_jit_and_eager_steps_agree(mnist):
@@ -135,3 +136,12 @@ def test_same_seed_is_bit_identical_and_another_seed_differs(tmp_path, mnist):
   for ra, rb, rc in zip(runs["a"], runs["b"], runs["c"]):
     assert [ra[k] for k in keys] == [rb[k] for k in keys]
     assert [ra[k] for k in keys] != [rc[k] for k in keys]
+
+
+def test_burda_learning_rate_schedule_is_3_to_the_i_epochs_at_10_to_the_minus_i_over_7():
+  from jaxvae.train import burda_lr_factor
+
+  factor = burda_lr_factor(steps_per_epoch=10)
+  # Stage i starts at epoch (3^i - 1) / 2: 0, 1, 4, 13, 40, 121, 364, 1093; the last ends at 3280.
+  for epoch, stage in [(0, 0), (1, 1), (3, 1), (4, 2), (12, 2), (13, 3), (40, 4), (1093, 7), (3279, 7), (5000, 7)]:
+    np.testing.assert_allclose(factor(epoch * 10), 10.0 ** (-stage / 7), rtol=1e-5)

@@ -1,0 +1,232 @@
+"""Evaluation of a trained model: log p_theta(x) by importance sampling, the ELBO, active units.
+
+The marginal likelihood log p_theta(x) = log E_{q_phi(z|x)}[ p_theta(x, z) / q_phi(z|x) ] is
+estimated with k samples z_i ~ q_phi(z|x) as the proposal (Burda et al. 2016, k = 5000):
+
+  log p^(x) = log (1/k) sum_i w_i,   w_i = p_theta(x|z_i) p(z_i) / q_phi(z_i|x),
+
+a consistent estimator whose expectation is the bound IWAE_k(x) <= log p_theta(x). The
+samples are drawn in chunks and combined with a running maximum, so memory is bounded for
+any k. Its Monte-Carlo error per example, by the delta method, is
+
+  Var[log p^(x)] ~= Var[w] / (k E[w]^2) = (k sum_i w_i^2 / (sum_i w_i)^2 - 1) / k.
+
+Active units (Burda et al. 2016, Section 5.2): latent dimension u is active if
+Cov_x( E_{q(u|x)}[u] ) > 0.01 over the test set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from jaxvae.checkpoint import restore_checkpoint
+from jaxvae.config import Config, JaxvaeError
+from jaxvae.data import ImageDataset, load_dataset
+from jaxvae.model import VAE, Params
+from jaxvae.objectives import elbo, importance_terms
+
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def importance_sampled_log_px(
+    vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, chunk: int
+) -> dict[str, jax.Array]:
+  """log p_theta(x) by importance sampling with k samples from q_phi(z|x), in chunks.
+
+  Args:
+    vae: the model.
+    params: its parameters.
+    x: ``[B, H, W, C]`` data.
+    key: PRNG key; chunk j of samples uses ``fold_in(key, j)``.
+    k: samples per example.
+    chunk: samples per chunk (``k`` is split into ``k // chunk`` chunks and a remainder).
+
+  Returns:
+    ``[B]`` arrays: ``log_px`` (the estimate), ``mc_var`` (its delta-method variance),
+    ``mean_log_w`` (the k-sample ELBO estimate), ``log_p_x_given_z`` and ``kl``
+    (the Monte-Carlo KL, log q - log p(z)), both averaged over the samples.
+  """
+  b = x.shape[0]
+  zeros = jnp.zeros(b, jnp.float32)
+  init = (jnp.full(b, -jnp.inf, jnp.float32), zeros, zeros, zeros, zeros, zeros)
+
+  def add(carry, terms):
+    m, s1, s2, sum_log_w, sum_rec, sum_kl = carry
+    log_w = terms.log_w
+    m_new = jnp.maximum(m, jnp.max(log_w, axis=0))
+    scale = jnp.exp(m - m_new)  # 0 on the first chunk (m = -inf)
+    u = jnp.exp(log_w - m_new[None])
+    return (
+        m_new,
+        s1 * scale + jnp.sum(u, axis=0),
+        s2 * scale * scale + jnp.sum(u * u, axis=0),
+        sum_log_w + jnp.sum(log_w, axis=0),
+        sum_rec + jnp.sum(terms.log_p_x_given_z, axis=0),
+        sum_kl + jnp.sum(terms.log_q_z_given_x - terms.log_p_z, axis=0),
+    )
+
+  full, rest = divmod(k, chunk)
+  carry = init
+  if full:
+    carry, _ = jax.lax.scan(
+        lambda c, j: (add(c, importance_terms(vae, params, x, jax.random.fold_in(key, j), chunk)), None),
+        carry,
+        jnp.arange(full),
+    )
+  if rest:
+    carry = add(carry, importance_terms(vae, params, x, jax.random.fold_in(key, full), rest))
+  m, s1, s2, sum_log_w, sum_rec, sum_kl = carry
+  return {
+      "log_px": m + jnp.log(s1) - math.log(k),
+      "mc_var": jnp.maximum(k * s2 / (s1 * s1) - 1.0, 0.0) / k,
+      "mean_log_w": sum_log_w / k,
+      "log_p_x_given_z": sum_rec / k,
+      "kl": sum_kl / k,
+  }
+
+
+def make_batch_evaluator(vae: VAE, k: int, chunk: int):
+  """A jitted ``(params, x [B, ...], key) -> per-example results`` for one batch of test images.
+
+  Returns IS log p(x) and its variance, the k-sample ELBO terms, the closed-form KL where the
+  model has one (else the estimate), and the per-layer posterior means E_q[z_l|x].
+  """
+
+  def evaluate_batch(params, x, key):
+    k_is, k_means = jax.random.split(key)
+    out = importance_sampled_log_px(vae, params, x, k_is, k, chunk)
+    if vae.kl_q_p_z is not None:
+      out["kl"] = jnp.sum(vae.kl_q_p_z(params, vae.q_phi(params, x)), axis=-1)
+    out["elbo"] = out["log_p_x_given_z"] - out["kl"]
+    out["latent_means"] = vae.latent_means(params, x, k_means)
+    return out
+
+  return jax.jit(evaluate_batch)
+
+
+def load_run(workdir: str) -> tuple[Config, ImageDataset, Any, Any, int]:
+  """Reads a run folder: its config, its dataset, a trainer, and the checkpointed state.
+
+  Returns:
+    ``(config, dataset, trainer, state, epoch)``.
+
+  Raises:
+    JaxvaeError: the folder, its config.json or its checkpoint is missing or unreadable.
+  """
+  from jaxvae.train import make_trainer
+
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise JaxvaeError(f"{workdir} is not a run folder (no config.json): pass the --workdir of a `jaxvae train` run")
+  try:
+    with open(path) as f:
+      config = Config.from_dict(json.load(f)).validate()
+  except (ValueError, TypeError) as e:
+    raise JaxvaeError(f"{path} cannot be read ({e}): it is damaged; retrain into a new --workdir") from None
+  dataset = load_dataset(config.dataset, config.tfds_data_dir)
+  train_size = len(dataset.train_images[: config.n_train])
+  trainer = make_trainer(config, dataset.image_shape, train_size=train_size)
+  state, epoch = restore_checkpoint(workdir, trainer.init(jax.random.key(0)))
+  return config, dataset, trainer, state, epoch
+
+
+def evaluate_run(
+    workdir: str,
+    *,
+    k: int = 5000,
+    batch_size: int = 100,
+    n_test: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    write: bool = True,
+) -> dict[str, Any]:
+  """Evaluates the checkpoint of a run folder on its test set and writes ``eval.json``.
+
+  The test set is the run's (same dataset, same fixed binarization); ``n_test`` takes
+  its first images. Same arguments, same numbers.
+
+  Args:
+    workdir: a `jaxvae train` run folder.
+    k: importance samples per test image (Burda et al.: 5000).
+    batch_size: test images per batch.
+    n_test: evaluate the first ``n_test`` test images (default: all of the run's).
+    seed: seed of the importance samples.
+    progress: show a progress bar.
+    write: write ``workdir/eval.json``.
+
+  Returns:
+    The results (also in ``eval.json``): ``test_log_px`` and its standard errors
+    (``test_log_px_se`` over test images, ``test_log_px_mc_se`` of the sampling),
+    ``test_elbo``, ``test_kl``, ``test_log_p_x_given_z``, ``active_units`` (and per
+    layer), ``bits_per_dim``, ``samples_per_sec``, ``seconds``.
+  """
+  from jaxvae.train import prepare_test_set
+
+  for name, value in (("k", k), ("batch_size", batch_size)):
+    if not isinstance(value, int) or value < 1:
+      raise JaxvaeError(f"{name}={value!r} must be an integer >= 1")
+  if n_test is not None and (not isinstance(n_test, int) or n_test < 1):
+    raise JaxvaeError(f"n_test={n_test!r} must be a positive integer (or unset for the whole test set)")
+  t_start = time.perf_counter()
+  config, dataset, trainer, state, epoch = load_run(workdir)
+  test = prepare_test_set(config, dataset)
+  if n_test is not None:
+    test = test[:n_test]
+  n = len(test)
+  batch_size = min(batch_size, n)
+  chunk = max(1, min(k, 50_000 // batch_size))  # about 50,000 decoder passes in memory at once
+  evaluate_batch = make_batch_evaluator(trainer.vae, k, chunk)
+  key = jax.random.key(seed)
+  params = state.params
+
+  results = []
+  t_loop = time.perf_counter()
+  batches = range(0, n, batch_size)
+  for i, start in enumerate(tqdm.tqdm(batches, desc=f"eval k={k}", unit="batch", disable=None if progress else True)):
+    x = test[start : start + batch_size]
+    valid = len(x)
+    if valid < batch_size:  # pad the last batch: one compiled shape
+      x = np.concatenate([x, np.zeros((batch_size - valid,) + x.shape[1:], x.dtype)])
+    out = jax.device_get(evaluate_batch(params, jnp.asarray(x), jax.random.fold_in(key, i)))
+    results.append(jax.tree.map(lambda a: a[:valid], out))
+  loop_seconds = time.perf_counter() - t_loop  # includes the one compilation
+  seconds = time.perf_counter() - t_start
+  cat = jax.tree.map(lambda *a: np.concatenate(a), *results)
+
+  log_px = cat["log_px"].astype(np.float64)
+  pixels = int(np.prod(dataset.image_shape))
+  active = [int(np.sum(np.var(m.astype(np.float64), axis=0) > ACTIVE_UNIT_THRESHOLD)) for m in cat["latent_means"]]
+  summary = {
+      "checkpoint_epoch": int(epoch),
+      "k": k,
+      "n_test": n,
+      "seed": seed,
+      "test_log_px": float(np.mean(log_px)),
+      "test_log_px_se": float(np.std(log_px, ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+      "test_log_px_mc_se": float(np.sqrt(np.sum(cat["mc_var"].astype(np.float64))) / n),
+      "test_elbo": float(np.mean(cat["elbo"])),
+      "test_kl": float(np.mean(cat["kl"])),
+      "test_log_p_x_given_z": float(np.mean(cat["log_p_x_given_z"])),
+      "test_elbo_gap": float(np.mean(log_px) - np.mean(cat["elbo"])),
+      "active_units": int(sum(active)),
+      "active_units_per_layer": active,
+      "bits_per_dim": float(-np.mean(log_px) / (pixels * math.log(2.0))),
+      "samples_per_sec": n * k / loop_seconds,
+      "seconds": seconds,
+  }
+  if write:
+    tmp = os.path.join(workdir, "eval.json.tmp")
+    with open(tmp, "w") as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+      f.write("\n")
+    os.replace(tmp, os.path.join(workdir, "eval.json"))
+  return summary
