@@ -71,7 +71,9 @@ def build(images, config=Config(), optimizer=None, **swaps):
     optimizer = optimizer or T.make_optimizer(config)
     epoch = jax.jit(T.make_train_epoch(T.make_train_step(config, vae, optimizer), config.batch_size), donate_argnums=0)
     params = vae.init(jax.random.key(0))
-    state = T.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), T.HParams(jnp.float32(1.0)))
+    zero = jnp.zeros((), jnp.int32)
+    hparams = T.HParams(jnp.float32(1.0), jnp.float32(0.0), jnp.float32(0.0))
+    state = T.TrainState(params, optimizer.init(params), zero, hparams, zero)
     return epoch.lower(state, images, jax.random.key(1)).compile(), state
 
 

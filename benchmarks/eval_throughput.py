@@ -22,7 +22,8 @@ import jax.numpy as jnp
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
 from jaxvae.evaluate import make_batch_evaluator
-from jaxvae.train import make_trainer, prepare_test_set
+from jaxvae.data import prepare_test_set
+from jaxvae.train import make_trainer
 
 
 def main(argv=None):

@@ -36,7 +36,8 @@ import numpy as np
 
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
-from jaxvae.train import make_trainer, prepare_data
+from jaxvae.data import prepare_data
+from jaxvae.train import make_trainer
 
 
 def cpu_model() -> str:

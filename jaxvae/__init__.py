@@ -16,9 +16,12 @@ from jaxvae.distributions import (
     gaussian_sample,
     standard_normal_log_prob,
 )
+from jaxvae.evaluate import evaluate_run, importance_sampled_log_px
 from jaxvae.model import VAE, make_vae
-from jaxvae.objectives import ELBOTerms, beta_elbo_loss, elbo
-from jaxvae.train import HParams, Trainer, TrainState, make_optimizer, make_trainer, train_and_evaluate
+from jaxvae.objectives import ELBOTerms, ImportanceTerms, beta_elbo_loss, elbo, importance_terms, iwae_bound, kl_warmup
+from jaxvae.sweep import run_sweep, train_group
+from jaxvae.run import RunStopped, train_and_evaluate
+from jaxvae.train import HParams, Trainer, TrainState, make_optimizer, make_trainer
 
 __version__ = "0.1.0"
 
@@ -28,7 +31,9 @@ __all__ = [
     "Gaussian",
     "HParams",
     "ImageDataset",
+    "ImportanceTerms",
     "JaxvaeError",
+    "RunStopped",
     "TrainState",
     "Trainer",
     "VAE",
@@ -36,16 +41,23 @@ __all__ = [
     "beta_elbo_loss",
     "dynamic_binarize",
     "elbo",
+    "evaluate_run",
     "gaussian_kl",
     "gaussian_kl_to_standard_normal",
     "gaussian_log_prob",
     "gaussian_sample",
+    "importance_sampled_log_px",
+    "importance_terms",
+    "iwae_bound",
+    "kl_warmup",
     "load_dataset",
     "load_mnist",
     "make_optimizer",
     "make_trainer",
     "make_vae",
+    "run_sweep",
     "standard_normal_log_prob",
     "static_binarize",
     "train_and_evaluate",
+    "train_group",
 ]

@@ -1,15 +1,19 @@
-"""Checkpoints of the training state with orbax-checkpoint, in ``W/checkpoints/<epoch>/``.
+"""Checkpoints of a run with orbax-checkpoint, in ``W/checkpoints/<epoch>/``.
 
-Orbax writes each checkpoint to a temporary folder and renames it when complete,
-so a run killed mid-save leaves the previous checkpoint intact.
+A checkpoint holds everything that continues a run exactly: the :class:`TrainState`
+(parameters, optimizer state, step, hyperparameters, skip counter) and the run's training
+key; the data order of epoch e is drawn from ``fold_in(train_key, e)``, so the epoch
+number is the position in the data. Orbax writes each checkpoint to a temporary folder
+and renames it when complete, so a run killed mid-save keeps its previous checkpoints.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxvae.config import JaxvaeError
@@ -17,38 +21,71 @@ from jaxvae.config import JaxvaeError
 CHECKPOINT_DIR = "checkpoints"
 
 
-def _manager(workdir: str, max_to_keep: int | None = None, read_only: bool = False) -> ocp.CheckpointManager:
-  # Reading opens the manager without creating folders (orbax's read_only mode only adds warnings).
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options)
+def _directory(workdir: str) -> str:
+  return os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
 
 
-def save_checkpoint(workdir: str, epoch: int, state: Any, *, max_to_keep: int | None = 3) -> None:
-  """Saves ``state`` (any pytree of arrays) as the checkpoint of ``epoch``; keeps the last ``max_to_keep``."""
-  with _manager(workdir, max_to_keep) as manager:
-    manager.save(epoch, args=ocp.args.StandardSave(state))
-    manager.wait_until_finished()
+class Checkpointer:
+  """Saves the checkpoints of one run, keeping the newest ``keep``; saves run in the background.
+
+  Example:
+    >>> ckpt = Checkpointer(workdir, keep=3)
+    >>> ckpt.save(epoch, state, train_key)   # returns once the arrays are copied to the host
+    >>> ckpt.close()                         # waits for the writes
+  """
+
+  def __init__(self, workdir: str, keep: int = 3):
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
+    self._manager = ocp.CheckpointManager(_directory(workdir), options=options)
+
+  def save(self, epoch: int, state: Any, train_key: jax.Array) -> None:
+    # Host copies: the device buffers are donated to the next epoch while orbax writes.
+    payload = {"state": jax.device_get(state), "train_key": np.asarray(jax.random.key_data(train_key))}
+    self._manager.save(epoch, args=ocp.args.StandardSave(payload))
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def save_checkpoint(workdir: str, epoch: int, state: Any, train_key: jax.Array | None = None, *, keep: int = 3) -> None:
+  """Saves one checkpoint and waits for it (``train_key`` defaults to the key of seed 0)."""
+  ckpt = Checkpointer(workdir, keep)
+  ckpt.save(epoch, state, train_key if train_key is not None else jax.random.key(0))
+  ckpt.close()
 
 
 def latest_epoch(workdir: str) -> int | None:
   """The epoch of the newest complete checkpoint in ``workdir``, or None."""
-  if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
+  if not os.path.isdir(_directory(workdir)):
     return None
-  with _manager(workdir, read_only=True) as manager:
+  options = ocp.CheckpointManagerOptions(create=False)
+  with ocp.CheckpointManager(_directory(workdir), options=options) as manager:
     return manager.latest_step()
 
 
-def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> tuple[Any, int]:
+class Restored(NamedTuple):
+  """A restored checkpoint: the state, its epoch and the run's training key."""
+
+  state: Any
+  epoch: int
+  train_key: jax.Array
+
+
+def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> Restored:
   """Restores the checkpoint of ``epoch`` (default: the newest) into the structure of ``like``.
 
   Args:
     workdir: the run folder.
-    like: a pytree with the structure, shapes and dtypes of the saved state
-      (e.g. a freshly initialised state; only its metadata is used).
+    like: a state with the structure, shapes and dtypes of the saved one (e.g. a
+      freshly initialised state; only its metadata is used).
     epoch: which checkpoint; None for the newest.
 
   Returns:
-    ``(state, epoch)``.
+    :class:`Restored`.
 
   Raises:
     JaxvaeError: no checkpoint, or one that cannot be read or does not match ``like``.
@@ -56,17 +93,19 @@ def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> tup
   found = latest_epoch(workdir)
   if found is None:
     raise JaxvaeError(
-        f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}: train first with `jaxvae train --workdir {workdir}`"
+        f"no checkpoint in {_directory(workdir)}: train first with `jaxvae train --workdir {workdir}`"
     )
   epoch = found if epoch is None else epoch
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  key_like = np.asarray(jax.random.key_data(jax.random.key(0)))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"state": like, "train_key": key_like})
   try:
-    with _manager(workdir, read_only=True) as manager:
-      state = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+    options = ocp.CheckpointManagerOptions(create=False)
+    with ocp.CheckpointManager(_directory(workdir), options=options) as manager:
+      payload = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
   except Exception as e:  # orbax/tensorstore raise many types for damaged or mismatched files.
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
     raise JaxvaeError(
         f"checkpoint {epoch} in {workdir} cannot be restored ({type(e).__name__}: {first}): "
         "it is damaged or from another config; retrain into a new --workdir"
     ) from None
-  return state, epoch
+  return Restored(payload["state"], int(epoch), jax.random.wrap_key_data(payload["train_key"]))

@@ -15,6 +15,7 @@ import os
 import sys
 
 from jaxvae.config import Config, JaxvaeError
+from jaxvae.run import RunStopped
 
 _DEFAULTS = Config()
 
@@ -63,7 +64,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--adam-eps", type=float, help=f"Adam epsilon (default {d.adam_eps:g}; Burda et al. use 1e-4)")
   g.add_argument("--seed", type=int, help=f"(default {d.seed})")
   g = p.add_argument_group("run folder")
-  g.add_argument("--workdir", required=True, help="run folder; must not exist or be empty")
+  g.add_argument("--workdir", help="run folder; must not exist or be empty")
   g.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
   g.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
 
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument(
       "--data-parallel", action="store_true", help="split every batch over all devices (parameters replicated)"
   )
+  train.add_argument("--resume", metavar="W", help="continue the run in folder W from its newest checkpoint")
+  g = train.add_argument_group("robustness")
+  g.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N epochs (default 1; and at the end)")
+  g.add_argument("--keep-checkpoints", type=int, help="keep the newest N checkpoints (default 3)")
+  g.add_argument("--clip-grad-norm", type=float, help="clip gradients to this global norm")
+  g.add_argument("--skip-grad-norm", type=float, help="skip updates whose gradient norm exceeds this")
+  g.add_argument("--max-consecutive-skips", type=int, help="stop after this many skipped updates in a row (default 100)")
   sw = sub.add_parser(
       "sweep",
       help="train many configs as vmapped programs and compare them",
@@ -119,14 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+  from jaxvae.run import resume_config, train_and_evaluate
   from jaxvae.sweep import initialize_distributed
-  from jaxvae.train import train_and_evaluate
 
-  config = config_from_args(args)
+  if args.resume:
+    if args.workdir and os.path.abspath(args.workdir) != os.path.abspath(args.resume):
+      raise JaxvaeError(f"--resume {args.resume} and --workdir {args.workdir} differ: give only --resume")
+    if args.overwrite:
+      raise JaxvaeError("--resume continues a run and --overwrite replaces it: give one of them")
+    workdir = args.resume
+    config = resume_config(workdir, overrides_from_args(args))
+  else:
+    if not args.workdir:
+      raise JaxvaeError("the following arguments are required: --workdir (or --resume W to continue a run)")
+    workdir = args.workdir
+    config = config_from_args(args)
   initialize_distributed()
   train_and_evaluate(
-      config, args.workdir, overwrite=args.overwrite, progress=not args.no_progress, data_parallel=args.data_parallel
-  )
+      config, workdir, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.no_progress,
+      data_parallel=args.data_parallel,
+  )  # fmt: skip
   return 0
 
 
@@ -135,6 +155,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
   from jaxvae.sweep import expand_grid, parse_grid, run_sweep
 
+  if not args.workdir:
+    raise JaxvaeError("the following arguments are required: --workdir")
   overrides = overrides_from_args(args)
   Config(**overrides).validate()
   grid = parse_grid(args.grid)
@@ -188,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
   except JaxvaeError as e:
     print(f"jaxvae: error: {e}", file=sys.stderr)
     return 2
+  except RunStopped as e:
+    print(str(e), file=sys.stderr)
+    return e.exit_code
   except KeyboardInterrupt:
     print("jaxvae: interrupted", file=sys.stderr)
     return 130

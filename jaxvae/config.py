@@ -72,9 +72,15 @@ class Config:
     lr_schedule: ``"constant"``, or ``"burda"``: 3^i epochs at lr * 10^(-i/7), i = 0..7
       (Burda et al. 2016; 3280 epochs in all, cut short by ``epochs``).
     adam_b1, adam_b2, adam_eps: Adam's other hyperparameters.
+    clip_grad_norm: clip the gradient to this global norm before Adam (None: no clipping).
+    skip_grad_norm: skip an update whose gradient norm exceeds this (None: only
+      non-finite updates are skipped, always).
+    max_consecutive_skips: stop the run after this many skipped updates in a row.
     seed: seed of the parameter initialisation, the data order, the binarization
       draws of training and the z samples.
     eval_batch_size: test images per evaluation chunk (bounds memory, not results).
+    checkpoint_every: save a checkpoint every this many epochs (and at the end).
+    keep_checkpoints: keep the newest this many checkpoints.
   """
 
   dataset: str = "mnist"
@@ -102,8 +108,13 @@ class Config:
   adam_b1: float = 0.9
   adam_b2: float = 0.999
   adam_eps: float = 1e-8
+  clip_grad_norm: float | None = None
+  skip_grad_norm: float | None = None
+  max_consecutive_skips: int = 100
   seed: int = 0
   eval_batch_size: int = 1000
+  checkpoint_every: int = 1
+  keep_checkpoints: int = 3
 
   def __post_init__(self):
     for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
@@ -200,6 +211,12 @@ class Config:
     need(is_num(self.adam_b1) and 0 <= self.adam_b1 < 1, f"adam_b1={self.adam_b1!r} must be in [0, 1)")
     need(is_num(self.adam_b2) and 0 <= self.adam_b2 < 1, f"adam_b2={self.adam_b2!r} must be in [0, 1)")
     need(is_num(self.adam_eps) and self.adam_eps > 0, f"adam_eps={self.adam_eps!r} must be a number > 0")
+    for name in ("clip_grad_norm", "skip_grad_norm"):
+      v = getattr(self, name)
+      need(v is None or is_num(v) and v > 0, f"{name}={v!r} must be a number > 0 (or unset)")
+    for name in ("max_consecutive_skips", "checkpoint_every", "keep_checkpoints"):
+      v = getattr(self, name)
+      need(is_int(v) and v >= 1, f"{name}={v!r} must be an integer >= 1")
     need(is_int(self.seed), f"seed={self.seed!r} must be an integer")
     need(is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
          f"eval_batch_size={self.eval_batch_size!r} must be an integer >= 1")

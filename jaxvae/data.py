@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae import rng
-from jaxvae.config import JaxvaeError
+from jaxvae.config import Config, JaxvaeError
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -171,3 +171,55 @@ def static_binarize(images: np.ndarray, key: jax.Array) -> np.ndarray:
   Drawn with JAX's counter-based PRNG, so the same key gives the same set on any platform.
   """
   return np.asarray(jax.jit(dynamic_binarize)(key, images)).astype(np.uint8)
+
+
+def check_images(images: np.ndarray, what: str) -> np.ndarray:
+  """Checks images for the Bernoulli pipeline and returns them as uint8 intensities.
+
+  Accepts ``[N, H, W, C]`` uint8 (0..255), or floats in [0, 1] (rounded to 0..255).
+  Raises :class:`JaxvaeError` naming the problem and the fix for anything else.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4 or 0 in images.shape:
+    raise JaxvaeError(f"{what} have shape {images.shape}: jaxvae needs a non-empty [N, H, W, C] array")
+  if images.dtype == np.uint8:
+    return images
+  if np.issubdtype(images.dtype, np.floating):
+    if not np.all(np.isfinite(images)):
+      raise JaxvaeError(f"{what} contain NaN or infinite pixels: clean or drop those images")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0.0 or hi > 1.0:
+      raise JaxvaeError(
+          f"{what} have values in [{lo:g}, {hi:g}]: Bernoulli data must lie in [0, 1] (or be uint8 0..255)"
+      )
+    return np.round(images * 255.0).astype(np.uint8)
+  raise JaxvaeError(f"{what} have dtype {images.dtype}: give uint8 intensities 0..255 or floats in [0, 1]")
+
+
+def prepare_test_set(config: Config, dataset: ImageDataset) -> np.ndarray:
+  """The test set as evaluation reads it: ``[M, H, W, C]`` float32, one fixed 0/1 draw.
+
+  The draw comes from ``binarization_seed`` alone, so every run (whatever its ``seed``)
+  and every later evaluation see the same test set.
+  """
+  test = check_images(dataset.test_images[: config.n_test], "test images")
+  key = jax.random.fold_in(jax.random.key(config.binarization_seed), 1)
+  return static_binarize(test, key).astype(np.float32)
+
+
+def prepare_data(config: Config, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
+  """The training images as the step reads them and the test set as evaluation reads it.
+
+  Returns:
+    ``train``: ``[N, H, W, C]`` uint8, intensities (dynamic) or a fixed 0/1 draw (static);
+    ``test``: ``[M, H, W, C]`` float32 (:func:`prepare_test_set`).
+  """
+  train = check_images(dataset.train_images[: config.n_train], "training images")
+  if train.shape[0] < config.batch_size:
+    raise JaxvaeError(
+        f"batch_size={config.batch_size} is larger than the training set ({train.shape[0]} images): "
+        "lower --batch-size or use more training images"
+    )
+  if config.binarization == "static":
+    train = static_binarize(train, jax.random.fold_in(jax.random.key(config.binarization_seed), 0))
+  return train, prepare_test_set(config, dataset)

@@ -30,7 +30,7 @@ import tqdm
 
 from jaxvae.checkpoint import restore_checkpoint
 from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import ImageDataset, load_dataset
+from jaxvae.data import ImageDataset, load_dataset, prepare_test_set
 from jaxvae.model import VAE, Params
 from jaxvae.objectives import elbo, importance_terms
 
@@ -135,8 +135,8 @@ def load_run(workdir: str) -> tuple[Config, ImageDataset, Any, Any, int]:
   dataset = load_dataset(config.dataset, config.tfds_data_dir)
   train_size = len(dataset.train_images[: config.n_train])
   trainer = make_trainer(config, dataset.image_shape, train_size=train_size)
-  state, epoch = restore_checkpoint(workdir, trainer.init(jax.random.key(0)))
-  return config, dataset, trainer, state, epoch
+  restored = restore_checkpoint(workdir, trainer.init(jax.random.key(0)))
+  return config, dataset, trainer, restored.state, restored.epoch
 
 
 def evaluate_run(
@@ -169,8 +169,6 @@ def evaluate_run(
     ``test_elbo``, ``test_kl``, ``test_log_p_x_given_z``, ``active_units`` (and per
     layer), ``bits_per_dim``, ``samples_per_sec``, ``seconds``.
   """
-  from jaxvae.train import prepare_test_set
-
   for name, value in (("k", k), ("batch_size", batch_size)):
     if not isinstance(value, int) or value < 1:
       raise JaxvaeError(f"{name}={value!r} must be an integer >= 1")

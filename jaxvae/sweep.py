@@ -42,17 +42,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxvae import plots
 from jaxvae.checkpoint import save_checkpoint
 from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import ImageDataset, load_dataset, static_binarize
-from jaxvae.train import (
-    EpochBar,
-    HParams,
-    _write_json,
-    make_trainer,
-    prepare_test_set,
-    prepare_workdir,
-    save_figures,
-    with_learning_rate,
-)
+from jaxvae.data import ImageDataset, check_images, load_dataset, prepare_test_set, static_binarize
+from jaxvae.run import EpochBar, prepare_workdir, save_figures, write_json
+from jaxvae.train import HParams, make_trainer, with_learning_rate
 
 # Config fields that a sweep vmaps: they change values, never shapes.
 VMAPPED = ("seed", "beta", "lr", "warmup_epochs", "free_bits", "binarization_seed")
@@ -253,7 +245,7 @@ def train_group(
   mesh = model_mesh(devices)
   stacked, replicated = NamedSharding(mesh, P("models")), NamedSharding(mesh, P())
 
-  train_full = dataset.train_images[: static.n_train]
+  train_full = check_images(dataset.train_images[: static.n_train], "training images")
   if train_full.shape[0] < static.batch_size:
     raise JaxvaeError(
         f"batch_size={static.batch_size} is larger than the training set ({train_full.shape[0]} images): "
@@ -436,7 +428,7 @@ def run_sweep(
 
   best = names.index(table[0]["name"])
   _write_best(configs[best], results[best], dataset, os.path.join(workdir, "best"))
-  _write_json(os.path.join(workdir, "sweep.json"), {"axes": axes, "rows": table, "groups": timing,
+  write_json(os.path.join(workdir, "sweep.json"), {"axes": axes, "rows": table, "groups": timing,
                                                     "seconds": time.perf_counter() - t_start})  # fmt: skip
   with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(table[0]))
@@ -460,12 +452,12 @@ def _write_best(config: Config, result, dataset: ImageDataset, folder: str) -> N
   with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
     f.writelines(json.dumps(row) + "\n" for row in rows)
   last = rows[-1]
-  _write_json(os.path.join(folder, "summary.json"), {
+  write_json(os.path.join(folder, "summary.json"), {
       "epochs": config.epochs, "test_elbo": last["test_elbo"], "test_kl": last["test_kl"],
       "test_log_p_x_given_z": last["test_log_p_x_given_z"], "train_elbo": last["train_elbo"],
       "active_units": int(sum(active)), "trained_in": "jaxvae sweep",
   })  # fmt: skip
-  save_checkpoint(folder, config.epochs, state)
+  save_checkpoint(folder, config.epochs, state, jax.random.split(jax.random.key(config.seed), 4)[1])
   trainer = make_trainer(config, dataset.image_shape)
   test_x = jnp.asarray(prepare_test_set(config, dataset)[:64])
   save_figures(trainer.vae, state.params, test_x, jax.random.split(jax.random.key(config.seed), 4)[3], folder)

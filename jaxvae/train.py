@@ -14,22 +14,14 @@ in the state, so ``jax.vmap`` over stacked states trains many models in one prog
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import time
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-import tqdm
 
-from jaxvae import plots
-from jaxvae.checkpoint import save_checkpoint
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import ImageDataset, dynamic_binarize, load_dataset, static_binarize
+from jaxvae.config import Config
+from jaxvae.data import dynamic_binarize
 from jaxvae.model import VAE, Params, make_vae
 from jaxvae.objectives import beta_elbo_loss, elbo, importance_terms, iwae_bound, kl_warmup
 
@@ -57,14 +49,17 @@ class TrainState(NamedTuple):
     params: ``{"encoder": ..., "decoder": ...}`` float32 parameters.
     opt_state: the optimizer state (see :func:`make_optimizer`); the learning rate
       is a ``[]`` float32 array in it (:func:`learning_rate`, :func:`with_learning_rate`).
-    step: ``[]`` int32, optimizer steps taken.
+    step: ``[]`` int32, batches processed (skipped ones included; Adam counts its own).
     hparams: :class:`HParams`.
+    consecutive_skips: ``[]`` int32, the updates skipped in a row so far (non-finite
+      loss or gradients, or a gradient norm above ``skip_grad_norm``).
   """
 
   params: Params
   opt_state: optax.OptState
   step: jax.Array
   hparams: HParams
+  consecutive_skips: jax.Array
 
 
 class Trainer(NamedTuple):
@@ -110,25 +105,32 @@ def make_optimizer(config: Config, steps_per_epoch: int = 1) -> optax.GradientTr
   adam = optax.inject_hyperparams(optax.adam)(
       learning_rate=config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
   )
+  parts = [adam]
+  if config.clip_grad_norm is not None:
+    parts.insert(0, optax.clip_by_global_norm(config.clip_grad_norm))
   if config.lr_schedule == "burda":
-    return optax.chain(adam, optax.scale_by_schedule(burda_lr_factor(steps_per_epoch)))
-  return adam
+    parts.append(optax.scale_by_schedule(burda_lr_factor(steps_per_epoch)))
+  return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
-def _adam_state(opt_state):
-  return opt_state[0] if isinstance(opt_state, tuple) and not hasattr(opt_state, "hyperparams") else opt_state
+def _is_adam(node) -> bool:
+  return hasattr(node, "hyperparams") and "learning_rate" in node.hyperparams
 
 
 def learning_rate(opt_state) -> jax.Array:
   """The base learning rate held in a :func:`make_optimizer` state."""
-  return _adam_state(opt_state).hyperparams["learning_rate"]
+  adam = next(s for s in jax.tree.leaves(opt_state, is_leaf=_is_adam) if _is_adam(s))
+  return adam.hyperparams["learning_rate"]
 
 
 def with_learning_rate(opt_state, lr: jax.Array | float):
   """A copy of a :func:`make_optimizer` state with the base learning rate set to ``lr``."""
-  adam = _adam_state(opt_state)
-  new = adam._replace(hyperparams={**adam.hyperparams, "learning_rate": jnp.asarray(lr, jnp.float32)})
-  return (new,) + tuple(opt_state[1:]) if adam is not opt_state else new
+  lr = jnp.asarray(lr, jnp.float32)
+  return jax.tree.map(
+      lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": lr}) if _is_adam(s) else s,
+      opt_state,
+      is_leaf=_is_adam,
+  )
 
 
 def make_preprocess(config: Config) -> Callable[[jax.Array, jax.Array], jax.Array]:
@@ -235,16 +237,42 @@ def make_train_step(
   preprocess = make_preprocess(config)
   objective = make_objective(config, vae)
 
+  skip_grad_norm = config.skip_grad_norm
+
   def train_step(state: TrainState, batch: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
     k_x, k_z = jax.random.split(key)
     x = preprocess(k_x, batch)
     loss_fn = lambda params: objective(params, x, k_z, state.hparams, state.step)  # noqa: E731
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return TrainState(params, opt_state, state.step + 1, state.hparams), metrics
+    grad_norm = optax.tree.norm(grads)
+    # An update whose loss or gradients are not finite (or too large) is skipped:
+    # parameters and optimizer state stay as they were (vdvae's rule).
+    ok = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    if skip_grad_norm is not None:
+      ok = ok & (grad_norm <= skip_grad_norm)
+
+    def update(_):
+      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+      return optax.apply_updates(state.params, updates), opt_state
+
+    # lax.cond rather than a select over the trees: measured 7% cheaper on CPU.
+    params, opt_state = jax.lax.cond(ok, update, lambda _: (state.params, state.opt_state), None)
+    skips = jnp.where(ok, 0, state.consecutive_skips + 1)
+    metrics = {**metrics, "grad_norm": grad_norm, "skipped_steps": (~ok).astype(jnp.int32)}
+    return TrainState(params, opt_state, state.step + 1, state.hparams, skips), metrics
 
   return train_step
+
+
+def epoch_means(metrics: Metrics) -> Metrics:
+  """Per-step metrics ``[steps]`` -> epoch values: ``skipped_steps`` summed; the others
+  averaged over the steps that were not skipped (a skipped step's loss may be NaN)."""
+  skipped = metrics["skipped_steps"]
+  kept = 1 - skipped
+  n = jnp.maximum(jnp.sum(kept), 1)
+  out = {k: jnp.sum(jnp.where(kept > 0, v, 0.0)) / n for k, v in metrics.items() if k != "skipped_steps"}
+  out["skipped_steps"] = jnp.sum(skipped)
+  return out
 
 
 def make_train_epoch(
@@ -290,7 +318,7 @@ def make_train_epoch(
       return train_step(state, batch, k)
 
     state, metrics = jax.lax.scan(body, state, xs)
-    return state, jax.tree.map(jnp.mean, metrics)
+    return state, epoch_means(metrics)
 
   return train_epoch
 
@@ -353,7 +381,7 @@ def make_trainer(
         warmup_steps=jnp.asarray(config.warmup_epochs * steps_per_epoch, jnp.float32),
         free_bits=jnp.asarray(config.free_bits, jnp.float32),
     )
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams)
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32))
 
   return Trainer(
       vae=vae,
@@ -364,239 +392,4 @@ def make_trainer(
       ),
       evaluate=jax.jit(make_evaluate(config, vae)),
       steps_per_epoch=lambda n: n // config.batch_size,
-  )
-
-
-# ---------------------------------------------------------------------------
-# The run: train_and_evaluate(config, workdir) and its run folder.
-# ---------------------------------------------------------------------------
-
-
-def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
-  """Creates the run folder; refuses (changing nothing) if it exists and is not empty.
-
-  Raises:
-    JaxvaeError: the folder is not empty and ``overwrite`` is False, or it cannot be written.
-  """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise JaxvaeError(f"run folder {workdir} is a file: choose another --workdir")
-  if os.path.isdir(workdir) and os.listdir(workdir):
-    if not overwrite:
-      raise JaxvaeError(
-          f"run folder {workdir} exists and is not empty: choose a new --workdir, or pass --overwrite to replace it"
-      )
-    shutil.rmtree(workdir)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write-test")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
-  except OSError as e:
-    raise JaxvaeError(f"cannot write run folder {workdir} ({e.strerror}): choose a writable --workdir") from None
-
-
-def prepare_test_set(config: Config, dataset: ImageDataset) -> np.ndarray:
-  """The test set as evaluation reads it: ``[M, H, W, C]`` float32, one fixed 0/1 draw.
-
-  The draw comes from ``binarization_seed`` alone, so every run (whatever its ``seed``)
-  and every later evaluation see the same test set.
-  """
-  test = dataset.test_images[: config.n_test]
-  key = jax.random.fold_in(jax.random.key(config.binarization_seed), 1)
-  return static_binarize(test, key).astype(np.float32)
-
-
-def prepare_data(config: Config, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
-  """The training images as the step reads them and the test set as evaluation reads it.
-
-  Returns:
-    ``train``: ``[N, H, W, C]`` uint8, intensities (dynamic) or a fixed 0/1 draw (static);
-    ``test``: ``[M, H, W, C]`` float32 (:func:`prepare_test_set`).
-  """
-  train = dataset.train_images[: config.n_train]
-  if train.shape[0] < config.batch_size:
-    raise JaxvaeError(
-        f"batch_size={config.batch_size} is larger than the training set ({train.shape[0]} images): "
-        "lower --batch-size or use more training images"
-    )
-  if config.binarization == "static":
-    train = static_binarize(train, jax.random.fold_in(jax.random.key(config.binarization_seed), 0))
-  return train, prepare_test_set(config, dataset)
-
-
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
-class EpochBar:
-  """A tqdm bar for the epoch in flight (shown on terminals only), advanced from inside the jitted epoch."""
-
-  def __init__(self, enabled: bool):
-    self.enabled = enabled
-    self.bar = None
-
-  def start(self, desc: str, total: int):
-    if self.enabled:
-      self.bar = tqdm.tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=None)
-
-  def __call__(self, steps_done):
-    bar = self.bar
-    if bar is not None:  # steps_done is an array of one value per model inside a vmapped sweep
-      bar.update(int(np.max(steps_done)) - bar.n)
-
-  def close(self):
-    if self.bar is not None:
-      self.bar.close()
-      self.bar = None
-
-
-def train_and_evaluate(
-    config: Config,
-    workdir: str,
-    *,
-    overwrite: bool = False,
-    dataset: ImageDataset | None = None,
-    progress: bool = True,
-    verbose: bool = True,
-    data_parallel: bool = False,
-) -> dict[str, Any]:
-  """Trains ``config`` and writes the run folder ``workdir``.
-
-  ``workdir`` receives ``config.json``, ``metrics.jsonl`` (one row per epoch),
-  ``summary.json``, ``checkpoints/<epoch>/`` (orbax, the final state),
-  ``samples.png`` and ``reconstructions.png``. Nothing is written before the
-  config and the data have been checked.
-
-  Args:
-    config: the run configuration.
-    workdir: the run folder; must not exist or be empty unless ``overwrite``.
-    overwrite: replace a non-empty ``workdir``.
-    dataset: the data (default: ``load_dataset(config.dataset)``).
-    progress: show a progress bar per epoch (on terminals).
-    verbose: print a line per epoch and a summary line.
-    data_parallel: shard every batch over all devices (of all processes), with the
-      parameters and the data replicated (:func:`jaxvae.sweep.data_parallel_shardings`).
-
-  Returns:
-    The summary (also in ``summary.json``).
-  """
-  t_start = time.perf_counter()
-  config.validate()
-  if dataset is None:
-    dataset = load_dataset(config.dataset, config.tfds_data_dir)
-  train_np, test_np = prepare_data(config, dataset)
-  batch_sharding = replicated = None
-  if data_parallel:
-    from jaxvae.sweep import data_parallel_shardings
-
-    batch_sharding, replicated = data_parallel_shardings(config.batch_size)
-  # With several processes (multi-host data parallelism) only process 0 writes files;
-  # every process takes part in the (collective) checkpoint.
-  main_process = jax.process_index() == 0
-  if main_process:
-    prepare_workdir(workdir, overwrite)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json() + "\n")
-
-  log = tqdm.tqdm.write if verbose and main_process else (lambda s: None)
-  bar = EpochBar(progress)
-  trainer = make_trainer(
-      config, dataset.image_shape, on_progress=bar, train_size=len(train_np), batch_sharding=batch_sharding
-  )
-  k_init, k_train, k_eval, k_plot = jax.random.split(jax.random.key(config.seed), 4)
-  state = trainer.init(k_init)
-  if replicated is None:
-    train_x, test_x = jax.device_put(train_np), jax.device_put(test_np)
-  else:  # every process holds the whole (small) dataset and the same state
-    train_x, test_x = (jax.make_array_from_process_local_data(replicated, a) for a in (train_np, test_np))
-    state = jax.device_put(state, replicated)
-  steps = trainer.steps_per_epoch(train_x.shape[0])
-
-  t0 = time.perf_counter()
-  train_epoch = trainer.train_epoch.lower(state, train_x, k_train).compile()
-  evaluate = trainer.evaluate.lower(state.params, test_x, k_eval).compile()
-  compile_seconds = time.perf_counter() - t0
-  log(
-      f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test images, "
-      f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
-      f"{jax.devices()[0].platform} device(s); compiled in {compile_seconds:.1f} s"
-  )
-
-  rows, train_seconds = [], 0.0
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  for epoch in range(1, config.epochs + 1):
-    bar.start(f"epoch {epoch}/{config.epochs}", steps)
-    t0 = time.perf_counter()
-    state, train_m = train_epoch(state, train_x, jax.random.fold_in(k_train, epoch))
-    train_m = jax.device_get(train_m)
-    seconds = time.perf_counter() - t0
-    bar.close()
-    test_m = jax.device_get(evaluate(state.params, test_x, k_eval))
-    train_seconds += seconds
-    row = {"epoch": epoch}
-    row.update({f"train_{k}": float(v) for k, v in train_m.items()})
-    row.update({f"test_{k}": float(v) for k, v in test_m.items()})
-    row.update(kl=row["test_kl"], images_per_sec=steps * config.batch_size / seconds, seconds=seconds)
-    rows.append(row)
-    if main_process:
-      with open(metrics_path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    bound = f"train IWAE_{config.k} {row['train_iwae']:9.3f}  " if "train_iwae" in row else ""
-    log(
-        f"epoch {epoch:>{len(str(config.epochs))}}/{config.epochs}  {bound}train ELBO {row['train_elbo']:9.3f}  "
-        f"test ELBO {row['test_elbo']:9.3f}  KL {row['kl']:7.3f}  "
-        f"{row['images_per_sec']:,.0f} images/s  {seconds:.2f} s"
-    )
-
-  save_checkpoint(workdir, config.epochs, state)
-  if main_process:
-    save_figures(trainer.vae, state.params, test_x, k_plot, workdir)
-  last = rows[-1]
-  summary = {
-      "epochs": config.epochs,
-      "test_elbo": last["test_elbo"],
-      "test_kl": last["test_kl"],
-      "test_log_p_x_given_z": last["test_log_p_x_given_z"],
-      "train_elbo": last["train_elbo"],
-      "images_per_sec": steps * config.batch_size * config.epochs / train_seconds,
-      "seconds_per_epoch": train_seconds / config.epochs,
-      "compile_seconds": compile_seconds,
-      "seconds": time.perf_counter() - t_start,
-      "n_train": int(train_x.shape[0]),
-      "n_test": int(test_x.shape[0]),
-      "device": str(jax.devices()[0].device_kind),
-      "devices": jax.device_count() if data_parallel else 1,
-      "jax_version": jax.__version__,
-  }
-  if main_process:
-    _write_json(os.path.join(workdir, "summary.json"), summary)
-  log(
-      f"done: test ELBO {summary['test_elbo']:.3f} nats after {config.epochs} epochs, "
-      f"{summary['images_per_sec']:,.0f} images/s, {summary['seconds']:.1f} s in all; results in {workdir}"
-  )
-  return summary
-
-
-def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, workdir: str, n: int = 64) -> None:
-  """``samples.png``: x ~ p_theta(x|z), z ~ p(z), as E[x|z]; ``reconstructions.png``: x beside E[x|z=mu_phi(x)]."""
-  k_z, k_means = jax.random.split(key)
-  samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
-  x = test_x[:n]
-  means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
-  recon = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
-  plots.save_samples(
-      os.path.join(workdir, "samples.png"),
-      np.asarray(samples),
-      f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as Bernoulli means E[x|z]",
-  )
-  plots.save_reconstructions(
-      os.path.join(workdir, "reconstructions.png"),
-      np.asarray(x),
-      np.asarray(recon),
-      "test images (binarized) and their reconstructions E[x|z] at z = mean of q_phi(z|x)",
   )

@@ -62,7 +62,7 @@ def test_run_folder_holds_every_file(run_dir):
     assert summary[key] > 0
 
   trainer = make_trainer(config)
-  state, epoch = restore_checkpoint(run_dir, trainer.init(jax.random.key(0)))
+  state, epoch, _ = restore_checkpoint(run_dir, trainer.init(jax.random.key(0)))
   assert epoch == 2 and int(state.step) == 2 * (512 // 32)
   assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(state.params))
 

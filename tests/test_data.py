@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.data import MNIST_FILES, load_dataset, read_idx
-from jaxvae.train import train_and_evaluate
+from jaxvae.run import train_and_evaluate
 
 # md5 of the uncompressed files, as published with MNIST.
 MNIST_MD5 = {

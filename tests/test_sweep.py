@@ -15,7 +15,8 @@ from jaxvae.checkpoint import restore_checkpoint
 from jaxvae.cli import main
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.sweep import expand_grid, group_configs, parse_grid, train_group
-from jaxvae.train import make_trainer, train_and_evaluate
+from jaxvae.run import train_and_evaluate
+from jaxvae.train import make_trainer
 
 SMALL = dict(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=100, epochs=3)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +46,7 @@ def test_a_model_trained_in_a_sweep_equals_the_same_config_trained_alone(tmp_pat
   for i, config in enumerate(configs):
     workdir = str(tmp_path / f"solo{i}")
     train_and_evaluate(config, workdir, dataset=mnist, progress=False, verbose=False)
-    solo, _ = restore_checkpoint(workdir, make_trainer(config, train_size=256).init(jax.random.key(0)))
+    solo = restore_checkpoint(workdir, make_trainer(config, train_size=256).init(jax.random.key(0))).state
     swept = result.states[i]
     for a, b in zip(jax.tree.leaves(solo.params), jax.tree.leaves(swept.params)):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
@@ -96,7 +97,8 @@ FAKE_DEVICES = textwrap.dedent(
     from jaxvae.config import Config
     from jaxvae.data import load_mnist
     from jaxvae.sweep import train_group
-    from jaxvae.train import train_and_evaluate, make_trainer
+    from jaxvae.run import train_and_evaluate
+    from jaxvae.train import make_trainer
     from jaxvae.checkpoint import restore_checkpoint
 
     mnist = load_mnist()
@@ -113,8 +115,8 @@ FAKE_DEVICES = textwrap.dedent(
     train_and_evaluate(config, w + "/dp", dataset=mnist, progress=False, verbose=False, data_parallel=True)
     train_and_evaluate(config, w + "/one", dataset=mnist, progress=False, verbose=False)
     like = make_trainer(config, train_size=256).init(jax.random.key(0))
-    dp, _ = restore_checkpoint(w + "/dp", like)
-    one, _ = restore_checkpoint(w + "/one", like)
+    dp = restore_checkpoint(w + "/dp", like).state
+    one = restore_checkpoint(w + "/one", like).state
     for x, y in zip(jax.tree.leaves(dp.params), jax.tree.leaves(one.params)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)
     print("ok")

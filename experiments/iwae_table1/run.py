@@ -29,7 +29,7 @@ import time
 
 from jaxvae.config import Config
 from jaxvae.evaluate import evaluate_run
-from jaxvae.train import train_and_evaluate
+from jaxvae.run import train_and_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEDULES = {

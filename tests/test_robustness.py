@@ -1,0 +1,292 @@
+"""Runs that survive: exact resume, preemption, skipped non-finite updates, bad input."""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jaxvae.checkpoint import restore_checkpoint
+from jaxvae.cli import main
+from jaxvae.config import Config, JaxvaeError
+from jaxvae.data import ImageDataset
+from jaxvae.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.train import make_trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "256", "--n-test", "64", "--no-progress"]
+
+
+def _snapshot(folder):
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, folder)] = (hashlib.sha256(f.read()).hexdigest(), os.stat(path).st_mtime_ns)
+  return out
+
+
+def _jaxvae(*args, **kwargs):
+  return subprocess.Popen([sys.executable, "-m", "jaxvae.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+
+
+def _without_timing(rows):
+  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def _params(workdir):
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = Config.from_dict(json.load(f))
+  like = make_trainer(config, train_size=config.n_train).init(jax.random.key(0))
+  return restore_checkpoint(workdir, like)
+
+
+# ---------------------------------------------------------------------------
+# Resume and preemption.
+# ---------------------------------------------------------------------------
+
+# Epochs of ~0.5 s on 2 cores, so that a signal lands inside one.
+RUN = ["--epochs", "6", "--n-train", "25600", "--n-test", "500", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("resume") / "A")
+  proc = _jaxvae("train", *RUN, "--workdir", workdir)
+  assert proc.wait(timeout=600) == 0, proc.stderr.read()
+  return workdir
+
+
+def test_sigterm_mid_run_then_resume_is_bit_identical_to_a_straight_run(straight, tmp_path):
+  workdir = str(tmp_path / "B")
+  proc = _jaxvae("train", *RUN, "--workdir", workdir)
+  deadline = time.time() + 300
+  while len(read_metrics(workdir)) < 2 and time.time() < deadline:  # epoch 3 is under way
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=300) == 143
+  err = proc.stderr.read().strip().splitlines()
+  assert len(err) == 1 and "SIGTERM" in err[0] and f"jaxvae train --resume {workdir}" in err[0]
+  stopped = len(read_metrics(workdir))
+  assert 2 <= stopped < 6
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  assert summary["completed"] is False and summary["epochs"] == stopped
+
+  resumed = _jaxvae("train", "--resume", workdir, "--no-progress")
+  assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+  rows_a, rows_b = read_metrics(straight), read_metrics(workdir)
+  assert [r["epoch"] for r in rows_b] == [1, 2, 3, 4, 5, 6]
+  assert _without_timing(rows_b) == _without_timing(rows_a)
+  a, b = _params(straight), _params(workdir)
+  assert a.epoch == b.epoch == 6
+  for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  with open(os.path.join(straight, "summary.json")) as f, open(os.path.join(workdir, "summary.json")) as g:
+    sa, sb = json.load(f), json.load(g)
+  assert (sa["test_elbo"], sa["train_elbo"], sa["test_kl"]) == (sb["test_elbo"], sb["train_elbo"], sb["test_kl"])
+  assert sb["completed"] is True and sb["resumed_after_epoch"] == stopped
+
+
+def test_sigint_stops_with_status_130_and_a_checkpoint(tmp_path):
+  workdir = str(tmp_path / "C")
+  proc = _jaxvae("train", *RUN, "--workdir", workdir)
+  deadline = time.time() + 300
+  while len(read_metrics(workdir)) < 1 and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  assert proc.wait(timeout=300) == 130
+  assert "SIGINT" in proc.stderr.read()
+  assert _params(workdir).epoch == len(read_metrics(workdir))
+
+
+def test_resume_refuses_a_changed_config_a_missing_or_damaged_checkpoint(tmp_path, capsys):
+  workdir = str(tmp_path / "D")
+  assert main(["train", *TINY, "--epochs", "2", "--workdir", workdir]) == 0
+  before = _snapshot(workdir)
+
+  def refused(args, words):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert _snapshot(workdir) == before
+
+  refused(["train", "--resume", workdir, "--beta", "2"], ["does not match", "beta"])
+  refused(["train", "--resume", workdir], ["complete", "--epochs"])
+  refused(["train", "--resume", str(tmp_path / "nothing")], ["nothing to resume"])
+  refused(["train", "--resume", workdir, "--workdir", str(tmp_path / "other")], ["--resume", "--workdir"])
+  # A damaged checkpoint: every data file of the newest checkpoint overwritten with garbage.
+  ckpt = os.path.join(workdir, "checkpoints", "2")
+  for root, _, files in os.walk(ckpt):
+    for name in files:
+      if name not in ("_CHECKPOINT_METADATA", "commit_success.txt"):
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"\x00garbage" * 7)
+  before = _snapshot(workdir)
+  refused(["train", "--resume", workdir, "--epochs", "4"], ["checkpoint 2", "cannot be restored"])
+  # No checkpoint at all.
+  os.makedirs(tmp_path / "E")
+  with open(os.path.join(workdir, "config.json")) as f, open(tmp_path / "E" / "config.json", "w") as g:
+    g.write(f.read())
+  workdir = str(tmp_path / "E")
+  before = _snapshot(workdir)
+  refused(["train", "--resume", workdir, "--epochs", "4"], ["no checkpoint"])
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+  config = Config(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2)
+  train_and_evaluate(config, str(tmp_path / "F"), progress=False, verbose=False)
+  train_and_evaluate(config.replace(epochs=4), str(tmp_path / "F"), resume=True, progress=False, verbose=False)
+  train_and_evaluate(config.replace(epochs=4), str(tmp_path / "G"), progress=False, verbose=False)
+  assert _without_timing(read_metrics(tmp_path / "F")) == _without_timing(read_metrics(tmp_path / "G"))
+
+
+# ---------------------------------------------------------------------------
+# Non-finite updates.
+# ---------------------------------------------------------------------------
+
+
+def test_a_nan_batch_is_skipped_and_leaves_the_state_unchanged(mnist):
+  config = Config(hidden=(32,), latent_dim=4, batch_size=16, binarization="static")
+  trainer = make_trainer(config, train_size=256)
+  state = trainer.init(jax.random.key(0))
+  good = jnp.asarray(mnist.train_images[:16] > 127, jnp.uint8)
+  state, _ = trainer.train_step(state, good, jax.random.key(1))
+  bad = jnp.asarray(good, jnp.float32).at[3, 10, 10, 0].set(jnp.nan)
+  after, metrics = trainer.train_step(state, bad, jax.random.key(2))
+  assert int(metrics["skipped_steps"]) == 1 and not np.isfinite(float(metrics["loss"]))
+  for x, y in zip(jax.tree.leaves((state.params, state.opt_state)), jax.tree.leaves((after.params, after.opt_state))):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert int(after.consecutive_skips) == 1 and int(after.step) == int(state.step) + 1
+  again, metrics = trainer.train_step(after, good, jax.random.key(3))
+  assert int(metrics["skipped_steps"]) == 0 and int(again.consecutive_skips) == 0
+  assert not np.array_equal(np.asarray(again.params["decoder"]["Dense_1"]["kernel"]),
+                            np.asarray(after.params["decoder"]["Dense_1"]["kernel"]))  # fmt: skip
+
+
+def test_a_gradient_norm_threshold_skips_large_updates(mnist):
+  config = Config(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, skip_grad_norm=1e-6)
+  trainer = make_trainer(config, train_size=256)
+  state = trainer.init(jax.random.key(0))
+  before = jax.device_get(state.params)
+  state, metrics = trainer.train_epoch(state, jnp.asarray(mnist.train_images[:256]), jax.random.key(1))
+  assert int(metrics["skipped_steps"]) == 8 and int(state.consecutive_skips) == 8
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_diverging_learning_rate_stops_the_run_with_status_3(tmp_path, capsys):
+  workdir = str(tmp_path / "H")
+  assert main(["train", *TINY, "--epochs", "4", "--lr", "1e6", "--max-consecutive-skips", "5", "--workdir", workdir]) == 3
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "non-finite" in err and "--lr" in err
+  rows = read_metrics(workdir)
+  assert rows and rows[-1]["skipped_steps"] >= 5
+  with open(os.path.join(workdir, "summary.json")) as f:
+    assert json.load(f)["completed"] is False
+
+
+def test_clipping_keeps_a_large_learning_rate_finite(tmp_path):
+  config = Config(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2, lr=0.05,
+                  clip_grad_norm=1.0)  # fmt: skip
+  summary = train_and_evaluate(config, str(tmp_path / "I"), progress=False, verbose=False)
+  assert np.isfinite(summary["test_elbo"])
+
+
+# ---------------------------------------------------------------------------
+# Bad input.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "images, words",
+    [
+        (np.linspace(0.0, 2.0, 128, dtype=np.float32).reshape(8, 4, 4, 1), ["[0, 2]", "[0, 1]"]),
+        (np.full((8, 4, 4, 1), np.nan, np.float32), ["NaN"]),
+        (np.zeros((8, 4, 4, 1), np.int16), ["int16", "uint8"]),
+        (np.zeros((8, 16), np.uint8), ["shape", "[N, H, W, C]"]),
+    ],
+)
+def test_bad_data_is_named_and_nothing_is_written(tmp_path, images, words):
+  dataset = ImageDataset("mine", images, np.zeros(8, np.int32), images, np.zeros(8, np.int32))
+  config = Config(hidden=(8,), latent_dim=2, batch_size=4, epochs=1)
+  with pytest.raises(JaxvaeError) as e:
+    train_and_evaluate(config, str(tmp_path / "J"), dataset=dataset, progress=False, verbose=False)
+  assert all(w in str(e.value) for w in words) and "\n" not in str(e.value)
+  assert not (tmp_path / "J").exists()
+
+
+def test_float_images_in_unit_range_are_accepted(tmp_path):
+  images = np.random.default_rng(0).uniform(size=(64, 4, 4, 1)).astype(np.float32)
+  dataset = ImageDataset("mine", images, np.zeros(64, np.int32), images[:16], np.zeros(16, np.int32))
+  config = Config(hidden=(8,), latent_dim=2, batch_size=16, epochs=1)
+  summary = train_and_evaluate(config, str(tmp_path / "K"), dataset=dataset, progress=False, verbose=False)
+  assert np.isfinite(summary["test_elbo"])
+
+
+def test_an_unwritable_run_folder_is_one_line(tmp_path, capsys):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("x")
+  assert main(["train", *TINY, "--workdir", str(blocker / "run")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "cannot write run folder" in err
+
+
+# A property over the CLI: invalid values get the one-line refusal, valid ones train.
+FIELDS = {
+    "--beta": st.one_of(st.floats(-2, -0.01), st.floats(0, 3)),
+    "--lr": st.one_of(st.floats(-1, 0), st.floats(1e-4, 1e-2)),
+    "--latent-dim": st.integers(-1, 6),
+    "--batch-size": st.integers(-1, 80),
+    "--epochs": st.integers(-1, 1),
+    "--k": st.integers(0, 3),
+    "--model": st.sampled_from(["mlp", "burda1", "burda2", "resnet"]),
+    "--objective": st.sampled_from(["vae", "iwae", "elbo"]),
+    "--free-bits": st.floats(-1, 1),
+    "--warmup-epochs": st.floats(-1, 2),
+}
+
+
+def _valid(v):
+  ok = v["--beta"] >= 0 and v["--lr"] > 0 and v["--latent-dim"] >= 1 and 1 <= v["--batch-size"] <= 64
+  ok = ok and v["--epochs"] >= 1 and v["--k"] >= 1 and v["--model"] != "resnet" and v["--objective"] != "elbo"
+  ok = ok and v["--free-bits"] >= 0 and v["--warmup-epochs"] >= 0
+  if v["--objective"] == "iwae":
+    ok = ok and v["--beta"] == 1 and v["--free-bits"] == 0 and v["--warmup-epochs"] == 0
+  if v["--model"] == "burda2":
+    ok = ok and v["--free-bits"] == 0
+  return ok
+
+
+@settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.fixed_dictionaries(FIELDS), iwae_defaults=st.booleans())
+def test_every_cli_combination_trains_or_is_refused_in_one_line(tmp_path_factory, values, iwae_defaults):
+  if iwae_defaults and values["--objective"] == "iwae":
+    values = {**values, "--beta": 1.0, "--free-bits": 0.0, "--warmup-epochs": 0.0}
+  workdir = tmp_path_factory.mktemp("prop") / "run"
+  args = ["train", "--workdir", str(workdir), "--n-train", "64", "--n-test", "16", "--hidden", "16", "--no-progress"]
+  for flag, value in values.items():
+    args += [flag, str(value)]
+  if values["--model"] == "burda2":
+    args += ["--hidden2", "8", "--latent-dim2", "2"]
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err):
+    status = main(args)
+  if _valid(values):
+    assert status == 0 and (workdir / "summary.json").exists()
+  else:
+    assert status == 2 and not workdir.exists()
+    assert len(err.getvalue().strip().splitlines()) == 1 and "Traceback" not in err.getvalue()
