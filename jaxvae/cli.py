@@ -2,6 +2,8 @@
 
   jaxvae train --workdir runs/first [--epochs 10] [--latent-dim 20] ...
   jaxvae eval --workdir runs/first [--k 5000]
+  jaxvae sweep --grid beta=0.5,1,2 --grid seed=0,1 --workdir runs/beta
+  jaxvae plot --workdir runs/z2;  jaxvae gaps --workdir runs/first
 
 Every error in the input is one line on stderr naming the problem and the fix,
 with exit status 2, and nothing written.
@@ -123,6 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--n-test", type=int, help="evaluate the first N test images (default all)")
   ev.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
   ev.add_argument("--no-progress", action="store_true")
+  pl = sub.add_parser(
+      "plot",
+      help="pictures of p and q: latent manifold, q means, true posterior vs q, interpolations",
+      description="Draw a run's model: manifold.png and posterior_vs_q.png (2-D latent), latent_scatter.png, "
+      "interpolations.png.",
+  )
+  pl.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
+  pl.add_argument("--out", help="folder for the PNG files (default: the run folder)")
+  pl.add_argument("--n-posteriors", type=int, default=5, help="test digits in posterior_vs_q.png (default 5)")
+  pl.add_argument("--seed", type=int, default=0, help="which test digits are drawn (default 0)")
+  gp = sub.add_parser(
+      "gaps",
+      help="amortization and approximation gaps (Cremer et al. 2018) of a run's model",
+      description="Optimize a Gaussian q*(z|x) per test image and split log p(x) - ELBO(q_phi) into the "
+      "approximation gap log p(x) - ELBO(q*) and the amortization gap ELBO(q*) - ELBO(q_phi). Writes W/gaps.json "
+      "and W/gaps.png.",
+  )
+  gp.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
+  gp.add_argument("--n-test", type=int, default=1000, help="test images (default 1000)")
+  gp.add_argument("--k", type=int, default=5000, help="importance samples for log p(x) (default 5000)")
+  gp.add_argument("--steps", type=int, default=300, help="Adam steps on each q* (default 300)")
+  gp.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate for q* (default 0.01)")
+  gp.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
+  gp.add_argument("--seed", type=int, default=0)
+  gp.add_argument("--no-progress", action="store_true")
   return parser
 
 
@@ -202,11 +229,39 @@ def _eval(args: argparse.Namespace) -> int:
   return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+  from jaxvae.teaching import plot_run
+
+  if args.n_posteriors < 1 or args.n_posteriors > 10:
+    raise JaxvaeError(f"n_posteriors={args.n_posteriors} must be between 1 and 10")
+  for path in plot_run(args.workdir, args.out, n_posteriors=args.n_posteriors, seed=args.seed):
+    print(f"wrote {path}")
+  return 0
+
+
+def _gaps(args: argparse.Namespace) -> int:
+  from jaxvae.evaluate import inference_gaps
+
+  r = inference_gaps(
+      args.workdir, n_test=args.n_test, k=args.k, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+      seed=args.seed, progress=not args.no_progress,
+  )  # fmt: skip
+  print(
+      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test images:\n"
+      f"  log p(x) {r['log_px']:.3f} (k={r['k']})   ELBO(q*) {r['elbo_q_star']:.3f}   ELBO(q_phi) {r['elbo_q_phi']:.3f}\n"
+      f"  approximation gap log p(x) - ELBO(q*)   {r['approximation_gap']:.3f} +- {r['approximation_gap_se']:.3f} nats\n"
+      f"  amortization gap  ELBO(q*) - ELBO(q_phi) {r['amortization_gap']:.3f} +- {r['amortization_gap_se']:.3f} nats\n"
+      f"  wrote {os.path.join(args.workdir, 'gaps.json')} and gaps.png ({r['seconds']:.1f} s)"
+  )
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   """Entry point of the ``jaxvae`` console script; returns the exit status."""
   try:
     args = build_parser().parse_args(argv)
-    return {"train": _train, "sweep": _sweep, "eval": _eval}[args.command](args)
+    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps}
+    return commands[args.command](args)
   except JaxvaeError as e:
     print(f"jaxvae: error: {e}", file=sys.stderr)
     return 2

@@ -13,6 +13,10 @@ any k. Its Monte-Carlo error per example, by the delta method, is
 
 Active units (Burda et al. 2016, Section 5.2): latent dimension u is active if
 Cov_x( E_{q(u|x)}[u] ) > 0.01 over the test set.
+
+Inference gaps (Cremer, Li & Duvenaud 2018): :func:`inference_gaps` splits
+log p(x) - ELBO(q_phi) into the approximation gap of the Gaussian family and the
+amortization gap of the encoder.
 """
 
 from __future__ import annotations
@@ -26,19 +30,30 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import tqdm
 
+from jaxvae import plots
 from jaxvae.checkpoint import restore_checkpoint
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.data import ImageDataset, load_dataset, prepare_test_set
+from jaxvae.distributions import Gaussian, gaussian_log_prob, gaussian_sample
 from jaxvae.model import VAE, Params
-from jaxvae.objectives import elbo, importance_terms
+from jaxvae.objectives import ImportanceTerms, importance_terms
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
+def _proposal_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, q: Gaussian) -> ImportanceTerms:
+  """Like :func:`jaxvae.objectives.importance_terms`, with a given Gaussian proposal ``q [B, d]``."""
+  z = gaussian_sample(key, q, (k,))
+  log_q = gaussian_log_prob(Gaussian(q.mean[None], q.log_scale[None]), z)
+  out = vae.p_theta(params, z)
+  return ImportanceTerms(vae.log_p_x_given_z(jnp.broadcast_to(x, (k,) + x.shape), out), vae.log_p_z(params, z), log_q)
+
+
 def importance_sampled_log_px(
-    vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, chunk: int
+    vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, chunk: int, proposal: Gaussian | None = None
 ) -> dict[str, jax.Array]:
   """log p_theta(x) by importance sampling with k samples from q_phi(z|x), in chunks.
 
@@ -49,6 +64,8 @@ def importance_sampled_log_px(
     key: PRNG key; chunk j of samples uses ``fold_in(key, j)``.
     k: samples per example.
     chunk: samples per chunk (``k`` is split into ``k // chunk`` chunks and a remainder).
+    proposal: another Gaussian proposal ``[B, d]`` than q_phi(z|x) (one stochastic
+      layer only), e.g. the optimized q* of :func:`optimize_local_q`.
 
   Returns:
     ``[B]`` arrays: ``log_px`` (the estimate), ``mc_var`` (its delta-method variance),
@@ -74,16 +91,18 @@ def importance_sampled_log_px(
         sum_kl + jnp.sum(terms.log_q_z_given_x - terms.log_p_z, axis=0),
     )
 
+  def draw(j, n):
+    k_j = jax.random.fold_in(key, j)
+    if proposal is None:
+      return importance_terms(vae, params, x, k_j, n)
+    return _proposal_terms(vae, params, x, k_j, n, proposal)
+
   full, rest = divmod(k, chunk)
   carry = init
   if full:
-    carry, _ = jax.lax.scan(
-        lambda c, j: (add(c, importance_terms(vae, params, x, jax.random.fold_in(key, j), chunk)), None),
-        carry,
-        jnp.arange(full),
-    )
+    carry, _ = jax.lax.scan(lambda c, j: (add(c, draw(j, chunk)), None), carry, jnp.arange(full))
   if rest:
-    carry = add(carry, importance_terms(vae, params, x, jax.random.fold_in(key, full), rest))
+    carry = add(carry, draw(full, rest))
   m, s1, s2, sum_log_w, sum_rec, sum_kl = carry
   return {
       "log_px": m + jnp.log(s1) - math.log(k),
@@ -228,3 +247,142 @@ def evaluate_run(
       f.write("\n")
     os.replace(tmp, os.path.join(workdir, "eval.json"))
   return summary
+
+
+# ---------------------------------------------------------------------------
+# Inference gaps (Cremer, Li & Duvenaud 2018).
+# ---------------------------------------------------------------------------
+
+
+def gaussian_elbo(vae: VAE, params: Params, x: jax.Array, q: Gaussian, eps: jax.Array) -> jax.Array:
+  """The ELBO of one data point under a given Gaussian q, with fixed noise ``eps``.
+
+  ELBO(q) ~= (1/S) sum_s log p_theta(x | mu + sigma * eps_s) - KL(q || p(z)),
+
+  Args:
+    x: ``[H, W, C]`` one data point.
+    q: a :class:`Gaussian` with ``[d]`` fields (any q, not only the encoder's).
+    eps: ``[S, d]`` standard normal noise; the same noise scores two q's with common
+      random numbers, so that their difference has no sampling noise of its own.
+  """
+  z = q.mean[None] + jnp.exp(q.log_scale)[None] * eps
+  out = vae.p_theta(params, z)
+  log_p_x_given_z = vae.log_p_x_given_z(jnp.broadcast_to(x, out.shape), out)
+  return jnp.mean(log_p_x_given_z) - jnp.sum(vae.kl_q_p_z(params, q))
+
+
+def optimize_local_q(
+    vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, steps: int = 300, lr: float = 1e-2,
+    samples: int = 16, eval_samples: int = 1000,
+) -> dict[str, jax.Array]:  # fmt: skip
+  """q*(z|x): the best Gaussian for one data point, found by optimizing its own mean and scale.
+
+  Starts from the encoder's q_phi(z|x) and maximizes the reparameterized ELBO with Adam
+  (``samples`` draws per step). Both q's are then scored with the same ``eval_samples``
+  draws; q* is the better of the two, so ELBO(q*) >= ELBO(q_phi) under that estimate.
+
+  Args:
+    x: ``[H, W, C]``; vmap this function over a batch.
+
+  Returns:
+    ``elbo_q_phi``, ``elbo_q_star`` (scalars) and ``q_star`` (a :class:`Gaussian`).
+  """
+  if vae.kl_q_p_z is None:
+    raise JaxvaeError("inference gaps need a model with one Gaussian stochastic layer: use --model mlp or burda1")
+  q_phi = jax.tree.map(lambda a: a[0], vae.q_phi(params, x[None]))
+  k_opt, k_eval = jax.random.split(key)
+  optimizer = optax.adam(lr)
+
+  def step(carry, k):
+    q, opt_state = carry
+    eps = jax.random.normal(k, (samples,) + q.mean.shape)
+    grads = jax.grad(lambda q: -gaussian_elbo(vae, params, x, q, eps))(q)
+    updates, opt_state = optimizer.update(grads, opt_state)
+    return (optax.apply_updates(q, updates), opt_state), None
+
+  (q_opt, _), _ = jax.lax.scan(step, (q_phi, optimizer.init(q_phi)), jax.random.split(k_opt, steps))
+  eps = jax.random.normal(k_eval, (eval_samples,) + q_phi.mean.shape)
+  elbo_phi = gaussian_elbo(vae, params, x, q_phi, eps)
+  elbo_opt = gaussian_elbo(vae, params, x, q_opt, eps)
+  better = elbo_opt > elbo_phi
+  q_star = jax.tree.map(lambda a, b: jnp.where(better, a, b), q_opt, q_phi)
+  return {"elbo_q_phi": elbo_phi, "elbo_q_star": jnp.maximum(elbo_opt, elbo_phi), "q_star": q_star}
+
+
+def inference_gaps(
+    workdir: str,
+    *,
+    n_test: int = 1000,
+    k: int = 5000,
+    steps: int = 300,
+    lr: float = 1e-2,
+    batch_size: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+  """The amortization and approximation gaps of a run's model on its first ``n_test`` test images.
+
+  log p(x) - ELBO(q_phi) = [log p(x) - ELBO(q*)] + [ELBO(q*) - ELBO(q_phi)]
+                            approximation gap      amortization gap
+
+  q* comes from :func:`optimize_local_q` (vmapped over the images, jitted); log p(x) is the
+  importance-sampled estimate with k samples from q*, the better proposal (with q_phi as the
+  proposal, a poorly amortized posterior makes the estimate fall below ELBO(q*)). Writes
+  ``gaps.json`` and ``gaps.png`` (histograms of the per-image gaps) into ``workdir``.
+  """
+  for name, value in (("n_test", n_test), ("k", k), ("steps", steps), ("batch_size", batch_size)):
+    if not isinstance(value, int) or value < 1:
+      raise JaxvaeError(f"{name}={value!r} must be an integer >= 1")
+  if not lr > 0:
+    raise JaxvaeError(f"lr={lr!r} must be > 0")
+  t_start = time.perf_counter()
+  config, dataset, trainer, state, epoch = load_run(workdir)
+  vae, params = trainer.vae, state.params
+  if vae.kl_q_p_z is None:
+    raise JaxvaeError("inference gaps need a model with one Gaussian stochastic layer: use --model mlp or burda1")
+  test = prepare_test_set(config, dataset)[:n_test]
+  n = len(test)
+  b = min(batch_size, n)
+  local = jax.jit(jax.vmap(lambda x, key: optimize_local_q(vae, params, x, key, steps=steps, lr=lr)))
+  chunk = max(1, min(k, 50_000 // b))
+  is_batch = jax.jit(lambda x, key, q: importance_sampled_log_px(vae, params, x, key, k, chunk, proposal=q)["log_px"])
+  key = jax.random.key(seed)
+  parts = []
+  for i, start in enumerate(tqdm.tqdm(range(0, n, b), desc="gaps", unit="batch", disable=None if progress else True)):
+    x = test[start : start + b]
+    valid = len(x)
+    if valid < b:
+      x = np.concatenate([x, np.zeros((b - valid,) + x.shape[1:], x.dtype)])
+    k_is, k_q = jax.random.split(jax.random.fold_in(key, i))
+    opt = local(jnp.asarray(x), jax.random.split(k_q, b))
+    log_px = is_batch(jnp.asarray(x), k_is, opt["q_star"])  # q*, the better proposal
+    parts.append(jax.device_get({"log_px": log_px, "elbo_q_phi": opt["elbo_q_phi"], "elbo_q_star": opt["elbo_q_star"]}))
+    parts[-1] = {name: v[:valid].astype(np.float64) for name, v in parts[-1].items()}
+  cat = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+  amortization = cat["elbo_q_star"] - cat["elbo_q_phi"]
+  approximation = cat["log_px"] - cat["elbo_q_star"]
+  se = lambda v: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0  # noqa: E731
+  result = {
+      "checkpoint_epoch": int(epoch),
+      "n_test": n,
+      "k": k,
+      "steps": steps,
+      "lr": lr,
+      "seed": seed,
+      "log_px": float(np.mean(cat["log_px"])),
+      "elbo_q_phi": float(np.mean(cat["elbo_q_phi"])),
+      "elbo_q_star": float(np.mean(cat["elbo_q_star"])),
+      "inference_gap": float(np.mean(cat["log_px"] - cat["elbo_q_phi"])),
+      "amortization_gap": float(np.mean(amortization)),
+      "amortization_gap_se": se(amortization),
+      "approximation_gap": float(np.mean(approximation)),
+      "approximation_gap_se": se(approximation),
+      "seconds": time.perf_counter() - t_start,
+  }
+  plots.save_gap_histograms(os.path.join(workdir, "gaps.png"), amortization, approximation, result)
+  tmp = os.path.join(workdir, "gaps.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(result, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, os.path.join(workdir, "gaps.json"))
+  return result

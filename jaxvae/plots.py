@@ -83,3 +83,110 @@ def save_sweep(path: str, rows: list[dict], axes: list[str], metric: str = "test
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def save_gap_histograms(path: str, amortization: np.ndarray, approximation: np.ndarray, summary: dict) -> None:
+  """Histograms of the per-image amortization and approximation gaps, with their means."""
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for ax, values, name, color in (
+      (axes[0], amortization, "amortization gap  ELBO(q*) - ELBO(q_phi)", "tab:orange"),
+      (axes[1], approximation, "approximation gap  log p(x) - ELBO(q*)", "tab:blue"),
+  ):
+    ax.hist(values, bins=40, color=color, alpha=0.8)
+    ax.axvline(float(np.mean(values)), color="k", linestyle="--", label=f"mean {np.mean(values):.2f} nats")
+    ax.set_xlabel(name + " (nats)")
+    ax.set_ylabel("test images")
+    ax.legend(fontsize=8)
+  fig.suptitle(
+      f"Inference gaps of {summary['n_test']} test images: log p(x) {summary['log_px']:.2f} (k = {summary['k']}), "
+      f"ELBO(q*) {summary['elbo_q_star']:.2f}, ELBO(q_phi) {summary['elbo_q_phi']:.2f}",
+      fontsize=9,
+  )
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_manifold(path: str, images: np.ndarray, values: np.ndarray, title: str) -> None:
+  """The decoder's means on a grid of 2-D codes (Kingma & Welling 2014, Fig. 4), with z on the axes."""
+  n = len(values)
+  h, w = images.shape[1:3]
+  fig, ax = plt.subplots(figsize=(8, 8.4))
+  grid = image_grid(images, n, pad=0)
+  ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+            extent=(0, n * w, 0, n * h), interpolation="nearest")  # fmt: skip
+  ticks = np.arange(0, n, max(1, n // 5))
+  ax.set_xticks(ticks * w + w / 2, [f"{values[i]:.2f}" for i in ticks])
+  ax.set_yticks(ticks * h + h / 2, [f"{values[i]:.2f}" for i in ticks])
+  ax.set_xlabel("z1 (at the quantiles of p(z))")
+  ax.set_ylabel("z2")
+  ax.set_title(f"p_theta(x|z): decoder means E[x|z] over a grid of z  ({title})", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_latent_scatter(path: str, means: np.ndarray, labels: np.ndarray, title: str) -> None:
+  """The means of q_phi(z|x) for the test set, one colour per digit (two principal axes if d > 2)."""
+  if means.shape[1] > 2:
+    centred = means - means.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    points, axis_names = centred @ vt[:2].T, ("principal axis 1 of the q means", "principal axis 2")
+  else:
+    points, axis_names = means, ("z1", "z2")
+  fig, ax = plt.subplots(figsize=(7, 6))
+  cmap = plt.get_cmap("tab10")
+  for digit in range(10):
+    sel = labels == digit
+    ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=cmap(digit), label=str(digit), rasterized=True)
+  ax.legend(markerscale=4, fontsize=8, title="digit", loc="best")
+  ax.set_xlabel(axis_names[0])
+  ax.set_ylabel(axis_names[1])
+  ax.set_title(f"q_phi(z|x): means mu_phi(x) of {len(points):,} test images  ({title})", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_posterior_vs_q(path: str, panels: list[dict], title: str) -> None:
+  """Per test digit: the image, and p_theta(z|x) on a grid with the 1- and 2-sigma ellipses of q_phi(z|x)."""
+  from matplotlib.patches import Ellipse
+
+  n = len(panels)
+  fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.4), gridspec_kw={"height_ratios": [1, 2.2]}, squeeze=False)
+  for j, p in enumerate(panels):
+    ax = axes[0][j]
+    ax.imshow(p["image"][..., 0], cmap="gray", vmin=0, vmax=1)
+    ax.set_title(f"x: a test {p['label']}", fontsize=9)
+    ax.axis("off")
+    ax = axes[1][j]
+    top = float(p["density"].max())
+    ax.contourf(p["z1"], p["z2"], p["density"], levels=np.linspace(0.01 * top, top, 12), cmap="Blues")
+    for k, style in ((1, "-"), (2, "--")):
+      ax.add_patch(Ellipse(tuple(p["q_mean"]), 2 * k * p["q_scale"][0], 2 * k * p["q_scale"][1],
+                           fill=False, color="tab:red", linestyle=style, linewidth=1.5,
+                           label=f"q_phi(z|x), {k} sigma"))  # fmt: skip
+    ax.plot(*p["q_mean"], "+", color="tab:red")
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_xlim(p["z1"][0], p["z1"][-1])
+    ax.set_ylim(p["z2"][0], p["z2"][-1])
+    ax.set_aspect("equal", adjustable="box")
+    if j == 0:
+      ax.legend(fontsize=7, loc="upper left")
+  fig.suptitle(f"true posterior p_theta(z|x) (blue, on a grid) and the encoder's Gaussian q_phi(z|x) (red)  ({title})",
+               fontsize=9)  # fmt: skip
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_interpolations(path: str, starts: np.ndarray, frames: np.ndarray, ends: np.ndarray, title: str) -> None:
+  """Rows: a test image, decoder means along the line between the q-means of two images, the other image."""
+  rows = [np.concatenate([s[None], f, e[None]]) for s, f, e in zip(starts, frames, ends)]
+  ncols = rows[0].shape[0]
+  fig, ax = plt.subplots(figsize=(ncols * 0.8, len(rows) * 0.8 + 0.3))
+  _show(ax, image_grid(np.concatenate(rows), ncols), f"latent interpolations: x_a, E[x|z] for z from mu_phi(x_a) to mu_phi(x_b), x_b  ({title})")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,0 +1,139 @@
+"""p and q, seen: what the decoder does with codes, what the encoder does with images, and how
+the Gaussian q_phi(z|x) sits on the true posterior p_theta(z|x) (see docs/notation.md).
+
+The functions compute; :mod:`jaxvae.plots` draws; :func:`plot_run` does both for a run folder
+(``jaxvae plot --workdir W``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.stats import norm
+
+from jaxvae import plots
+from jaxvae.config import JaxvaeError
+from jaxvae.data import prepare_test_set
+from jaxvae.distributions import Gaussian
+from jaxvae.model import VAE, Params
+
+
+def decoder_manifold(vae: VAE, params: Params, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+  """Decoder means E[x|z] on an n x n grid of 2-D codes placed at the quantiles of p(z) = N(0, I).
+
+  As in Kingma & Welling (2014), Fig. 4: z_i = Phi^-1(u_i), u on an even grid in (0.05, 0.95),
+  so each cell covers the same prior mass.
+
+  Returns:
+    ``(images [n*n, H, W, C], z values [n])``, rows from high z2 to low, columns low z1 to high.
+  """
+  values = norm.ppf(jnp.linspace(0.05, 0.95, n))
+  z1, z2 = jnp.meshgrid(values, values[::-1])
+  z = jnp.stack([z1.ravel(), z2.ravel()], axis=-1)
+  return np.asarray(vae.mean_x(vae.p_theta(params, z))), np.asarray(values)
+
+
+def log_joint_on_grid(vae: VAE, params: Params, x: jax.Array, z1: jax.Array, z2: jax.Array) -> jax.Array:
+  """log p_theta(x|z) + log p(z) = log p_theta(z|x) + log p_theta(x) at every grid point ``[G2, G1]``."""
+  z = jnp.stack(jnp.meshgrid(z1, z2), axis=-1)  # [G2, G1, 2]
+  out = vae.p_theta(params, z)
+  return vae.log_p_x_given_z(jnp.broadcast_to(x, out.shape), out) + vae.log_p_z(params, z)
+
+
+def posterior_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: int = 160) -> dict[str, np.ndarray]:
+  """The true posterior p_theta(z|x) of one image on a grid that covers its mass and q's.
+
+  A coarse pass over [-4, 4]^2 finds where the posterior is above 1e-4 of its maximum; the
+  fine grid covers that box and q's mean +- 4 sigma. The density is normalized on the grid:
+  p(z|x) = exp(log p(x, z)) / sum_grid exp(log p(x, z)) / cell area.
+
+  Args:
+    x: ``[H, W, C]`` one image.
+    q: its q_phi(z|x), ``[2]`` fields.
+
+  Returns:
+    ``z1 [size]``, ``z2 [size]``, ``density [size, size]`` (rows follow z2).
+  """
+  coarse = jnp.linspace(-4.0, 4.0, 81)
+  lj = np.asarray(log_joint_on_grid(vae, params, x, coarse, coarse))
+  rows, cols = np.nonzero(lj > lj.max() + np.log(1e-4))
+  c = np.asarray(coarse)
+  mean, scale = np.asarray(q.mean), np.exp(np.asarray(q.log_scale))
+  lo1 = min(c[cols.min()] - 0.1, mean[0] - 4 * scale[0])
+  hi1 = max(c[cols.max()] + 0.1, mean[0] + 4 * scale[0])
+  lo2 = min(c[rows.min()] - 0.1, mean[1] - 4 * scale[1])
+  hi2 = max(c[rows.max()] + 0.1, mean[1] + 4 * scale[1])
+  z1, z2 = jnp.linspace(lo1, hi1, size), jnp.linspace(lo2, hi2, size)
+  lj = np.asarray(log_joint_on_grid(vae, params, x, z1, z2), np.float64)
+  density = np.exp(lj - lj.max())
+  cell = float((z1[1] - z1[0]) * (z2[1] - z2[0]))
+  return {"z1": np.asarray(z1), "z2": np.asarray(z2), "density": density / (density.sum() * cell)}
+
+
+def interpolations(vae: VAE, params: Params, x_a: jax.Array, x_b: jax.Array, steps: int = 10) -> np.ndarray:
+  """Decoder means along the straight line between the q-means of image pairs.
+
+  Args:
+    x_a, x_b: ``[P, H, W, C]`` pairs.
+
+  Returns:
+    ``[P, steps, H, W, C]``.
+  """
+  za, zb = vae.q_phi(params, x_a).mean, vae.q_phi(params, x_b).mean
+  t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+  z = za[:, None] * (1.0 - t) + zb[:, None] * t
+  return np.asarray(vae.mean_x(vae.p_theta(params, z)))
+
+
+def plot_run(workdir: str, out: str | None = None, *, n_posteriors: int = 5, seed: int = 0) -> list[str]:
+  """Writes the pictures of a run's model into ``out`` (default ``workdir``); returns their paths.
+
+  Any model: ``latent_scatter.png`` (q-means of the test set by digit; the first two
+  principal axes if d > 2) and ``interpolations.png``. A model with a 2-D latent space
+  also gets ``manifold.png`` and ``posterior_vs_q.png``.
+  """
+  from jaxvae.evaluate import load_run
+
+  config, dataset, trainer, state, epoch = load_run(workdir)
+  if config.stochastic_layers != 1:
+    raise JaxvaeError("jaxvae plot draws models with one stochastic layer: use a run of --model mlp or burda1")
+  out = out or workdir
+  os.makedirs(out, exist_ok=True)
+  vae, params = trainer.vae, state.params
+  test = prepare_test_set(config, dataset)
+  labels = dataset.test_labels[: len(test)]
+  rng = np.random.default_rng(seed)
+  written = []
+  title = f"{os.path.basename(os.path.normpath(workdir))}, epoch {epoch}, d = {config.latent_dim}"
+
+  means = np.concatenate([np.asarray(vae.q_phi(params, jnp.asarray(test[i : i + 2000])).mean)
+                          for i in range(0, len(test), 2000)])  # fmt: skip
+  path = os.path.join(out, "latent_scatter.png")
+  plots.save_latent_scatter(path, means, labels, title)
+  written.append(path)
+
+  pairs = rng.choice(len(test), size=(6, 2), replace=False)
+  frames = interpolations(vae, params, jnp.asarray(test[pairs[:, 0]]), jnp.asarray(test[pairs[:, 1]]))
+  path = os.path.join(out, "interpolations.png")
+  plots.save_interpolations(path, test[pairs[:, 0]], frames, test[pairs[:, 1]], title)
+  written.append(path)
+
+  if config.latent_dim == 2:
+    images, values = decoder_manifold(vae, params)
+    path = os.path.join(out, "manifold.png")
+    plots.save_manifold(path, images, values, title)
+    written.append(path)
+    chosen = [int(rng.choice(np.flatnonzero(labels == digit))) for digit in rng.choice(10, n_posteriors, replace=False)]
+    panels = []
+    for i in chosen:
+      x = jnp.asarray(test[i])
+      q = jax.tree.map(lambda a: a[0], vae.q_phi(params, x[None]))
+      panels.append({"image": test[i], "label": int(labels[i]), "q_mean": np.asarray(q.mean),
+                     "q_scale": np.exp(np.asarray(q.log_scale)), **posterior_on_grid(vae, params, x, q)})  # fmt: skip
+    path = os.path.join(out, "posterior_vs_q.png")
+    plots.save_posterior_vs_q(path, panels, title)
+    written.append(path)
+  return written
