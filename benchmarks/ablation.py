@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 import jaxvae.distributions as D
+import jaxvae.likelihoods
 import jaxvae.objectives
 import jaxvae.train as T
 from jaxvae.config import Config
@@ -51,9 +52,9 @@ def bernoulli_log_prob_4d(x, logits):
 
 @contextlib.contextmanager
 def swapped(binarize=False, eps=False, likelihood=False):
-  saved = T.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob
+  saved = jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob
   if binarize:
-    T.dynamic_binarize = jax_random_binarize
+    jaxvae.likelihoods.dynamic_binarize = jax_random_binarize
   if eps:
     jaxvae.objectives.gaussian_sample = jax_random_sample
   if likelihood:
@@ -61,7 +62,7 @@ def swapped(binarize=False, eps=False, likelihood=False):
   try:
     yield
   finally:
-    T.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob = saved
+    jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob = saved
 
 
 def build(images, config=Config(), optimizer=None, **swaps):

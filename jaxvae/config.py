@@ -17,6 +17,11 @@ BINARIZATIONS = ("dynamic", "static")
 KL_ESTIMATORS = ("analytic", "mc")
 OBJECTIVES = ("vae", "iwae")
 LR_SCHEDULES = ("constant", "burda")
+LIKELIHOODS = ("bernoulli", "gaussian", "discretized-logistic")
+GAUSSIAN_SCALES = ("fixed", "global", "per-pixel")
+PRIORS = ("normal", "mog", "vamp")
+PRIOR_COMPONENTS = {"normal": None, "mog": 10, "vamp": 500}
+NETS = ("mlp", "conv")
 
 # Architecture defaults of each model (applied to the fields left unset).
 MODEL_DEFAULTS = {
@@ -46,6 +51,8 @@ class Config:
       training set (when static). Runs with different ``seed`` share the same test set.
     n_train: use only the first ``n_train`` training images (None: all).
     n_test: use only the first ``n_test`` test images (None: all).
+    image_size: resize TFDS images to ``image_size`` x ``image_size`` (centre crop to a
+      square first), e.g. 64 for celeb_a (None: as stored).
     model: ``"mlp"`` (one stochastic layer, any widths), ``"burda1"`` (its preset
       784-200-200-50 tanh) or ``"burda2"`` (two stochastic layers, Burda et al. 2016).
       The architecture fields left unset (None) take the model's defaults
@@ -55,6 +62,16 @@ class Config:
     activation: nonlinearity of the hidden layers.
     hidden2: burda2 only: hidden widths between z1 and z2.
     latent_dim2: burda2 only: the size of z2.
+    net: ``"mlp"`` or ``"conv"`` (strided convolutions down, resize + convolution up).
+    conv_channels: widths of the convolutions (``net="conv"``); H and W must divide by 2^len.
+    likelihood: p_theta(x|z): ``"bernoulli"`` (binarized data), ``"gaussian"`` or
+      ``"discretized-logistic"`` (8-bit data; see :mod:`jaxvae.likelihoods`).
+    gaussian_scale: ``"fixed"`` (``gaussian_sigma``), ``"global"`` or ``"per-pixel"`` (learned).
+    gaussian_sigma: the fixed scale, and the learned scales' initial value.
+    mixtures: components of the discretized logistic mixture per pixel.
+    prior: p(z): ``"normal"`` N(0, I), ``"mog"`` (a learned mixture of Gaussians) or
+      ``"vamp"`` (the VampPrior, Tomczak & Welling 2018).
+    prior_components: mixture components or pseudo-inputs (None: 10 for mog, 500 for vamp).
     objective: ``"vae"``: the (beta-)ELBO averaged over ``k`` samples of z;
       ``"iwae"``: the importance-weighted bound log (1/k) sum_i w_i (Burda et al. 2016).
     k: samples of z per data point in the training objective.
@@ -89,12 +106,21 @@ class Config:
   binarization_seed: int = 0
   n_train: int | None = None
   n_test: int | None = None
+  image_size: int | None = None
   model: str = "mlp"
   hidden: tuple[int, ...] | None = None
   latent_dim: int | None = None
   activation: str | None = None
   hidden2: tuple[int, ...] | None = None
   latent_dim2: int | None = None
+  net: str = "mlp"
+  conv_channels: tuple[int, ...] = (32, 64)
+  likelihood: str = "bernoulli"
+  gaussian_scale: str = "global"
+  gaussian_sigma: float = 0.1
+  mixtures: int = 10
+  prior: str = "normal"
+  prior_components: int | None = None
   objective: str = "vae"
   k: int = 1
   beta: float = 1.0
@@ -120,7 +146,9 @@ class Config:
     for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
       if getattr(self, name) is None:
         object.__setattr__(self, name, value)
-    for name in ("hidden", "hidden2"):
+    if self.prior_components is None and self.prior in PRIOR_COMPONENTS:
+      object.__setattr__(self, "prior_components", PRIOR_COMPONENTS[self.prior])
+    for name in ("hidden", "hidden2", "conv_channels"):
       if isinstance(getattr(self, name), (list, tuple)):
         object.__setattr__(self, name, tuple(getattr(self, name)))
 
@@ -138,7 +166,7 @@ class Config:
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
-    for name in ("hidden", "hidden2"):
+    for name in ("hidden", "hidden2", "conv_channels"):
       if d[name] is not None:
         d[name] = list(d[name])
     return d
@@ -189,6 +217,23 @@ class Config:
     else:
       need(self.hidden2 is None and self.latent_dim2 is None,
            f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}")
+    need(self.image_size is None or is_int(self.image_size) and self.image_size >= 4,
+         f"image_size={self.image_size!r} must be an integer >= 4 (or unset to keep the stored size)")
+    need(self.net in NETS, f"net={self.net!r} is unknown: use one of {', '.join(NETS)}")
+    need(isinstance(self.conv_channels, tuple) and len(self.conv_channels) >= 1
+         and all(is_int(c) and c >= 1 for c in self.conv_channels),
+         f"conv_channels={self.conv_channels!r} must be one or more positive widths, e.g. 32,64")  # fmt: skip
+    need(self.likelihood in LIKELIHOODS, f"likelihood={self.likelihood!r} is unknown: use one of {', '.join(LIKELIHOODS)}")
+    need(self.gaussian_scale in GAUSSIAN_SCALES,
+         f"gaussian_scale={self.gaussian_scale!r} is unknown: use one of {', '.join(GAUSSIAN_SCALES)}")
+    need(is_num(self.gaussian_sigma) and self.gaussian_sigma > 0, f"gaussian_sigma={self.gaussian_sigma!r} must be > 0")
+    need(is_int(self.mixtures) and self.mixtures >= 1, f"mixtures={self.mixtures!r} must be an integer >= 1")
+    need(self.prior in PRIORS, f"prior={self.prior!r} is unknown: use one of {', '.join(PRIORS)}")
+    need(self.prior == "normal" or is_int(self.prior_components) and self.prior_components >= 1,
+         f"prior_components={self.prior_components!r} must be an integer >= 1")
+    if self.model == "burda2":
+      need(self.net == "mlp" and self.prior == "normal",
+           "burda2 is an MLP with its own hierarchical prior: use --net mlp and --prior normal with it")
     need(self.objective in OBJECTIVES, f"objective={self.objective!r} is unknown: use one of {', '.join(OBJECTIVES)}")
     need(is_int(self.k) and self.k >= 1, f"k={self.k!r} must be an integer >= 1 (samples of z per data point)")
     need(is_num(self.beta) and self.beta >= 0, f"beta={self.beta!r} must be a number >= 0 (beta = 1 is the ELBO)")
@@ -201,7 +246,8 @@ class Config:
            "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
            "leave them at 1, 0, 0 with --objective iwae")
     if self.free_bits > 0:
-      need(self.model != "burda2", "free_bits needs per-dimension KL terms of one stochastic layer: use --model mlp or burda1")
+      need(self.model != "burda2" and self.prior == "normal" and self.kl == "analytic",
+           "free_bits needs the closed-form per-dimension KL: use one stochastic layer, --prior normal and --kl analytic")
     need(self.kl in KL_ESTIMATORS, f"kl={self.kl!r} is unknown: use one of {', '.join(KL_ESTIMATORS)}")
     need(self.lr_schedule in LR_SCHEDULES,
          f"lr_schedule={self.lr_schedule!r} is unknown: use one of {', '.join(LR_SCHEDULES)}")

@@ -89,19 +89,38 @@ def load_mnist() -> ImageDataset:
   )
 
 
-def _read_tfds_split(source) -> tuple[np.ndarray, np.ndarray]:
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+  """``[H, W, C]`` uint8 -> ``[size, size, C]``: a centre crop to a square, then an area-averaging resize."""
+  from PIL import Image
+
+  h, w = image.shape[:2]
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  crop = image[top : top + side, left : left + side]
+  if side == size:
+    return crop
+  pil = Image.fromarray(crop[..., 0] if crop.shape[-1] == 1 else crop)
+  out = np.asarray(pil.resize((size, size), Image.Resampling.BOX))
+  return out[..., None] if out.ndim == 2 else out
+
+
+def _read_tfds_split(source, name: str, image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
   images, labels = [], []
   for i in range(len(source)):
     example = source[i]
-    images.append(np.asarray(example["image"]))
+    image = np.asarray(example["image"])
+    if image.ndim == 2:
+      image = image[..., None]
+    if image.dtype != np.uint8:
+      raise JaxvaeError(f"TFDS dataset {name!r} has {image.dtype} images: jaxvae reads 8-bit (uint8) images")
+    images.append(resize_image(image, image_size) if image_size else image)
     labels.append(int(example["label"]) if "label" in example else -1)
-  images = np.stack(images)
-  if images.ndim == 3:
-    images = images[..., None]
-  return images.astype(np.uint8), np.asarray(labels, np.int32)
+  if len({im.shape for im in images}) > 1:
+    raise JaxvaeError(f"TFDS dataset {name!r} has images of several sizes: pass --image-size N to crop and resize them")
+  return np.stack(images), np.asarray(labels, np.int32)
 
 
-def load_tfds(name: str, data_dir: str | None = None) -> ImageDataset:
+def load_tfds(name: str, data_dir: str | None = None, image_size: int | None = None) -> ImageDataset:
   """Any TFDS image dataset with an ``image`` feature, read with TFDS's random-access data source.
 
   Reading a prepared dataset needs no TensorFlow. Preparing one (its first use,
@@ -111,6 +130,7 @@ def load_tfds(name: str, data_dir: str | None = None) -> ImageDataset:
   Args:
     name: a TFDS name such as ``fashion_mnist`` (optionally ``name:version``).
     data_dir: the TFDS data folder (TFDS's default when None).
+    image_size: crop every image to a centred square and resize it to this size.
   """
   import tensorflow_datasets as tfds
 
@@ -120,7 +140,7 @@ def load_tfds(name: str, data_dir: str | None = None) -> ImageDataset:
     raise JaxvaeError(f"TFDS has no dataset {name!r}: check the name in the TFDS catalog (e.g. tfds:fashion_mnist)") from None
 
   def read(split: str) -> tuple[np.ndarray, np.ndarray]:
-    return _read_tfds_split(builder.as_data_source(split=split))
+    return _read_tfds_split(builder.as_data_source(split=split), name, image_size)
 
   try:
     train = read("train")
@@ -139,12 +159,16 @@ def load_tfds(name: str, data_dir: str | None = None) -> ImageDataset:
   return ImageDataset(f"tfds:{name}", train[0], train[1], test[0], test[1])
 
 
-def load_dataset(name: str, tfds_data_dir: str | None = None) -> ImageDataset:
-  """``"mnist"`` (embedded) or ``"tfds:NAME"``; anything else is a :class:`JaxvaeError`."""
+def load_dataset(name: str, tfds_data_dir: str | None = None, image_size: int | None = None) -> ImageDataset:
+  """``"mnist"`` (embedded) or ``"tfds:NAME"``, optionally resized; anything else is a :class:`JaxvaeError`."""
   if name == "mnist":
-    return load_mnist()
+    data = load_mnist()
+    if image_size and image_size != 28:
+      resize = lambda images: np.stack([resize_image(im, image_size) for im in images])  # noqa: E731
+      data = data._replace(train_images=resize(data.train_images), test_images=resize(data.test_images))
+    return data
   if name.startswith("tfds:") and len(name) > 5:
-    return load_tfds(name[5:], tfds_data_dir)
+    return load_tfds(name[5:], tfds_data_dir, image_size)
   raise JaxvaeError(f"dataset {name!r} is unknown: use 'mnist' or 'tfds:NAME' (e.g. tfds:fashion_mnist)")
 
 
@@ -197,21 +221,24 @@ def check_images(images: np.ndarray, what: str) -> np.ndarray:
 
 
 def prepare_test_set(config: Config, dataset: ImageDataset) -> np.ndarray:
-  """The test set as evaluation reads it: ``[M, H, W, C]`` float32, one fixed 0/1 draw.
+  """The test set as evaluation reads it: ``[M, H, W, C]`` float32, fixed once.
 
-  The draw comes from ``binarization_seed`` alone, so every run (whatever its ``seed``)
-  and every later evaluation see the same test set.
+  One draw from ``binarization_seed`` alone (a Bernoulli draw per pixel, or one
+  dequantization, per :func:`jaxvae.likelihoods.test_representation`), so every run
+  (whatever its ``seed``) and every later evaluation see the same test set.
   """
+  from jaxvae.likelihoods import test_representation
+
   test = check_images(dataset.test_images[: config.n_test], "test images")
-  key = jax.random.fold_in(jax.random.key(config.binarization_seed), 1)
-  return static_binarize(test, key).astype(np.float32)
+  return test_representation(config, test)
 
 
 def prepare_data(config: Config, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray]:
   """The training images as the step reads them and the test set as evaluation reads it.
 
   Returns:
-    ``train``: ``[N, H, W, C]`` uint8, intensities (dynamic) or a fixed 0/1 draw (static);
+    ``train``: ``[N, H, W, C]`` uint8: intensities, or for static binarization of a
+    Bernoulli model one fixed 0/1 draw;
     ``test``: ``[M, H, W, C]`` float32 (:func:`prepare_test_set`).
   """
   train = check_images(dataset.train_images[: config.n_train], "training images")
@@ -220,6 +247,15 @@ def prepare_data(config: Config, dataset: ImageDataset) -> tuple[np.ndarray, np.
         f"batch_size={config.batch_size} is larger than the training set ({train.shape[0]} images): "
         "lower --batch-size or use more training images"
     )
-  if config.binarization == "static":
+  if config.net == "conv":
+    factor = 2 ** len(config.conv_channels)
+    if train.shape[1] % factor or train.shape[2] % factor:
+      raise JaxvaeError(
+          f"images of {train.shape[1]}x{train.shape[2]} do not halve {len(config.conv_channels)} times: "
+          f"use --image-size with a multiple of {factor}, or fewer --conv-channels"
+      )
+  if config.likelihood == "discretized-logistic" and train.shape[-1] not in (1, 3):
+    raise JaxvaeError(f"the discretized logistic mixture models 1 or 3 channels, not {train.shape[-1]}")
+  if config.likelihood == "bernoulli" and config.binarization == "static":
     train = static_binarize(train, jax.random.fold_in(jax.random.key(config.binarization_seed), 0))
   return train, prepare_test_set(config, dataset)

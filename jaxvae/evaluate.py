@@ -151,7 +151,7 @@ def load_run(workdir: str) -> tuple[Config, ImageDataset, Any, Any, int]:
       config = Config.from_dict(json.load(f)).validate()
   except (ValueError, TypeError) as e:
     raise JaxvaeError(f"{path} cannot be read ({e}): it is damaged; retrain into a new --workdir") from None
-  dataset = load_dataset(config.dataset, config.tfds_data_dir)
+  dataset = load_dataset(config.dataset, config.tfds_data_dir, config.image_size)
   train_size = len(dataset.train_images[: config.n_train])
   trainer = make_trainer(config, dataset.image_shape, train_size=train_size)
   restored = restore_checkpoint(workdir, trainer.init(jax.random.key(0)))
@@ -386,3 +386,30 @@ def inference_gaps(
     f.write("\n")
   os.replace(tmp, os.path.join(workdir, "gaps.json"))
   return result
+
+
+def train_then_evaluate(
+    config: Config, folder: str, *, k: int = 5000, n_test: int | None = None, log=print
+) -> tuple[dict[str, Any], dict[str, Any]]:
+  """One experiment cell: trains ``config`` into ``folder`` and evaluates it, each step at most once.
+
+  A folder with ``summary.json`` of a completed run is not trained again, one with
+  ``eval.json`` not evaluated again, so an interrupted experiment continues where it
+  stopped; a folder without a completed ``summary.json`` is an interrupted training and
+  starts again. Returns ``(summary, evaluation)``.
+  """
+  from jaxvae.run import train_and_evaluate
+
+  summary_path, eval_path = os.path.join(folder, "summary.json"), os.path.join(folder, "eval.json")
+  done = False
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      done = json.load(f).get("completed", True)
+  if not done:
+    log(f"== {folder}: training {config.epochs} epochs")
+    train_and_evaluate(config, folder, overwrite=True, progress=False)
+  if not os.path.exists(eval_path):
+    log(f"== {folder}: evaluating, k = {k}")
+    evaluate_run(folder, k=k, n_test=n_test, progress=False)
+  with open(summary_path) as f, open(eval_path) as g:
+    return json.load(f), json.load(g)

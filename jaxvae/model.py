@@ -17,11 +17,12 @@ of variational parameters per data point. The ELBO that ties them together is in
 
 Two families:
 
-* one stochastic layer (``mlp``, ``burda1``): q_phi(z|x) = N(mu_phi(x), sigma_phi(x)^2),
-  p_theta(x|z) Bernoulli, p(z) = N(0, I); z is an array ``[..., d]``.
+* one stochastic layer (``mlp``, ``burda1``; MLP or conv networks): q_phi(z|x) =
+  N(mu_phi(x), sigma_phi(x)^2), any likelihood of :mod:`jaxvae.likelihoods`, any prior of
+  :mod:`jaxvae.priors` (N(0, I), a mixture of Gaussians, the VampPrior); z is ``[..., d]``.
 * two stochastic layers (``burda2``, Burda et al. 2016): q_phi(z1|x) q_phi(z2|z1) and
-  p(z2) p_theta(z1|z2) p_theta(x|z1), all Gaussian but the Bernoulli likelihood;
-  z is the pair ``(z1, z2)``, and KL(q || p) has no closed form.
+  p(z2) p_theta(z1|z2) p_theta(x|z1), all Gaussian but the likelihood; z is the pair
+  ``(z1, z2)``, and KL(q || p) has no closed form.
 
 Example:
   >>> vae = make_vae(Config())
@@ -41,7 +42,9 @@ import jax.numpy as jnp
 
 from jaxvae import distributions as D
 from jaxvae.config import Config
-from jaxvae.nets import GaussianMLP, MLPDecoder, MLPEncoder
+from jaxvae.likelihoods import make_likelihood
+from jaxvae.nets import ConvDecoder, ConvEncoder, GaussianMLP, MLPDecoder, MLPEncoder
+from jaxvae.priors import Prior, mixture_of_gaussians, standard_normal, vamp_prior
 
 Params = Any  # a pytree: {"encoder": ..., "decoder": ..., ...}
 Latent = Any  # z: an array [..., d], or a tuple of arrays for several stochastic layers
@@ -51,15 +54,16 @@ class VAE(NamedTuple):
   """A variational autoencoder as a NamedTuple of pure functions.
 
   Attributes:
-    init: ``key -> params``.
+    init: ``(key, data=None) -> params``; ``data`` (training images, ``[N, H, W, C]``
+      uint8) initialises the VampPrior's pseudo-inputs and is ignored otherwise.
     q_phi: ``(params, x [..., H, W, C]) -> Gaussian [..., d]``: the encoder, the
       amortized approximate posterior q_phi(z|x) (its first layer, q_phi(z1|x), if
       there are two).
     sample_q: ``(params, x [B, ...], key, sample_shape) -> (z, log q_phi(z|x))``:
       reparameterized draws of every stochastic layer, ``[*sample_shape, B, ...]``,
       and their log-density ``[*sample_shape, B]``.
-    p_theta: ``(params, z) -> [..., H, W, C]``: the decoder, the parameters of
-      the likelihood p_theta(x|z) (Bernoulli logits).
+    p_theta: ``(params, z) -> the parameters of p_theta(x|z)``: the decoder (Bernoulli
+      logits ``[..., H, W, C]``, a Gaussian, or a logistic mixture; see :mod:`jaxvae.likelihoods`).
     log_p_x_given_z: ``(x, p_theta output) -> [...]``: log p_theta(x|z), summed over
       pixels; ``x`` has the output's shape.
     mean_x: ``p_theta output -> [..., H, W, C]``: E[x|z], the image a decoder shows.
@@ -73,7 +77,7 @@ class VAE(NamedTuple):
     image_shape: (H, W, C).
   """
 
-  init: Callable[[jax.Array], Params]
+  init: Callable[..., Params]
   q_phi: Callable[[Params, jax.Array], D.Gaussian]
   sample_q: Callable[[Params, jax.Array, jax.Array, tuple[int, ...]], tuple[Latent, jax.Array]]
   p_theta: Callable[[Params, Latent], jax.Array]
@@ -109,40 +113,40 @@ def make_vae(config: Config, image_shape: tuple[int, int, int] = (28, 28, 1)) ->
 
 
 def _make_one_layer_vae(config: Config, image_shape: tuple[int, int, int]) -> VAE:
-  """MLP q_phi(z|x) -> N(mu, sigma^2), MLP Bernoulli p_theta(x|z), p(z) = N(0, I)."""
+  """q_phi(z|x) -> N(mu, sigma^2) from an MLP or conv encoder; the configured likelihood and prior."""
   d = config.latent_dim
-  encoder = MLPEncoder(hidden=config.hidden, latent_dim=d, activation=config.activation)
-  decoder = MLPDecoder(hidden=config.hidden[::-1], image_shape=image_shape, activation=config.activation)
-
-  def init(key: jax.Array) -> Params:
-    k_enc, k_dec = jax.random.split(key)
-    return {
-        "encoder": encoder.init(k_enc, jnp.zeros((1,) + image_shape))["params"],
-        "decoder": decoder.init(k_dec, jnp.zeros((1, d)))["params"],
-    }
+  likelihood = make_likelihood(config, image_shape)
+  out_shape = tuple(image_shape[:2]) + (likelihood.features,)
+  if config.net == "conv":
+    encoder = ConvEncoder(channels=config.conv_channels, latent_dim=d, activation=config.activation)
+    decoder = ConvDecoder(channels=config.conv_channels[::-1], out_shape=out_shape, activation=config.activation)
+  else:
+    encoder = MLPEncoder(hidden=config.hidden, latent_dim=d, activation=config.activation)
+    decoder = MLPDecoder(hidden=config.hidden[::-1], image_shape=out_shape, activation=config.activation)
 
   def q_phi(params: Params, x: jax.Array) -> D.Gaussian:
     return encoder.apply({"params": params["encoder"]}, x)
+
+  prior = _make_prior(config, q_phi, image_shape)
+
+  def init(key: jax.Array, data: jax.Array | None = None) -> Params:
+    k_enc, k_dec, k_prior = jax.random.split(key, 3)
+    params = {
+        "encoder": encoder.init(k_enc, jnp.zeros((1,) + image_shape))["params"],
+        "decoder": decoder.init(k_dec, jnp.zeros((1, d)))["params"],
+    }
+    for name, value in (("prior", prior.init(k_prior, data)), ("likelihood", likelihood.init())):
+      if value:  # no empty subtrees: N(0, I) and the Bernoulli have no parameters of their own
+        params[name] = value
+    return params
 
   def sample_q(params: Params, x: jax.Array, key: jax.Array, sample_shape: tuple[int, ...] = ()):
     q = q_phi(params, x)
     z = D.gaussian_sample(key, q, sample_shape)
     return z, D.gaussian_log_prob(_expand(q, len(sample_shape)), z)
 
-  def p_theta(params: Params, z: jax.Array) -> jax.Array:
-    return decoder.apply({"params": params["decoder"]}, z)
-
-  def log_p_z(params: Params, z: jax.Array) -> jax.Array:
-    del params  # N(0, I) has none.
-    return D.standard_normal_log_prob(z)
-
-  def sample_p_z(params: Params, key: jax.Array, n: int) -> jax.Array:
-    del params
-    return jax.random.normal(key, (n, d))
-
-  def kl_q_p_z(params: Params, q: D.Gaussian) -> jax.Array:
-    del params
-    return D.gaussian_kl_to_standard_normal_per_dim(q)
+  def p_theta(params: Params, z: jax.Array):
+    return likelihood.outputs(params.get("likelihood", {}), decoder.apply({"params": params["decoder"]}, z))
 
   def latent_means(params: Params, x: jax.Array, key: jax.Array) -> tuple[jax.Array, ...]:
     del key
@@ -153,15 +157,24 @@ def _make_one_layer_vae(config: Config, image_shape: tuple[int, int, int]) -> VA
       q_phi=q_phi,
       sample_q=sample_q,
       p_theta=p_theta,
-      log_p_x_given_z=D.bernoulli_log_prob,
-      mean_x=D.bernoulli_mean,
-      log_p_z=log_p_z,
-      sample_p_z=sample_p_z,
-      kl_q_p_z=kl_q_p_z,
+      log_p_x_given_z=likelihood.log_prob,
+      mean_x=likelihood.mean,
+      log_p_z=prior.log_prob,
+      sample_p_z=prior.sample,
+      kl_q_p_z=prior.kl_per_dim,
       latent_means=latent_means,
       latent_dim=d,
       image_shape=image_shape,
   )
+
+
+def _make_prior(config: Config, q_phi, image_shape: tuple[int, int, int]) -> Prior:
+  if config.prior == "mog":
+    return mixture_of_gaussians(config.latent_dim, config.prior_components)
+  if config.prior == "vamp":
+    data_range = (-1.0, 1.0) if config.likelihood == "discretized-logistic" else (0.0, 1.0)
+    return vamp_prior(q_phi, image_shape, config.prior_components, data_range)
+  return standard_normal(config.latent_dim)
 
 
 def _make_two_layer_vae(config: Config, image_shape: tuple[int, int, int]) -> VAE:
@@ -174,19 +187,24 @@ def _make_two_layer_vae(config: Config, image_shape: tuple[int, int, int]) -> VA
   """
   d1, d2 = config.latent_dim, config.latent_dim2
   act = config.activation
+  likelihood = make_likelihood(config, image_shape)
   q_z1 = MLPEncoder(hidden=config.hidden, latent_dim=d1, activation=act)
   q_z2 = GaussianMLP(hidden=config.hidden2, out_dim=d2, activation=act)
   p_z1 = GaussianMLP(hidden=config.hidden2[::-1], out_dim=d1, activation=act)
-  p_x = MLPDecoder(hidden=config.hidden[::-1], image_shape=image_shape, activation=act)
+  p_x = MLPDecoder(hidden=config.hidden[::-1], image_shape=tuple(image_shape[:2]) + (likelihood.features,), activation=act)
 
-  def init(key: jax.Array) -> Params:
+  def init(key: jax.Array, data: jax.Array | None = None) -> Params:
+    del data  # p(z2) = N(0, I) has no data-dependent initialisation
     k1, k2, k3, k4 = jax.random.split(key, 4)
-    return {
+    params = {
         "encoder": q_z1.init(k1, jnp.zeros((1,) + image_shape))["params"],
         "encoder2": q_z2.init(k2, jnp.zeros((1, d1)))["params"],
         "prior1": p_z1.init(k3, jnp.zeros((1, d2)))["params"],
         "decoder": p_x.init(k4, jnp.zeros((1, d1)))["params"],
     }
+    if likelihood.init():
+      params["likelihood"] = likelihood.init()
+    return params
 
   def q_phi(params: Params, x: jax.Array) -> D.Gaussian:
     return q_z1.apply({"params": params["encoder"]}, x)
@@ -200,8 +218,8 @@ def _make_two_layer_vae(config: Config, image_shape: tuple[int, int, int]) -> VA
     log_q = D.gaussian_log_prob(_expand(q1, len(sample_shape)), z1) + D.gaussian_log_prob(q2, z2)
     return (z1, z2), log_q
 
-  def p_theta(params: Params, z) -> jax.Array:
-    return p_x.apply({"params": params["decoder"]}, z[0])
+  def p_theta(params: Params, z):
+    return likelihood.outputs(params.get("likelihood", {}), p_x.apply({"params": params["decoder"]}, z[0]))
 
   def log_p_z(params: Params, z) -> jax.Array:
     z1, z2 = z
@@ -225,8 +243,8 @@ def _make_two_layer_vae(config: Config, image_shape: tuple[int, int, int]) -> VA
       q_phi=q_phi,
       sample_q=sample_q,
       p_theta=p_theta,
-      log_p_x_given_z=D.bernoulli_log_prob,
-      mean_x=D.bernoulli_mean,
+      log_p_x_given_z=likelihood.log_prob,
+      mean_x=likelihood.mean,
       log_p_z=log_p_z,
       sample_p_z=sample_p_z,
       kl_q_p_z=None,

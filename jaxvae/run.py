@@ -203,7 +203,7 @@ def train_and_evaluate(
   t_start = time.perf_counter()
   config.validate()
   if dataset is None:
-    dataset = load_dataset(config.dataset, config.tfds_data_dir)
+    dataset = load_dataset(config.dataset, config.tfds_data_dir, config.image_size)
   train_np, test_np = prepare_data(config, dataset)
   batch_sharding = replicated = None
   if data_parallel:
@@ -215,7 +215,7 @@ def train_and_evaluate(
       config, dataset.image_shape, on_progress=bar, train_size=len(train_np), batch_sharding=batch_sharding
   )
   k_init, k_train, k_eval, k_plot = jax.random.split(jax.random.key(config.seed), 4)
-  state = trainer.init(k_init)
+  state = trainer.init(k_init, train_np if config.prior == "vamp" else None)
   start_epoch, rows = 0, []
   if resume:
     restored = restore_checkpoint(workdir, state)  # raises before anything is written
@@ -310,6 +310,7 @@ def train_and_evaluate(
       "test_kl": last["test_kl"],
       "test_log_p_x_given_z": last["test_log_p_x_given_z"],
       "train_elbo": last["train_elbo"],
+      "bits_per_dim": -last["test_elbo"] / (int(np.prod(dataset.image_shape)) * np.log(2.0)),
       "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in rows)),
       "images_per_sec": steps * config.batch_size * (last["epoch"] - start_epoch) / train_seconds if train_seconds else None,
       "seconds_per_epoch": train_seconds / (last["epoch"] - start_epoch) if train_seconds else None,
@@ -362,16 +363,21 @@ def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, wo
   samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
   x = test_x[:n]
   means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
-  recon = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
   plots.save_samples(
       os.path.join(workdir, "samples.png"),
       np.asarray(samples),
-      f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as Bernoulli means E[x|z]",
+      f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as the means E[x|z]",
   )
+  shown = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
   plots.save_reconstructions(
       os.path.join(workdir, "reconstructions.png"),
-      np.asarray(x),
-      np.asarray(recon),
-      "test images (binarized) and their reconstructions E[x|z] at z = mean of q_phi(z|x)",
+      np.asarray(_display(x)),
+      np.asarray(shown),
+      "test images (as the model sees them) and their reconstructions E[x|z] at z = mean of q_phi(z|x)",
   )
+
+
+def _display(x: jax.Array) -> jax.Array:
+  """The model's view of an image mapped to [0, 1] for a picture (discretized-logistic data live in [-1, 1])."""
+  return (x + 1.0) / 2.0 if float(x.min()) < 0.0 else x
 

@@ -260,14 +260,16 @@ def train_group(
   seeds = sorted({c.binarization_seed for c in configs})
   per_model_data = len(seeds) > 1
   def train_set(seed):
-    if static.binarization == "static":
+    if static.likelihood == "bernoulli" and static.binarization == "static":
       return static_binarize(train_full, jax.random.fold_in(jax.random.key(seed), 0))
     return train_full
 
   def test_set(seed):
-    return prepare_test_set(static.replace(binarization_seed=seed), dataset).astype(np.uint8)
+    test = prepare_test_set(static.replace(binarization_seed=seed), dataset)
+    return test.astype(np.uint8) if static.likelihood == "bernoulli" else test  # 0/1 values: a quarter of the memory
 
-  train_vmap = jax.vmap(trainer.train_epoch, in_axes=(0, 0 if per_model_data and static.binarization == "static" else None, 0))
+  static_train = static.likelihood == "bernoulli" and static.binarization == "static"
+  train_vmap = jax.vmap(trainer.scan_epoch, in_axes=(0, 0 if per_model_data and static_train else None, 0))
   eval_vmap = jax.vmap(
       lambda params, x, key: trainer.evaluate(params, x.astype(jnp.float32), key), in_axes=(0, 0 if per_model_data else None, 0)
   )
@@ -291,7 +293,8 @@ def train_group(
     padded = chunk + [chunk[-1]] * (per_program - len(chunk))
     keys = jnp.stack([jax.random.split(jax.random.key(c.seed), 4) for c in padded])  # [M, 4]
     k_init, k_train, k_eval, k_plot = (keys[:, i] for i in range(4))
-    states = jax.vmap(trainer.init)(k_init)
+    init_data = train_full if static.prior == "vamp" else None
+    states = jax.vmap(lambda k: trainer.init(k, init_data))(k_init)
     hparams = HParams(
         beta=jnp.asarray([c.beta for c in padded], jnp.float32),
         warmup_steps=jnp.asarray([c.warmup_epochs * spe for c in padded], jnp.float32),
@@ -301,13 +304,13 @@ def train_group(
         hparams=hparams, opt_state=with_learning_rate(states.opt_state, jnp.asarray([c.lr for c in padded], jnp.float32))
     )
     if per_model_data:
-      train_x = np.stack([train_set(c.binarization_seed) for c in padded]) if static.binarization == "static" else train_full
+      train_x = np.stack([train_set(c.binarization_seed) for c in padded]) if static_train else train_full
       test_x = np.stack([test_set(c.binarization_seed) for c in padded])
       data_sharding = stacked
     else:
       train_x, test_x, data_sharding = train_set(seeds[0]), test_set(seeds[0]), replicated
     states = jax.device_put(states, stacked)
-    train_x = jax.device_put(train_x, data_sharding if (per_model_data and static.binarization == "static") else replicated)
+    train_x = jax.device_put(train_x, data_sharding if (per_model_data and static_train) else replicated)
     test_x = jax.device_put(test_x, data_sharding)
     k_train, k_eval = jax.device_put((k_train, k_eval), stacked)
 
@@ -382,10 +385,10 @@ def run_sweep(
   if len(set(configs)) != len(configs):
     raise JaxvaeError("the sweep lists the same config twice: remove the duplicates")
   if dataset is None:
-    names = {(c.dataset, c.tfds_data_dir) for c in configs}
+    names = {(c.dataset, c.tfds_data_dir, c.image_size) for c in configs}
     if len(names) > 1:
       raise JaxvaeError("a sweep runs on one dataset: give --dataset once, not as a grid axis")
-    dataset = load_dataset(configs[0].dataset, configs[0].tfds_data_dir)
+    dataset = load_dataset(configs[0].dataset, configs[0].tfds_data_dir, configs[0].image_size)
   axes = [f.name for f in dataclasses.fields(Config) if len({getattr(c, f.name) for c in configs}) > 1]
   names = [model_name(c, axes) for c in configs]
   prepare_workdir(workdir, overwrite)

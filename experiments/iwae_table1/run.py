@@ -11,10 +11,10 @@ adds the training length, the batch size and the evaluation:
   short: batch 100, 13 epochs (stages i = 0..2 of the same learning-rate schedule),
          log p(x) with k = 5000 on the first 2,000 test images.
 
-Every cell trains into ``--workdir/<cell>`` with :func:`jaxvae.train_and_evaluate` and is
-evaluated with :func:`jaxvae.evaluate.evaluate_run` (what `jaxvae train` and `jaxvae eval` run).
-A cell whose folder already holds ``eval.json`` is not run again, so an interrupted run
-continues where it stopped. The k = 1 cells of VAE and IWAE are the same objective (the
+Every cell trains into ``--workdir/<cell>`` and is evaluated there by
+:func:`jaxvae.evaluate.train_then_evaluate` (what `jaxvae train` and `jaxvae eval` run); a
+cell already trained or evaluated is not run again, so an interrupted table continues where
+it stopped. The k = 1 cells of VAE and IWAE are the same objective (the
 single-sample ELBO), trained once. The table goes to ``results.md`` beside this file.
 """
 
@@ -28,8 +28,7 @@ import sys
 import time
 
 from jaxvae.config import Config
-from jaxvae.evaluate import evaluate_run
-from jaxvae.run import train_and_evaluate
+from jaxvae.evaluate import train_then_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEDULES = {
@@ -51,22 +50,12 @@ def load_cells() -> list[dict]:
 
 
 def run_cell(cell: dict, schedule: dict, workdir: str, seed: int) -> dict:
-  folder = os.path.join(workdir, cell["run"])
-  eval_path = os.path.join(folder, "eval.json")
-  if not os.path.exists(os.path.join(folder, "summary.json")):
-    config = Config(**cell["config"], epochs=schedule["epochs"], batch_size=schedule["batch_size"], seed=seed)
-    if cell["run"] != cell["name"]:
-      config = config.replace(objective="vae")
-    print(f"== {cell['run']}: training {config.epochs} epochs", flush=True)
-    # A folder without summary.json is an interrupted training: it starts again.
-    train_and_evaluate(config, folder, overwrite=True, progress=False)
-  if not os.path.exists(eval_path):
-    print(f"== {cell['run']}: evaluating, k = {schedule['eval_k']}", flush=True)
-    evaluate_run(folder, k=schedule["eval_k"], n_test=schedule["eval_n_test"], progress=False)
-  with open(os.path.join(folder, "summary.json")) as f:
-    summary = json.load(f)
-  with open(eval_path) as f:
-    evaluation = json.load(f)
+  config = Config(**cell["config"], epochs=schedule["epochs"], batch_size=schedule["batch_size"], seed=seed)
+  if cell["run"] != cell["name"]:
+    config = config.replace(objective="vae")
+  summary, evaluation = train_then_evaluate(
+      config, os.path.join(workdir, cell["run"]), k=schedule["eval_k"], n_test=schedule["eval_n_test"]
+  )
   return {"summary": summary, "eval": evaluation}
 
 
