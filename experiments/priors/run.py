@@ -71,7 +71,8 @@ def write(rows, args) -> None:
       "",
       f"Rerun: `python experiments/priors/run.py --epochs {args.epochs} --warmup-epochs {args.warmup_epochs:g}`. References: Tomczak & Welling (2018) report "
       "-85.57 for the VampPrior on this data (an independent reproduction -85.79), after far longer training "
-      "with warm-up.",
+      "with warm-up. Why the warm-up and the training-image start of the pseudo-inputs: `README.md` here; "
+      "longer runs on a GPU: `results_gpu.md`.",
       "",
   ]
   with open(args.out, "w") as f:
