@@ -49,7 +49,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--model", help="mlp (default), burda1 (784-200-200-50 tanh) or burda2 (two stochastic layers)")
   g.add_argument("--hidden", type=_int_list, help=f"hidden widths, comma-separated (mlp default {','.join(map(str, d.hidden))})")
   g.add_argument("--latent-dim", type=int, help=f"size of z, or z1 for burda2 (mlp default {d.latent_dim})")
-  g.add_argument("--activation", help=f"hidden nonlinearity (mlp default {d.activation})")
+  g.add_argument("--activation", help=f"hidden nonlinearity (default {d.activation} for the mlp net, elu for --net conv, tanh for burda1/2)")
   g.add_argument("--hidden2", type=_int_list, help="burda2: hidden widths between z1 and z2 (default 100,100)")
   g.add_argument("--latent-dim2", type=int, help="burda2: size of z2 (default 50)")
   g.add_argument("--net", help="mlp (default) or conv (strided convolutions)")

@@ -207,3 +207,9 @@ def test_conv_model_needs_images_that_halve(tmp_path, mnist):
   with pytest.raises(JaxvaeError, match="--image-size"):
     train_and_evaluate(config, str(tmp_path / "odd"), dataset=mnist, progress=False, verbose=False)
   assert not (tmp_path / "odd").exists()
+
+
+def test_conv_nets_default_to_elu_and_the_mlp_keeps_relu():
+  assert Config(net="conv").activation == "elu"
+  assert Config().activation == "relu" and Config(model="burda1").activation == "tanh"
+  assert Config(net="conv", activation="relu").activation == "relu"
