@@ -40,6 +40,7 @@ from jaxvae.data import ImageDataset, load_dataset, prepare_test_set
 from jaxvae.distributions import Gaussian, gaussian_log_prob, gaussian_sample
 from jaxvae.model import VAE, Params
 from jaxvae.objectives import ImportanceTerms, importance_terms
+from jaxvae.run import read_config, train_and_evaluate, write_json
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -143,14 +144,7 @@ def load_run(workdir: str) -> tuple[Config, ImageDataset, Any, Any, int]:
   """
   from jaxvae.train import make_trainer
 
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise JaxvaeError(f"{workdir} is not a run folder (no config.json): pass the --workdir of a `jaxvae train` run")
-  try:
-    with open(path) as f:
-      config = Config.from_dict(json.load(f)).validate()
-  except (ValueError, TypeError) as e:
-    raise JaxvaeError(f"{path} cannot be read ({e}): it is damaged; retrain into a new --workdir") from None
+  config = read_config(workdir, f"{workdir} is not a run folder (no config.json): pass the --workdir of a `jaxvae train` run")
   dataset = load_dataset(config.dataset, config.tfds_data_dir, config.image_size)
   train_size = len(dataset.train_images[: config.n_train])
   trainer = make_trainer(config, dataset.image_shape, train_size=train_size)
@@ -241,11 +235,7 @@ def evaluate_run(
       "seconds": seconds,
   }
   if write:
-    tmp = os.path.join(workdir, "eval.json.tmp")
-    with open(tmp, "w") as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
-      f.write("\n")
-    os.replace(tmp, os.path.join(workdir, "eval.json"))
+    write_json(os.path.join(workdir, "eval.json"), summary)
   return summary
 
 
@@ -380,11 +370,7 @@ def inference_gaps(
       "seconds": time.perf_counter() - t_start,
   }
   plots.save_gap_histograms(os.path.join(workdir, "gaps.png"), amortization, approximation, result)
-  tmp = os.path.join(workdir, "gaps.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, os.path.join(workdir, "gaps.json"))
+  write_json(os.path.join(workdir, "gaps.json"), result)
   return result
 
 
@@ -398,8 +384,6 @@ def train_then_evaluate(
   stopped; a folder without a completed ``summary.json`` is an interrupted training and
   starts again. Returns ``(summary, evaluation)``.
   """
-  from jaxvae.run import train_and_evaluate
-
   summary_path, eval_path = os.path.join(folder, "summary.json"), os.path.join(folder, "eval.json")
   done = False
   if os.path.exists(summary_path):

@@ -144,6 +144,32 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def read_config(workdir: str, missing: str) -> Config:
+  """The validated config of the run folder ``workdir``.
+
+  Raises:
+    JaxvaeError: ``missing`` when the folder has no ``config.json``; a one-line error
+      naming the file when it cannot be read.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise JaxvaeError(missing)
+  try:
+    with open(path) as f:
+      return Config.from_dict(json.load(f)).validate()
+  except (ValueError, TypeError, JaxvaeError) as e:
+    raise JaxvaeError(f"{path} cannot be read ({e}): the run folder is damaged; start a new --workdir") from None
+
+
+def write_run_files(folder: str, config: Config, rows: list[dict[str, Any]]) -> None:
+  """``config.json`` and ``metrics.jsonl`` (one row per epoch) of a run folder."""
+  os.makedirs(folder, exist_ok=True)
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    f.write(config.to_json() + "\n")
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
 def resume_config(workdir: str, overrides: dict[str, Any]) -> Config:
   """The config of the run in ``workdir``, with the allowed ``overrides`` applied.
 
@@ -151,14 +177,7 @@ def resume_config(workdir: str, overrides: dict[str, Any]) -> Config:
     JaxvaeError: no run there, an unreadable config, or an override that would change
       what the run trains (only :data:`RESUMABLE_CHANGES` may differ).
   """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise JaxvaeError(f"nothing to resume in {workdir} (no config.json): start it with `jaxvae train --workdir {workdir}`")
-  try:
-    with open(path) as f:
-      saved = Config.from_dict(json.load(f)).validate()
-  except (ValueError, TypeError, JaxvaeError) as e:
-    raise JaxvaeError(f"{path} cannot be read ({e}): the run folder is damaged; start a new --workdir") from None
+  saved = read_config(workdir, f"nothing to resume in {workdir} (no config.json): start it with `jaxvae train --workdir {workdir}`")
   changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
   fixed = sorted(k for k in changed if k not in RESUMABLE_CHANGES)
   if fixed:

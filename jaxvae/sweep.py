@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
-import json
 import math
 import os
 import time
@@ -43,7 +42,7 @@ from jaxvae import plots
 from jaxvae.checkpoint import save_checkpoint
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.data import ImageDataset, check_images, load_dataset, prepare_test_set, static_binarize
-from jaxvae.run import EpochBar, prepare_workdir, save_figures, write_json
+from jaxvae.run import EpochBar, prepare_workdir, save_figures, write_json, write_run_files
 from jaxvae.train import HParams, make_trainer, with_learning_rate
 
 # Config fields that a sweep vmaps: they change values, never shapes.
@@ -412,12 +411,7 @@ def run_sweep(
   table = []
   for i, config in enumerate(configs):
     state, rows, active = results[i]
-    folder = os.path.join(workdir, "models", names[i])
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-      f.write(config.to_json() + "\n")
-    with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
-      f.writelines(json.dumps(row) + "\n" for row in rows)
+    write_run_files(os.path.join(workdir, "models", names[i]), config, rows)
     last = rows[-1]
     row = {"name": names[i], "group": next(g for g, idx in enumerate(groups) if i in idx)}
     row.update({a: (list(getattr(config, a)) if isinstance(getattr(config, a), tuple) else getattr(config, a)) for a in axes})
@@ -449,11 +443,7 @@ def run_sweep(
 def _write_best(config: Config, result, dataset: ImageDataset, folder: str) -> None:
   """The best model as a `jaxvae train` run folder: config, metrics, summary, checkpoint, figures."""
   state, rows, active = result
-  os.makedirs(folder, exist_ok=True)
-  with open(os.path.join(folder, "config.json"), "w") as f:
-    f.write(config.to_json() + "\n")
-  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(row) + "\n" for row in rows)
+  write_run_files(folder, config, rows)
   last = rows[-1]
   write_json(os.path.join(folder, "summary.json"), {
       "epochs": config.epochs, "test_elbo": last["test_elbo"], "test_kl": last["test_kl"],

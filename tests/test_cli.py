@@ -1,6 +1,5 @@
 """End to end: `jaxvae train` writes a complete run folder and refuses to overwrite one."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,16 +17,6 @@ from jaxvae.train import make_trainer
 
 SMOKE = ["--n-train", "512", "--n-test", "200", "--epochs", "2", "--hidden", "64", "--latent-dim", "8",
          "--batch-size", "32", "--no-progress"]  # fmt: skip
-
-
-def _snapshot(folder):
-  out = {}
-  for root, _, files in os.walk(folder):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, folder)] = (hashlib.sha256(f.read()).hexdigest(), os.stat(path).st_mtime_ns)
-  return out
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +60,12 @@ def test_run_folder_holds_every_file(run_dir):
     assert image.ndim == 3 and min(image.shape[:2]) >= 300 and image.std() > 0.05
 
 
-def test_existing_run_folder_is_refused_and_left_untouched(run_dir, capsys):
-  before = _snapshot(run_dir)
+def test_existing_run_folder_is_refused_and_left_untouched(run_dir, capsys, snapshot):
+  before = snapshot(run_dir)
   assert main(["train", *SMOKE, "--workdir", run_dir]) == 2
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "exists" in err and "--overwrite" in err
-  assert _snapshot(run_dir) == before
+  assert snapshot(run_dir) == before
 
 
 def test_overwrite_replaces_the_folder(tmp_path):

@@ -1,7 +1,6 @@
 """Runs that survive: exact resume, preemption, skipped non-finite updates, bad input."""
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -26,16 +25,6 @@ from jaxvae.train import make_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "256", "--n-test", "64", "--no-progress"]
-
-
-def _snapshot(folder):
-  out = {}
-  for root, _, files in os.walk(folder):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, folder)] = (hashlib.sha256(f.read()).hexdigest(), os.stat(path).st_mtime_ns)
-  return out
 
 
 def _jaxvae(*args, **kwargs):
@@ -113,16 +102,16 @@ def test_sigint_stops_with_status_130_and_a_checkpoint(tmp_path):
   assert _params(workdir).epoch == len(read_metrics(workdir))
 
 
-def test_resume_refuses_a_changed_config_a_missing_or_damaged_checkpoint(tmp_path, capsys):
+def test_resume_refuses_a_changed_config_a_missing_or_damaged_checkpoint(tmp_path, capsys, snapshot):
   workdir = str(tmp_path / "D")
   assert main(["train", *TINY, "--epochs", "2", "--workdir", workdir]) == 0
-  before = _snapshot(workdir)
+  before = snapshot(workdir)
 
   def refused(args, words):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
-    assert _snapshot(workdir) == before
+    assert snapshot(workdir) == before
 
   refused(["train", "--resume", workdir, "--beta", "2"], ["does not match", "beta"])
   refused(["train", "--resume", workdir], ["complete", "--epochs"])
@@ -135,14 +124,14 @@ def test_resume_refuses_a_changed_config_a_missing_or_damaged_checkpoint(tmp_pat
       if name not in ("_CHECKPOINT_METADATA", "commit_success.txt"):
         with open(os.path.join(root, name), "wb") as f:
           f.write(b"\x00garbage" * 7)
-  before = _snapshot(workdir)
+  before = snapshot(workdir)
   refused(["train", "--resume", workdir, "--epochs", "4"], ["checkpoint 2", "cannot be restored"])
   # No checkpoint at all.
   os.makedirs(tmp_path / "E")
   with open(os.path.join(workdir, "config.json")) as f, open(tmp_path / "E" / "config.json", "w") as g:
     g.write(f.read())
   workdir = str(tmp_path / "E")
-  before = _snapshot(workdir)
+  before = snapshot(workdir)
   refused(["train", "--resume", workdir, "--epochs", "4"], ["no checkpoint"])
 
 
