@@ -224,13 +224,13 @@ def prepare_test_set(config: Config, dataset: ImageDataset) -> np.ndarray:
   """The test set as evaluation reads it: ``[M, H, W, C]`` float32, fixed once.
 
   One draw from ``binarization_seed`` alone (a Bernoulli draw per pixel, or one
-  dequantization, per :func:`jaxvae.likelihoods.test_representation`), so every run
+  dequantization, per :func:`jaxvae.likelihoods.fixed_test_images`), so every run
   (whatever its ``seed``) and every later evaluation see the same test set.
   """
-  from jaxvae.likelihoods import test_representation
+  from jaxvae.likelihoods import fixed_test_images
 
   test = check_images(dataset.test_images[: config.n_test], "test images")
-  return test_representation(config, test)
+  return fixed_test_images(config, test)
 
 
 def prepare_data(config: Config, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray]:

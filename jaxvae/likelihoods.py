@@ -155,7 +155,7 @@ def make_likelihood(config: Config, image_shape: tuple[int, int, int] = (28, 28,
   return bernoulli(image_shape[-1], config.binarization)
 
 
-def test_representation(config: Config, images: np.ndarray) -> np.ndarray:
+def fixed_test_images(config: Config, images: np.ndarray) -> np.ndarray:
   """The fixed test set of ``config``'s likelihood: one draw, from ``binarization_seed``, float32.
 
   Bernoulli: one Bernoulli draw per pixel; Gaussian: one dequantization; discretized
