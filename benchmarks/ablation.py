@@ -12,7 +12,8 @@ Variants:
   jax.random binarize x ~ jax.random.bernoulli(key, pixel / 255) (rolled Threefry loop on CPU)
   jax.random eps      eps ~ jax.random.normal for z = mu + sigma * eps
   4-D likelihood      Bernoulli log-likelihood on [B, 28, 28, 1] arrays, summed over 3 axes
-  all three above     the first version of the step
+  sample axis at k=1  the ELBO's single z per example on a [1, B, ...] sample axis (as for k > 1)
+  all four above      the first version of the step
   no Adam (SGD)       what Adam's per-parameter update costs
   static binarization no random draw for x at all (a different training set: reference only)
 """
@@ -50,19 +51,31 @@ def bernoulli_log_prob_4d(x, logits):
   return jnp.sum(x * logits - jax.nn.softplus(logits), axis=(-3, -2, -1))
 
 
+def elbo_with_sample_axis(vae, params, x, key, *, k=1, analytic_kl=True):
+  """jaxvae.objectives.elbo as it was: z on a [k, B, d] sample axis even for k = 1."""
+  q = vae.q_phi(params, x)
+  z = jaxvae.objectives.gaussian_sample(key, q, (k,))
+  log_p_x_given_z = jnp.mean(vae.log_p_x_given_z(jnp.broadcast_to(x, (k,) + x.shape), vae.p_theta(params, z)), axis=0)
+  kl_per_dim = vae.kl_q_p_z(params, q)
+  kl = jnp.sum(kl_per_dim, axis=-1)
+  return jaxvae.objectives.ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim)
+
+
 @contextlib.contextmanager
-def swapped(binarize=False, eps=False, likelihood=False):
-  saved = jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob
+def swapped(binarize=False, eps=False, likelihood=False, sample_axis=False):
+  saved = jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, T.elbo
   if binarize:
     jaxvae.likelihoods.dynamic_binarize = jax_random_binarize
   if eps:
     jaxvae.objectives.gaussian_sample = jax_random_sample
   if likelihood:
     D.bernoulli_log_prob = bernoulli_log_prob_4d
+  if sample_axis:
+    T.elbo = elbo_with_sample_axis
   try:
     yield
   finally:
-    jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob = saved
+    jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, T.elbo = saved
 
 
 def build(images, config=Config(), optimizer=None, **swaps):
@@ -72,9 +85,8 @@ def build(images, config=Config(), optimizer=None, **swaps):
     optimizer = optimizer or T.make_optimizer(config)
     epoch = jax.jit(T.make_train_epoch(T.make_train_step(config, vae, optimizer), config.batch_size), donate_argnums=0)
     params = vae.init(jax.random.key(0))
-    zero = jnp.zeros((), jnp.int32)
     hparams = T.HParams(jnp.float32(1.0), jnp.float32(0.0), jnp.float32(0.0))
-    state = T.TrainState(params, optimizer.init(params), zero, hparams, zero)
+    state = T.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32))
     return epoch.lower(state, images, jax.random.key(1)).compile(), state
 
 
@@ -89,7 +101,8 @@ def main():
       "jax.random binarize": build(images, binarize=True),
       "jax.random eps": build(images, eps=True),
       "4-D likelihood": build(images, likelihood=True),
-      "all three above (first version)": build(images, binarize=True, eps=True, likelihood=True),
+      "sample axis at k=1": build(images, sample_axis=True),
+      "all four above (first version)": build(images, binarize=True, eps=True, likelihood=True, sample_axis=True),
       "no Adam (SGD)": build(images, optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3)),
       "static binarization": build(images, config=Config(binarization="static")),
   }

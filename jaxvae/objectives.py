@@ -116,8 +116,10 @@ def elbo(
   """
   if analytic_kl and vae.kl_q_p_z is not None:
     q = vae.q_phi(params, x)
-    z = gaussian_sample(key, q, (k,))
-    log_p_x_given_z = jnp.mean(_log_p_x_given_z(vae, params, x, z, k), axis=0)
+    if k == 1:  # no sample axis: [1, B, ...] arrays make XLA transpose the weight-gradient operands
+      log_p_x_given_z = vae.log_p_x_given_z(x, vae.p_theta(params, gaussian_sample(key, q)))
+    else:
+      log_p_x_given_z = jnp.mean(_log_p_x_given_z(vae, params, x, gaussian_sample(key, q, (k,)), k), axis=0)
     kl_per_dim = vae.kl_q_p_z(params, q)
     kl = jnp.sum(kl_per_dim, axis=-1)
     return ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim)

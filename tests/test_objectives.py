@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from jaxvae import linear_gaussian as LG
-from jaxvae.distributions import Gaussian
+from jaxvae.distributions import Gaussian, gaussian_sample
 from jaxvae.objectives import beta_elbo_loss, elbo
 
 DATA_DIM, LATENT_DIM = 6, 3
@@ -109,6 +109,19 @@ def test_iwae_with_k_1_is_the_elbo(model):
   t = importance_terms(vae, params, x, key, 1)
   mc = elbo(vae, params, x, key, k=1, analytic_kl=False)
   np.testing.assert_allclose(iwae_bound(t.log_w), mc.elbo, rtol=1e-6)
+
+
+def test_single_sample_elbo_equals_the_k_sample_formula_at_k_1(model):
+  """elbo(k=1) skips the [k, B] sample axis (a CPU speed-up); its values are the axis version's."""
+  vae, params, x = model
+  params = _wrong_q(params)
+  key = jax.random.key(4)
+  q = vae.q_phi(params, x)
+  z = gaussian_sample(key, q, (1,))
+  on_axis = jnp.mean(vae.log_p_x_given_z(jnp.broadcast_to(x, (1,) + x.shape), vae.p_theta(params, z)), axis=0)
+  terms = elbo(vae, params, x, key, k=1)
+  np.testing.assert_allclose(terms.log_p_x_given_z, on_axis, rtol=1e-6)
+  np.testing.assert_allclose(terms.elbo, on_axis - jnp.sum(vae.kl_q_p_z(params, q), axis=-1), rtol=1e-6)
 
 
 def test_iwae_bound_is_above_the_elbo_and_grows_with_k(model):
