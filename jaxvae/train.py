@@ -259,7 +259,7 @@ def make_train_step(
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       return optax.apply_updates(state.params, updates), opt_state
 
-    # lax.cond rather than a select over the trees: measured 7% cheaper on CPU.
+    # lax.cond rather than a select over the trees: 7-10% cheaper on CPU (benchmarks/RESULTS.md).
     params, opt_state = jax.lax.cond(ok, update, lambda _: (state.params, state.opt_state), None)
     skips = jnp.where(ok, 0, state.consecutive_skips + 1)
     metrics = {**metrics, "grad_norm": grad_norm, "skipped_steps": (~ok).astype(jnp.int32)}
