@@ -29,14 +29,12 @@ from jaxvae import rng
 from jaxvae.config import Config
 from jaxvae.data import dynamic_binarize
 
-LIKELIHOODS = ("bernoulli", "gaussian", "discretized-logistic")
-
 
 class Likelihood(NamedTuple):
   """The observation model p_theta(x|z) as pure functions.
 
   Attributes:
-    name: one of :data:`LIKELIHOODS`.
+    name: one of :data:`jaxvae.config.LIKELIHOODS`.
     features: F, the decoder's output features per pixel.
     init: ``() -> params`` of the likelihood itself (e.g. a learned scale), maybe ``{}``.
     outputs: ``(params, raw [..., H, W, F]) -> distribution parameters`` (a pytree).

@@ -202,8 +202,8 @@ def _make_two_layer_vae(config: Config, image_shape: tuple[int, int, int]) -> VA
         "prior1": p_z1.init(k3, jnp.zeros((1, d2)))["params"],
         "decoder": p_x.init(k4, jnp.zeros((1, d1)))["params"],
     }
-    if likelihood.init():
-      params["likelihood"] = likelihood.init()
+    if own := likelihood.init():  # e.g. a learned Gaussian scale; the Bernoulli has none
+      params["likelihood"] = own
     return params
 
   def q_phi(params: Params, x: jax.Array) -> D.Gaussian:

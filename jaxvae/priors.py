@@ -20,9 +20,6 @@ import numpy as np
 
 from jaxvae import distributions as D
 
-PRIORS = ("normal", "mog", "vamp")
-DEFAULT_COMPONENTS = {"normal": 1, "mog": 10, "vamp": 500}
-
 
 class Prior(NamedTuple):
   """p(z) as pure functions of the prior's parameters (and, for the VampPrior, the encoder's).
@@ -31,7 +28,7 @@ class Prior(NamedTuple):
   ``params["prior"]``; the VampPrior also reads the encoder's).
 
   Attributes:
-    name: one of :data:`PRIORS`.
+    name: one of :data:`jaxvae.config.PRIORS`.
     init: ``(key, data=None) -> params["prior"]`` (``{}`` for N(0, I)); ``data``, the
       training images as ``[N, H, W, C]`` uint8, is used by the VampPrior alone.
     log_prob: ``(params, z [..., d]) -> [...]`` log p(z).
@@ -119,8 +116,8 @@ def vamp_prior(
     # images (intensities squeezed into [0.05, 0.95] so that the logit is finite; data that
     # were binarized once, statically, hold 0 and 1).
     top = 255.0 if np.max(data) > 1 else 1.0
-    idx = jax.random.choice(key, data.shape[0], (components,), replace=data.shape[0] < components)
-    u = 0.05 + 0.9 * jnp.asarray(data)[idx].astype(jnp.float32) / top
+    idx = np.asarray(jax.random.choice(key, data.shape[0], (components,), replace=data.shape[0] < components))
+    u = 0.05 + 0.9 * jnp.asarray(np.asarray(data)[idx], jnp.float32) / top  # only the K chosen images go to the device
     return {"pseudo_inputs": jnp.log(u) - jnp.log1p(-u)}
 
   def components_of(params):

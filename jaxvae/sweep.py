@@ -258,8 +258,10 @@ def train_group(
   # Data: shared by all models unless their binarization seeds differ.
   seeds = sorted({c.binarization_seed for c in configs})
   per_model_data = len(seeds) > 1
+  static_train = static.likelihood == "bernoulli" and static.binarization == "static"
+
   def train_set(seed):
-    if static.likelihood == "bernoulli" and static.binarization == "static":
+    if static_train:
       return static_binarize(train_full, jax.random.fold_in(jax.random.key(seed), 0))
     return train_full
 
@@ -267,7 +269,6 @@ def train_group(
     test = prepare_test_set(static.replace(binarization_seed=seed), dataset)
     return test.astype(np.uint8) if static.likelihood == "bernoulli" else test  # 0/1 values: a quarter of the memory
 
-  static_train = static.likelihood == "bernoulli" and static.binarization == "static"
   train_vmap = jax.vmap(trainer.scan_epoch, in_axes=(0, 0 if per_model_data and static_train else None, 0))
   eval_vmap = jax.vmap(
       lambda params, x, key: trainer.evaluate(params, x.astype(jnp.float32), key), in_axes=(0, 0 if per_model_data else None, 0)

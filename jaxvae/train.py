@@ -279,6 +279,20 @@ def epoch_means(metrics: Metrics) -> Metrics:
   return out
 
 
+def epoch_order(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """The data order and step keys of one epoch: ``(indices [N // B, B], keys [N // B])``.
+
+  The order is a permutation of the N images drawn from ``key``; the ``N mod B`` left
+  over after ``N // B`` full batches are skipped this epoch (a different few each epoch).
+  Both epoch drivers (:func:`make_train_epoch`, :class:`LoopedEpoch`) use it, so they
+  train on the same batches with the same keys.
+  """
+  steps = n // batch_size
+  k_order, k_steps = jax.random.split(key)
+  order = jax.random.permutation(k_order, n)[: steps * batch_size]
+  return order.reshape(steps, batch_size), jax.random.split(k_steps, steps)
+
+
 def make_train_epoch(
     train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]],
     batch_size: int,
@@ -287,9 +301,8 @@ def make_train_epoch(
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
   """One epoch as one ``lax.scan`` of ``train_step`` over a shuffled pass through the data.
 
-  The data order is a permutation drawn from ``key``; the ``N mod B`` images
-  left over after ``N // B`` full batches are skipped this epoch (a different
-  few each epoch). The images stay on the device; each step gathers its batch.
+  The data order and the step keys come from :func:`epoch_order`. The images stay
+  on the device; each step gathers its batch.
 
   Args:
     train_step: the pure step.
@@ -306,11 +319,10 @@ def make_train_epoch(
   """
 
   def train_epoch(state: TrainState, images: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
-    steps = images.shape[0] // batch_size
+    order, keys = epoch_order(key, images.shape[0], batch_size)
+    steps = order.shape[0]
     report_every = max(1, steps // 50)
-    k_order, k_steps = jax.random.split(key)
-    order = jax.random.permutation(k_order, images.shape[0])[: steps * batch_size]
-    xs = (order.reshape(steps, batch_size), jax.random.split(k_steps, steps), jnp.arange(1, steps + 1))
+    xs = (order, keys, jnp.arange(1, steps + 1))
 
     def body(state, inputs):
       idx, k, done = inputs
@@ -347,14 +359,8 @@ class LoopedEpoch:
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
       return train_step(state, batch, key)
 
-    def order_and_keys(key, n):
-      steps = n // batch_size
-      k_order, k_steps = jax.random.split(key)
-      order = jax.random.permutation(k_order, n)[: steps * batch_size]
-      return order.reshape(steps, batch_size), jax.random.split(k_steps, steps)
-
     self._step = jax.jit(step, donate_argnums=0)
-    self._order = jax.jit(order_and_keys, static_argnums=1)
+    self._order = jax.jit(epoch_order, static_argnums=(1, 2))
     self._means = jax.jit(lambda ms: epoch_means(jax.tree.map(lambda *a: jnp.stack(a), *ms)))
     self._batch_size = batch_size
     self._on_progress = on_progress
@@ -367,7 +373,7 @@ class LoopedEpoch:
     return self
 
   def __call__(self, state: TrainState, images: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
-    order, keys = self._order(key, images.shape[0])
+    order, keys = self._order(key, images.shape[0], self._batch_size)
     steps = order.shape[0]
     report_every = max(1, steps // 50)
     metrics = []
