@@ -12,7 +12,7 @@ from jaxvae.config import Config
 from jaxvae.data import prepare_data
 from jaxvae.model import make_vae
 from jaxvae.run import train_and_evaluate
-from jaxvae.train import make_optimizer, make_train_step, make_trainer, map_batches, with_learning_rate
+from jaxvae.train import LoopedEpoch, make_optimizer, make_train_step, make_trainer, map_batches, with_learning_rate
 
 SMALL = Config(hidden=(64,), latent_dim=8, batch_size=32, n_train=512, n_test=200, epochs=2)
 
@@ -76,6 +76,19 @@ def test_epoch_equals_the_same_steps_taken_one_by_one(mnist):
     state, _ = trainer.train_step(state, images[idx], k)
   epoch_state, _ = trainer.train_epoch(trainer.init(jax.random.key(0)), images, key)
   chex.assert_trees_all_close(epoch_state.params, state.params, rtol=1e-5, atol=1e-6)
+
+
+def test_looped_epoch_trains_like_the_scanned_epoch(mnist):
+  """Conv models on CPU use a host loop of jitted steps; same batches, keys and parameters as the scan."""
+  config = Config(net="conv", conv_channels=(4,), latent_dim=4, batch_size=16, n_train=64)
+  trainer = make_trainer(config)
+  assert isinstance(trainer.train_epoch, LoopedEpoch)
+  images = jnp.asarray(mnist.train_images[:56])  # 3 steps, 8 images left over
+  looped, looped_metrics = trainer.train_epoch(trainer.init(jax.random.key(0)), images, jax.random.key(5))
+  scanned, scanned_metrics = jax.jit(trainer.scan_epoch)(trainer.init(jax.random.key(0)), images, jax.random.key(5))
+  assert int(looped.step) == int(scanned.step) == 3
+  chex.assert_trees_all_close(looped.params, scanned.params, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(looped_metrics, scanned_metrics, rtol=1e-4, atol=1e-5)
 
 
 def test_training_improves_the_elbo(mnist):
