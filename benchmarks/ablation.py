@@ -33,9 +33,9 @@ import jaxvae.distributions as D
 import jaxvae.likelihoods
 import jaxvae.objectives
 import jaxvae.train as T
+from jaxvae.build import make_objective, make_optimizer, make_vae
 from jaxvae.config import Config
 from jaxvae.data import load_mnist, static_binarize
-from jaxvae.model import make_vae
 
 
 def jax_random_binarize(key, images):
@@ -47,7 +47,7 @@ def jax_random_sample(key, q, sample_shape=()):
   return q.mean + jnp.exp(q.log_scale) * eps
 
 
-def bernoulli_log_prob_4d(x, logits):
+def bernoulli_log_prob_4d(x, logits, event_ndim=3):
   return jnp.sum(x * logits - jax.nn.softplus(logits), axis=(-3, -2, -1))
 
 
@@ -63,7 +63,7 @@ def elbo_with_sample_axis(vae, params, x, key, *, k=1, analytic_kl=True):
 
 @contextlib.contextmanager
 def swapped(binarize=False, eps=False, likelihood=False, sample_axis=False):
-  saved = jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, T.elbo
+  saved = jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, jaxvae.objectives.elbo
   if binarize:
     jaxvae.likelihoods.dynamic_binarize = jax_random_binarize
   if eps:
@@ -71,22 +71,22 @@ def swapped(binarize=False, eps=False, likelihood=False, sample_axis=False):
   if likelihood:
     D.bernoulli_log_prob = bernoulli_log_prob_4d
   if sample_axis:
-    T.elbo = elbo_with_sample_axis
+    jaxvae.objectives.elbo = elbo_with_sample_axis
   try:
     yield
   finally:
-    jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, T.elbo = saved
+    jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, jaxvae.objectives.elbo = saved
 
 
 def build(images, config=Config(), optimizer=None, **swaps):
   """A compiled epoch of ``config`` and its initial state, built with the given pieces swapped."""
   with swapped(**swaps):
-    vae = make_vae(config)
-    optimizer = optimizer or T.make_optimizer(config)
-    epoch = jax.jit(T.make_train_epoch(T.make_train_step(config, vae, optimizer), config.batch_size), donate_argnums=0)
+    vae = make_vae(config, images.shape[1:])
+    optimizer = optimizer or make_optimizer(config)
+    objective = make_objective(config, 1)
+    epoch = jax.jit(T.make_train_epoch(T.make_train_step(vae, objective, optimizer), config.batch_size), donate_argnums=0)
     params = vae.init(jax.random.key(0))
-    hparams = T.HParams(jnp.float32(1.0), jnp.float32(0.0), jnp.float32(0.0))
-    state = T.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32))
+    state = T.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), objective.hparams, jnp.zeros((), jnp.int32))
     return epoch.lower(state, images, jax.random.key(1)).compile(), state, images
 
 
@@ -95,7 +95,7 @@ def main():
   parser.add_argument("--rounds", type=int, default=30)
   parser.add_argument("--steps", type=int, default=78, help="steps of 128 images per timed call")
   args = parser.parse_args()
-  images = jax.device_put(load_mnist().train_images[: 128 * args.steps])
+  images = jax.device_put(load_mnist().train[: 128 * args.steps])
   variants = {
       "current": build(images),
       "jax.random binarize": build(images, binarize=True),

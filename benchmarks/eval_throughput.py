@@ -2,7 +2,7 @@
 
   python benchmarks/eval_throughput.py [--model mlp|burda1|burda2] [--k 5000] [--n-test 500] [--quick]
 
-Runs the evaluator that `jaxvae eval` runs (``jaxvae.evaluate.make_batch_evaluator``: k samples
+Runs the evaluator that `jaxvae eval` runs (``jaxvae.estimators.make_batch_evaluator``: k samples
 z ~ q_phi(z|x) per test image, drawn in chunks, log-weights combined with a running maximum)
 on the first ``--n-test`` test images, after one warm-up batch that compiles it. The model's
 parameters are freshly initialised: the cost does not depend on their values. Prints samples/s,
@@ -21,9 +21,8 @@ import jax.numpy as jnp
 
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
-from jaxvae.evaluate import make_batch_evaluator
-from jaxvae.data import prepare_test_set
-from jaxvae.train import make_trainer
+from jaxvae.estimators import make_batch_evaluator
+from jaxvae.run import prepare_model
 
 
 def main(argv=None):
@@ -38,12 +37,13 @@ def main(argv=None):
     args.k, args.n_test = 1000, 200
   config = Config(model=args.model)
   dataset = load_mnist()
-  test = jnp.asarray(prepare_test_set(config, dataset)[: args.n_test])
-  trainer = make_trainer(config)
-  params = trainer.init(jax.random.key(0)).params
+  setup = prepare_model(config.replace(n_test=args.n_test), data=dataset)
+  test = jnp.asarray(setup.test)
+  vae = setup.vae
+  params = vae.init(jax.random.key(0))
   b = min(args.batch_size, args.n_test)
   chunk = max(1, min(args.k, 50_000 // b))
-  evaluate_batch = make_batch_evaluator(trainer.vae, args.k, chunk)
+  evaluate_batch = make_batch_evaluator(vae, args.k, chunk)
 
   t0 = time.perf_counter()
   jax.block_until_ready(evaluate_batch(params, test[:b], jax.random.key(0)))

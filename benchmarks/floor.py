@@ -40,7 +40,7 @@ import optax
 from jaxvae import rng
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
-from jaxvae.train import make_trainer
+from jaxvae.build import make_trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import MatmulCeiling  # noqa: E402
@@ -124,7 +124,7 @@ def main():
   args = parser.parse_args()
   config = Config()
   b, steps = config.batch_size, args.steps
-  images = jax.device_put(load_mnist().train_images[: b * steps])
+  images = jax.device_put(load_mnist().train[: b * steps])
   prebinarized = rng.bernoulli_from_uint8(jax.random.key(7), images.reshape(steps, b, -1)).astype(jnp.float32)
 
   runs = {}  # name -> [call(state, round) -> (state, metrics), state]
@@ -135,9 +135,9 @@ def main():
     data = images if "gather" in features else prebinarized
     compiled = jax.jit(epoch, donate_argnums=0).lower(state, data, jax.random.key(0)).compile()
     runs[name] = [lambda s, r, c=compiled, d=data: c(s, d, jax.random.key(r)), state]
-  trainer = make_trainer(config)
+  trainer = make_trainer(config, data_shape=images.shape[1:], train_size=60_000)
   state = trainer.init(jax.random.key(0))
-  compiled = trainer.train_epoch.lower(state, images, jax.random.key(0)).compile()
+  compiled = trainer.train_epoch.compile(state, images, jax.random.key(0))
   runs["jaxvae"] = [lambda s, r: compiled(s, images, jax.random.key(r)), state]
   ceiling = MatmulCeiling(config, images[0].size, jax.devices()[0])
 

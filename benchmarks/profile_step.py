@@ -23,7 +23,7 @@ import jax
 
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
-from jaxvae.train import make_trainer
+from jaxvae.build import make_trainer
 
 
 def main():
@@ -32,10 +32,10 @@ def main():
   parser.add_argument("--top", type=int, default=25)
   args = parser.parse_args()
   config = Config()
-  images = jax.device_put(load_mnist().train_images[: config.batch_size * args.steps])
-  trainer = make_trainer(config)
+  images = jax.device_put(load_mnist().train[: config.batch_size * args.steps])
+  trainer = make_trainer(config, data_shape=images.shape[1:], train_size=60_000)
   state = trainer.init(jax.random.key(0))
-  epoch = trainer.train_epoch.lower(state, images, jax.random.key(1)).compile()
+  epoch = trainer.train_epoch.compile(state, images, jax.random.key(1)).compiled
   state, metrics = epoch(state, images, jax.random.key(1))
   jax.block_until_ready(metrics)
   folder = tempfile.mkdtemp(prefix="jaxvae-profile-")

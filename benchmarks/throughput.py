@@ -5,8 +5,8 @@
 The model is jaxvae's default (784-400-20 ReLU MLP VAE, Bernoulli likelihood, analytic KL,
 Adam 1e-3, batch 128, dynamically binarized MNIST), trained for full epochs by
 
-  A. jaxvae's training path, the one `jaxvae train` runs: ``make_trainer(config)`` and its
-     ``train_epoch`` compiled ahead of time (one lax.scan over the device-resident data);
+  A. jaxvae's training path, the one `jaxvae train` runs: ``jaxvae.run.prepare(config)`` and its
+     trainer's ``train_epoch`` compiled ahead of time (one lax.scan over the device-resident data);
   B. the pytorch/examples VAE in eager PyTorch (benchmarks/torch_vae.py), if torch is
      installed (``pip install -e '.[bench]'``);
   C. the ceiling: the step's matrix multiplications alone (the same shapes: forward,
@@ -36,8 +36,7 @@ import numpy as np
 
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
-from jaxvae.data import prepare_data
-from jaxvae.train import make_trainer
+from jaxvae.run import prepare, run_keys
 
 
 def cpu_model() -> str:
@@ -103,15 +102,16 @@ class JaxvaeRun:
 
   def __init__(self, config: Config, dataset, device):
     self.config = config
-    train_np, _ = prepare_data(config, dataset)
-    # The same trainer as the CLI's, progress callback included (it does nothing here).
-    self.trainer = make_trainer(config, dataset.image_shape, on_progress=lambda steps_done: None)
-    k_init, self.k_train, _, _ = jax.random.split(jax.random.key(config.seed), 4)
-    self.train_x = jax.device_put(train_np, device)
-    self.state = jax.device_put(self.trainer.init(k_init), device)
+    # The same setup and trainer as the CLI's, progress callback included (it does nothing here).
+    setup = prepare(config, data=dataset, on_progress=lambda steps_done: None)
+    self.trainer = setup.trainer
+    keys = run_keys(config.seed)
+    self.k_train = keys.train
+    self.train_x = jax.device_put(setup.train, device)
+    self.state = jax.device_put(self.trainer.init(keys.init, setup.train), device)
     self.steps = self.trainer.steps_per_epoch(self.train_x.shape[0])
     t0 = time.perf_counter()
-    self.epoch_fn = self.trainer.train_epoch.lower(self.state, self.train_x, self.k_train).compile()
+    self.epoch_fn = self.trainer.train_epoch.compile(self.state, self.train_x, self.k_train)
     self.compile_seconds = time.perf_counter() - t0
     step = self.trainer.train_step.lower(self.state, self.train_x[: config.batch_size], self.k_train).compile()
     cost = step.cost_analysis()
@@ -141,9 +141,9 @@ class TorchRun:
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     self.torch = torch
-    self.model = TorchVAE(config.hidden[0], config.latent_dim, int(np.prod(dataset.image_shape)))
+    self.model = TorchVAE(config.hidden[0], config.latent_dim, int(np.prod(dataset.event_shape)))
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-    self.loader = make_loader(dataset.train_images, config.batch_size, config.seed)
+    self.loader = make_loader(dataset.train, config.batch_size, config.seed)
 
   def run_epoch(self) -> tuple[float, float]:
     from torch_vae import train_epoch
@@ -169,10 +169,10 @@ def run_cpu(args) -> dict:
     torch_version = None
   print(f"machine: {cpu_model()}, {cores} cores; jax {jax.__version__}, torch {torch_version or 'not installed'}")
   print(f"model: 784-{'-'.join(map(str, config.hidden))}-{config.latent_dim} MLP VAE, batch {config.batch_size}, "
-        f"Adam {config.lr:g}, dynamic binarization, full epochs of {len(dataset.train_images):,} images")
+        f"Adam {config.lr:g}, dynamic binarization, full epochs of {len(dataset.train):,} images")
 
   a = JaxvaeRun(config, dataset, device)
-  ceiling_run = MatmulCeiling(config, int(np.prod(dataset.image_shape)), device)
+  ceiling_run = MatmulCeiling(config, int(np.prod(dataset.event_shape)), device)
   print(f"jaxvae: compiled the epoch in {a.compile_seconds:.2f} s; XLA cost analysis: "
         f"{a.flops_per_image / 1e6:.3f} MFLOP per image (forward + backward + Adam)")
   b = TorchRun(dataset, config, cores) if torch_version else None

@@ -3,10 +3,16 @@
 q_phi(z|x) is the encoder (the amortized approximate posterior), p_theta(x|z) the
 decoder (the likelihood), p(z) the prior; training maximizes the reparameterized
 ELBO = E_q[log p_theta(x|z)] - KL(q_phi(z|x) || p(z)).
+
+The extension points are values: a model (:meth:`VAE.from_modules` from two Linen modules,
+a :class:`Likelihood`, a :class:`Prior` and a :class:`Posterior`), an :class:`Objective`, and
+a :class:`Dataset`; :func:`train_and_evaluate`, :func:`run_sweep`, :func:`evaluate_run` and
+:func:`inference_gaps` take them (see docs/extending.md).
 """
 
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import ImageDataset, dynamic_binarize, load_dataset, load_mnist, static_binarize
+from jaxvae import likelihoods, objectives, posteriors, priors
+from jaxvae.config import Config
+from jaxvae.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
 from jaxvae.distributions import (
     Gaussian,
     bernoulli_log_prob,
@@ -16,23 +22,40 @@ from jaxvae.distributions import (
     gaussian_sample,
     standard_normal_log_prob,
 )
-from jaxvae.evaluate import evaluate_run, importance_sampled_log_px
-from jaxvae.model import VAE, make_vae
-from jaxvae.objectives import ELBOTerms, ImportanceTerms, beta_elbo_loss, elbo, importance_terms, iwae_bound, kl_warmup
-from jaxvae.sweep import run_sweep, train_group
+from jaxvae.errors import JaxvaeError
+from jaxvae.estimators import importance_sampled_log_px
+from jaxvae.evaluate import evaluate_run, inference_gaps
+from jaxvae.likelihoods import Likelihood
+from jaxvae.model import VAE
+from jaxvae.objectives import (
+    ELBOTerms,
+    ImportanceTerms,
+    Objective,
+    beta_elbo_loss,
+    elbo,
+    importance_terms,
+    iwae_bound,
+    kl_warmup,
+)
+from jaxvae.posteriors import Posterior
+from jaxvae.priors import Prior
 from jaxvae.run import RunStopped, train_and_evaluate
-from jaxvae.train import HParams, Trainer, TrainState, make_optimizer, make_trainer
+from jaxvae.sweep import run_sweep, train_group
+from jaxvae.train import Trainer, TrainState, make_trainer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Config",
+    "Dataset",
     "ELBOTerms",
     "Gaussian",
-    "HParams",
-    "ImageDataset",
     "ImportanceTerms",
     "JaxvaeError",
+    "Likelihood",
+    "Objective",
+    "Posterior",
+    "Prior",
     "RunStopped",
     "TrainState",
     "Trainer",
@@ -48,13 +71,17 @@ __all__ = [
     "gaussian_sample",
     "importance_sampled_log_px",
     "importance_terms",
+    "inference_gaps",
     "iwae_bound",
     "kl_warmup",
+    "likelihoods",
     "load_dataset",
     "load_mnist",
-    "make_optimizer",
+    "load_npz",
     "make_trainer",
-    "make_vae",
+    "objectives",
+    "posteriors",
+    "priors",
     "run_sweep",
     "standard_normal_log_prob",
     "static_binarize",

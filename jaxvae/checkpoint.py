@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxvae.config import JaxvaeError
+from jaxvae.errors import JaxvaeError
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -75,6 +75,25 @@ class Restored(NamedTuple):
   train_key: jax.Array
 
 
+def _restore(workdir: str, epoch: int | None, abstract: Any, check=lambda payload: None) -> tuple[Any, int]:
+  """The payload of checkpoint ``epoch`` (default: the newest), restored into ``abstract`` (None: as saved)."""
+  found = latest_epoch(workdir)
+  if found is None:
+    raise JaxvaeError(f"no checkpoint in {_directory(workdir)}: train first with `jaxvae train --workdir {workdir}`")
+  epoch = found if epoch is None else epoch
+  try:
+    with ocp.CheckpointManager(_directory(workdir), options=ocp.CheckpointManagerOptions(create=False)) as manager:
+      payload = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+    check(payload)
+  except Exception as e:  # orbax/tensorstore raise many types for damaged or mismatched files.
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    raise JaxvaeError(
+        f"checkpoint {epoch} in {workdir} cannot be restored ({type(e).__name__}: {first}): "
+        "it is damaged or from another model or config; retrain into a new --workdir"
+    ) from None
+  return payload, int(epoch)
+
+
 def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> Restored:
   """Restores the checkpoint of ``epoch`` (default: the newest) into the structure of ``like``.
 
@@ -90,22 +109,32 @@ def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> Res
   Raises:
     JaxvaeError: no checkpoint, or one that cannot be read or does not match ``like``.
   """
-  found = latest_epoch(workdir)
-  if found is None:
-    raise JaxvaeError(
-        f"no checkpoint in {_directory(workdir)}: train first with `jaxvae train --workdir {workdir}`"
-    )
-  epoch = found if epoch is None else epoch
   key_like = np.asarray(jax.random.key_data(jax.random.key(0)))
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"state": like, "train_key": key_like})
-  try:
-    options = ocp.CheckpointManagerOptions(create=False)
-    with ocp.CheckpointManager(_directory(workdir), options=options) as manager:
-      payload = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
-  except Exception as e:  # orbax/tensorstore raise many types for damaged or mismatched files.
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-    raise JaxvaeError(
-        f"checkpoint {epoch} in {workdir} cannot be restored ({type(e).__name__}: {first}): "
-        "it is damaged or from another config; retrain into a new --workdir"
-    ) from None
-  return Restored(payload["state"], int(epoch), jax.random.wrap_key_data(payload["train_key"]))
+  payload, epoch = _restore(workdir, epoch, abstract)
+  return Restored(payload["state"], epoch, jax.random.wrap_key_data(payload["train_key"]))
+
+
+def restore_params(workdir: str, like: Any, epoch: int | None = None) -> tuple[Any, int]:
+  """The model parameters of a checkpoint (default: the newest), whatever objective and optimizer trained them.
+
+  Reads the checkpoint without a target and takes its ``state.params``, which must have the
+  structure and shapes of ``like`` (e.g. ``vae.init(key)``); evaluation needs nothing else.
+
+  Returns:
+    ``(params, epoch)``, the parameters in the dtypes of ``like``.
+
+  Raises:
+    JaxvaeError: no checkpoint, or one that cannot be read or holds other parameters.
+  """
+
+  def check(payload):
+    params = payload["state"]["params"]
+    if jax.tree.structure(params) != jax.tree.structure(like):
+      raise ValueError(f"parameters {jax.tree.structure(params)} where the model has {jax.tree.structure(like)}")
+    shapes = [(np.shape(a), np.shape(b)) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(like))]
+    if any(a != b for a, b in shapes):
+      raise ValueError(f"parameter shapes {[a for a, _ in shapes]} where the model has {[b for _, b in shapes]}")
+
+  payload, epoch = _restore(workdir, epoch, None, check)
+  return jax.tree.map(lambda a, b: np.asarray(a, np.asarray(b).dtype), payload["state"]["params"], like), epoch

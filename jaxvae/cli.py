@@ -4,6 +4,8 @@
   jaxvae eval --workdir runs/first [--k 5000]
   jaxvae sweep --grid beta=0.5,1,2 --grid seed=0,1 --workdir runs/beta
   jaxvae plot --workdir runs/z2;  jaxvae gaps --workdir runs/first
+  jaxvae train --model my_models.py:make_vae --workdir runs/mine   (a model of one's own)
+  jaxvae flags                                                      (every flag, as a table)
 
 Every error in the input is one line on stderr naming the problem and the fix,
 with exit status 2, and nothing written.
@@ -12,14 +14,12 @@ with exit status 2, and nothing written.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
-from jaxvae.config import Config, JaxvaeError
+from jaxvae.config import Config, add_flags, overrides_from_args
+from jaxvae.errors import JaxvaeError
 from jaxvae.run import RunStopped
-
-_DEFAULTS = Config()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,50 +29,9 @@ class _Parser(argparse.ArgumentParser):
     raise JaxvaeError(f"{message} (see `{self.prog} --help`)")
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-  try:
-    return tuple(int(v) for v in text.split(",") if v.strip())
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 400 or 200,200")
-
-
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-  d = _DEFAULTS
-  g = p.add_argument_group("data")
-  g.add_argument("--dataset", help=f"'mnist' (embedded, offline) or 'tfds:NAME' (default {d.dataset})")
-  g.add_argument("--tfds-data-dir", help="folder of prepared TFDS datasets")
-  g.add_argument("--binarization", choices=["dynamic", "static"], help=f"(default {d.binarization})")
-  g.add_argument("--binarization-seed", type=int, help="seed of the fixed test-set (and static training-set) draw")
-  g.add_argument("--n-train", type=int, help="use the first N training images (default all)")
-  g.add_argument("--n-test", type=int, help="use the first N test images (default all)")
-  g = p.add_argument_group("model")
-  g.add_argument("--model", help="mlp (default), burda1 (784-200-200-50 tanh) or burda2 (two stochastic layers)")
-  g.add_argument("--hidden", type=_int_list, help=f"hidden widths, comma-separated (mlp default {','.join(map(str, d.hidden))})")
-  g.add_argument("--latent-dim", type=int, help=f"size of z, or z1 for burda2 (mlp default {d.latent_dim})")
-  g.add_argument("--activation", help=f"hidden nonlinearity (default {d.activation} for the mlp net, elu for --net conv, tanh for burda1/2)")
-  g.add_argument("--hidden2", type=_int_list, help="burda2: hidden widths between z1 and z2 (default 100,100)")
-  g.add_argument("--latent-dim2", type=int, help="burda2: size of z2 (default 50)")
-  g.add_argument("--net", help="mlp (default) or conv (strided convolutions)")
-  g.add_argument("--conv-channels", type=_int_list, help="conv widths, comma-separated (default 32,64)")
-  g.add_argument("--likelihood", help="bernoulli (default, binarized data), gaussian or discretized-logistic (8-bit data)")
-  g.add_argument("--gaussian-scale", help="gaussian likelihood: fixed, global (default) or per-pixel")
-  g.add_argument("--gaussian-sigma", type=float, help="gaussian likelihood: the fixed or initial scale (default 0.1)")
-  g.add_argument("--mixtures", type=int, help="discretized logistic mixture components per pixel (default 10)")
-  g.add_argument("--prior", help="normal (default), mog (learned mixture) or vamp (VampPrior)")
-  g.add_argument("--prior-components", type=int, help="mixture components or pseudo-inputs (default 10 / 500)")
-  g = p.add_argument_group("objective and optimisation")
-  g.add_argument("--objective", help=f"vae (the beta-ELBO) or iwae (importance-weighted bound) (default {d.objective})")
-  g.add_argument("--k", type=int, help=f"samples of z per image in the objective (default {d.k})")
-  g.add_argument("--beta", type=float, help=f"KL weight, 1 = the ELBO (default {d.beta:g})")
-  g.add_argument("--warmup-epochs", type=float, help="KL warm-up: the KL weight rises from 0 to beta over these epochs")
-  g.add_argument("--free-bits", type=float, help="free bits: minimum KL per latent dimension, in nats")
-  g.add_argument("--kl", choices=["analytic", "mc"], help=f"KL estimator (default {d.kl})")
-  g.add_argument("--epochs", type=int, help=f"(default {d.epochs})")
-  g.add_argument("--batch-size", type=int, help=f"(default {d.batch_size})")
-  g.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr:g})")
-  g.add_argument("--lr-schedule", help="constant (default) or burda (3^i epochs at lr * 10^(-i/7))")
-  g.add_argument("--adam-eps", type=float, help=f"Adam epsilon (default {d.adam_eps:g}; Burda et al. use 1e-4)")
-  g.add_argument("--seed", type=int, help=f"(default {d.seed})")
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+  """Every config field as a flag (:func:`jaxvae.config.add_flags`), and the run folder's flags."""
+  add_flags(p)
   g = p.add_argument_group("run folder")
   g.add_argument("--workdir", help="run folder; must not exist or be empty")
   g.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
@@ -89,12 +48,6 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
                  help="models stacked in one program per device (default: 4 on CPU, all on accelerators)")  # fmt: skip
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict:
-  """The config fields given as flags (the rest keep the defaults of their model)."""
-  names = {f.name for f in dataclasses.fields(Config)}
-  return {k: v for k, v in vars(args).items() if k in names and v is not None}
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
   """The defaults of :class:`Config`, overridden by every flag that was given."""
   return Config(**overrides_from_args(args)).validate()
@@ -104,23 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="jaxvae", description="Variational autoencoders in JAX, named as in the papers.")
   sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   train = sub.add_parser("train", help="train a VAE and write a run folder", description="Train a VAE and write a run folder.")
-  _add_train_args(train)
+  _add_run_args(train)
   train.add_argument(
       "--data-parallel", action="store_true", help="split every batch over all devices (parameters replicated)"
   )
   train.add_argument("--resume", metavar="W", help="continue the run in folder W from its newest checkpoint")
-  g = train.add_argument_group("robustness")
-  g.add_argument("--checkpoint-every", type=int, help="save a checkpoint every N epochs (default 1; and at the end)")
-  g.add_argument("--keep-checkpoints", type=int, help="keep the newest N checkpoints (default 3)")
-  g.add_argument("--clip-grad-norm", type=float, help="clip gradients to this global norm")
-  g.add_argument("--skip-grad-norm", type=float, help="skip updates whose gradient norm exceeds this")
-  g.add_argument("--max-consecutive-skips", type=int, help="stop after this many skipped updates in a row (default 100)")
   sw = sub.add_parser(
       "sweep",
       help="train many configs as vmapped programs and compare them",
       description="Train a grid or list of configs: models that share shapes train as one vmapped program.",
   )
-  _add_train_args(sw)
+  _add_run_args(sw)
   _add_sweep_args(sw)
   ev = sub.add_parser(
       "eval",
@@ -158,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
   gp.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
   gp.add_argument("--seed", type=int, default=0)
   gp.add_argument("--no-progress", action="store_true")
+  sub.add_parser("flags", help="every config flag as a markdown table (the README's)",
+                 description="Print the table of every config flag: default, sweep and resume rules, meaning.")  # fmt: skip
   return parser
 
 
 def _train(args: argparse.Namespace) -> int:
+  from jaxvae.devices import initialize_distributed
   from jaxvae.run import resume_config, train_and_evaluate
-  from jaxvae.sweep import initialize_distributed
 
   if args.resume:
     if args.workdir and os.path.abspath(args.workdir) != os.path.abspath(args.resume):
@@ -205,6 +154,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if not isinstance(listed, list) or not listed or not all(isinstance(d, dict) for d in listed):
       raise JaxvaeError(f"--configs {args.configs} must hold a non-empty JSON list of objects of config fields")
     bases = [{**overrides, **changes} for changes in listed]
+    for base in bases:
+      Config.from_dict(base).validate()
   elif not grid:
     raise JaxvaeError("a sweep needs axes: give --grid NAME=V1,V2 (repeatable) or --configs FILE.json")
   configs = [c for base in bases for c in expand_grid(base, grid)]
@@ -226,7 +177,7 @@ def _eval(args: argparse.Namespace) -> int:
   )  # fmt: skip
   per_layer = "+".join(map(str, r["active_units_per_layer"]))
   print(
-      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test images, k={r['k']}:\n"
+      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test examples, k={r['k']}:\n"
       f"  log p(x) {r['test_log_px']:.3f} nats  (s.e. {r['test_log_px_se']:.3f} over images, "
       f"{r['test_log_px_mc_se']:.4f} of the sampling)\n"
       f"  ELBO {r['test_elbo']:.3f}  = log p(x|z) {r['test_log_p_x_given_z']:.3f} - KL {r['test_kl']:.3f};  "
@@ -255,7 +206,7 @@ def _gaps(args: argparse.Namespace) -> int:
       seed=args.seed, progress=not args.no_progress,
   )  # fmt: skip
   print(
-      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test images:\n"
+      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test examples:\n"
       f"  log p(x) {r['log_px']:.3f} (k={r['k']})   ELBO(q*) {r['elbo_q_star']:.3f}   ELBO(q_phi) {r['elbo_q_phi']:.3f}\n"
       f"  approximation gap log p(x) - ELBO(q*)   {r['approximation_gap']:.3f} +- {r['approximation_gap_se']:.3f} nats\n"
       f"  amortization gap  ELBO(q*) - ELBO(q_phi) {r['amortization_gap']:.3f} +- {r['amortization_gap_se']:.3f} nats\n"
@@ -264,11 +215,18 @@ def _gaps(args: argparse.Namespace) -> int:
   return 0
 
 
+def _flags(args: argparse.Namespace) -> int:
+  from jaxvae.config import flag_table
+
+  print(flag_table())
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   """Entry point of the ``jaxvae`` console script; returns the exit status."""
   try:
     args = build_parser().parse_args(argv)
-    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps}
+    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps, "flags": _flags}
     return commands[args.command](args)
   except JaxvaeError as e:
     print(f"jaxvae: error: {e}", file=sys.stderr)

@@ -1,29 +1,39 @@
-"""Typed run configuration, with defaults and a validation that names the fix.
+"""The run configuration: one description per field drives flags, grids, validation and resume.
 
-The defaults are the setting of Kingma & Welling (2014) and pytorch/examples:
-an MLP VAE 784-400-20 with ReLU, Adam at lr 1e-3, batch 128, 10 epochs, seed 0,
-on dynamically binarized MNIST.
+Every field of :class:`Config` carries a :class:`FieldSpec`: its help, how a string is parsed,
+what values are valid, whether a sweep vmaps it (it changes values, never shapes) and whether a
+resumed run may change it. From that one description come the ``jaxvae`` flags
+(:func:`add_flags`), ``--grid`` parsing (:func:`parse_value`), :meth:`Config.validate`, the
+resume rule (:data:`RESUMABLE`), the vmapped sweep axes (:data:`VMAPPED`) and the README's flag
+table (:func:`flag_table`, printed by ``jaxvae flags``).
+
+The config builds the built-in values for the CLI (:mod:`jaxvae.build`); in Python, a model,
+an objective and data can be handed to the machinery as values instead (see docs/extending.md).
+The defaults are the setting of Kingma & Welling (2014) and pytorch/examples: an MLP VAE
+784-400-20 with ReLU, Adam at lr 1e-3, batch 128, 10 epochs, seed 0, on dynamically binarized
+MNIST.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+import math
+import re
+from typing import Any, Callable
 
+from jaxvae.errors import JaxvaeError
+from jaxvae.likelihoods import GAUSSIAN_SCALES, LIKELIHOODS
 from jaxvae.nets import ACTIVATIONS
+from jaxvae.priors import PRIOR_COMPONENTS, PRIORS
 
 BINARIZATIONS = ("dynamic", "static")
 KL_ESTIMATORS = ("analytic", "mc")
-OBJECTIVES = ("vae", "iwae")
+OBJECTIVES = ("vae", "iwae", "iwae-dreg")
 LR_SCHEDULES = ("constant", "burda")
-LIKELIHOODS = ("bernoulli", "gaussian", "discretized-logistic")
-GAUSSIAN_SCALES = ("fixed", "global", "per-pixel")
-PRIORS = ("normal", "mog", "vamp")
-PRIOR_COMPONENTS = {"normal": None, "mog": 10, "vamp": 500}
 NETS = ("mlp", "conv")
 
-# Architecture defaults of each model (applied to the fields left unset).
+# Architecture defaults of each built-in model (applied to the fields left unset).
 MODEL_DEFAULTS = {
     # Kingma & Welling (2014) / pytorch-examples: 784-400-20, ReLU, one stochastic layer.
     "mlp": dict(hidden=(400,), latent_dim=20, activation="relu", hidden2=None, latent_dim2=None),
@@ -33,117 +43,199 @@ MODEL_DEFAULTS = {
     "burda2": dict(hidden=(200, 200), latent_dim=100, activation="tanh", hidden2=(100, 100), latent_dim2=50),
 }
 
+# A model, objective or dataset handed over in Python as a value (the run folder cannot rebuild it).
+CUSTOM = "custom"
+# A factory reference: FILE.py:FUNCTION or package.module:FUNCTION.
+_REFERENCE = re.compile(r"^(?P<where>[^:]+\.py|[A-Za-z_][\w.]*):(?P<name>[A-Za-z_][\w.]*)$")
 
-class JaxvaeError(Exception):
-  """An error in the user's input: its message is one line naming the problem and the fix."""
+
+def is_reference(text: Any) -> bool:
+  """Whether ``text`` names a factory: ``FILE.py:FUNCTION`` or ``package.module:FUNCTION``."""
+  return isinstance(text, str) and _REFERENCE.match(text) is not None
+
+
+# ---------------------------------------------------------------------------
+# Field descriptions.
+# ---------------------------------------------------------------------------
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _widths(v) -> bool:
+  return isinstance(v, tuple) and len(v) >= 1 and all(_is_int(w) and w >= 1 for w in v)
+
+
+def _parse_ints(text: str) -> tuple[int, ...]:
+  values = tuple(int(v) for v in text.replace("/", ",").split(",") if v.strip())
+  if not values:
+    raise ValueError(text)
+  return values
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "ints": _parse_ints}
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+  """How one config field is given, checked, swept and resumed.
+
+  Attributes:
+    help: one line for ``--help`` and the README.
+    kind: ``"str"``, ``"int"``, ``"float"`` or ``"ints"`` (widths: ``400`` or ``200,200``;
+      in a ``--grid`` value ``/`` separates them: ``hidden=400,200/200``).
+    group: the ``--help`` section.
+    optional: None is a valid value (written ``none`` on the command line).
+    choices: the valid strings, if the field is a choice.
+    check: a predicate on a (non-None) value; ``must`` says what it requires.
+    must: the requirement, as in "lr=0 must be a number > 0".
+    vmapped: a sweep vmaps this field (it changes values in the state, not shapes).
+    resumable: ``--resume`` may change it (how long and how a run checkpoints, not what it trains).
+  """
+
+  help: str
+  kind: str
+  group: str
+  optional: bool = False
+  choices: tuple[str, ...] | None = None
+  check: Callable[[Any], bool] | None = None
+  must: str = ""
+  vmapped: bool = False
+  resumable: bool = False
+
+  def parse(self, text: str) -> Any:
+    """A command-line string as a value of this field (``none`` for None where optional)."""
+    if self.optional and text.strip().lower() == "none":
+      return None
+    return _PARSERS[self.kind](text.strip())
+
+  def error(self, name: str, value: Any) -> str | None:
+    """None if ``value`` is valid for the field ``name``, else the one-line message."""
+    if value is None:
+      return None if self.optional else f"{name} is required: give --{name.replace('_', '-')}"
+    if self.choices is not None and not (isinstance(value, str) and value in self.choices):
+      return f"{name}={value!r} is unknown: use one of {', '.join(self.choices)}"
+    if self.check is not None and not self.check(value):
+      return f"{name}={value!r} must be {self.must}"
+    return None
+
+
+def _field(default: Any, help: str, kind: str, group: str, **spec: Any) -> Any:
+  return dataclasses.field(default=default, metadata={"spec": FieldSpec(help, kind, group, **spec)})
+
+
+_NAT = dict(check=lambda v: _is_int(v) and v >= 1, must="an integer >= 1")
+_POS = dict(check=lambda v: _is_num(v) and v > 0, must="a number > 0")
+_NONNEG = dict(check=lambda v: _is_num(v) and v >= 0, must="a number >= 0")
+_PROB = dict(check=lambda v: _is_num(v) and 0 <= v < 1, must="in [0, 1)")
+_WIDTHS = dict(check=_widths, must="one or more positive widths, e.g. 400 or 200,200")
+_DATASET = re.compile(r"^(mnist|tfds:.+|npz:.+|custom(:.*)?)$")
+_MODEL_HELP = "mlp, burda1, burda2, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
+_OBJECTIVE_HELP = "vae (the beta-ELBO), iwae, iwae-dreg, or a factory FILE.py:FUNCTION returning a jaxvae.Objective"
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything that defines a run. ``config.json`` in a run folder is this, resolved.
 
-  Attributes:
-    dataset: ``"mnist"`` (embedded, offline) or ``"tfds:NAME"`` (any TFDS image dataset).
-    tfds_data_dir: folder of prepared TFDS datasets (TFDS's default when None).
-    binarization: ``"dynamic"`` draws x ~ Bernoulli(pixel / 255) afresh every time an
-      image is used (Burda et al. 2015); ``"static"`` draws the training set once.
-    binarization_seed: seed of the draws made once: the test set (always) and the
-      training set (when static). Runs with different ``seed`` share the same test set.
-    n_train: use only the first ``n_train`` training images (None: all).
-    n_test: use only the first ``n_test`` test images (None: all).
-    image_size: resize TFDS images to ``image_size`` x ``image_size`` (centre crop to a
-      square first), e.g. 64 for celeb_a (None: as stored).
-    model: ``"mlp"`` (one stochastic layer, any widths), ``"burda1"`` (its preset
-      784-200-200-50 tanh) or ``"burda2"`` (two stochastic layers, Burda et al. 2016).
-      The architecture fields left unset (None) take the model's defaults
-      (:data:`MODEL_DEFAULTS`), so a constructed config is always resolved.
-    hidden: hidden-layer widths between x and z (z1); the decoder mirrors them.
-    latent_dim: d, the size of z (z1 for burda2).
-    activation: nonlinearity of the hidden layers (None: the model's, ELU for ``net="conv"``).
-    hidden2: burda2 only: hidden widths between z1 and z2.
-    latent_dim2: burda2 only: the size of z2.
-    net: ``"mlp"`` or ``"conv"`` (strided convolutions down, resize + convolution up).
-    conv_channels: widths of the convolutions (``net="conv"``); H and W must divide by 2^len.
-    likelihood: p_theta(x|z): ``"bernoulli"`` (binarized data), ``"gaussian"`` or
-      ``"discretized-logistic"`` (8-bit data; see :mod:`jaxvae.likelihoods`).
-    gaussian_scale: ``"fixed"`` (``gaussian_sigma``), ``"global"`` or ``"per-pixel"`` (learned).
-    gaussian_sigma: the fixed scale, and the learned scales' initial value.
-    mixtures: components of the discretized logistic mixture per pixel.
-    prior: p(z): ``"normal"`` N(0, I), ``"mog"`` (a learned mixture of Gaussians) or
-      ``"vamp"`` (the VampPrior, Tomczak & Welling 2018).
-    prior_components: mixture components or pseudo-inputs (None: 10 for mog, 500 for vamp).
-    objective: ``"vae"``: the (beta-)ELBO averaged over ``k`` samples of z;
-      ``"iwae"``: the importance-weighted bound log (1/k) sum_i w_i (Burda et al. 2016).
-    k: samples of z per data point in the training objective.
-    beta: weight of KL(q_phi(z|x) || p(z)) in the vae objective
-      E_q[log p_theta(x|z)] - beta * KL; beta = 1 is the ELBO.
-    warmup_epochs: KL warm-up: the KL weight rises linearly from 0 to beta over
-      this many epochs (0: none).
-    free_bits: free bits (Kingma et al. 2016): each latent dimension's batch-mean KL
-      counts as at least this many nats in the vae objective (0: none).
-    kl: ``"analytic"`` (closed form, where the model has one; otherwise the
-      estimate is used) or ``"mc"`` (the estimate log q_phi(z|x) - log p(z) at the samples).
-    batch_size: images per optimizer step.
-    epochs: passes over the training set.
-    lr: Adam learning rate.
-    lr_schedule: ``"constant"``, or ``"burda"``: 3^i epochs at lr * 10^(-i/7), i = 0..7
-      (Burda et al. 2016; 3280 epochs in all, cut short by ``epochs``).
-    adam_b1, adam_b2, adam_eps: Adam's other hyperparameters.
-    clip_grad_norm: clip the gradient to this global norm before Adam (None: no clipping).
-    skip_grad_norm: skip an update whose gradient norm exceeds this (None: only
-      non-finite updates are skipped, always).
-    max_consecutive_skips: stop the run after this many skipped updates in a row.
-    seed: seed of the parameter initialisation, the data order, the binarization
-      draws of training and the z samples.
-    eval_batch_size: test images per evaluation chunk (bounds memory, not results).
-    checkpoint_every: save a checkpoint every this many epochs (and at the end).
-    keep_checkpoints: keep the newest this many checkpoints.
+  Each field's meaning, valid values and rules are in its :class:`FieldSpec` (``Config.spec(name)``),
+  listed in the README's flag table. The architecture fields of a built-in ``model`` left unset
+  (None) take that model's defaults (:data:`MODEL_DEFAULTS`), so a constructed config is
+  resolved; a model given by reference receives the config and reads what it needs.
   """
 
-  dataset: str = "mnist"
-  tfds_data_dir: str | None = None
-  binarization: str = "dynamic"
-  binarization_seed: int = 0
-  n_train: int | None = None
-  n_test: int | None = None
-  image_size: int | None = None
-  model: str = "mlp"
-  hidden: tuple[int, ...] | None = None
-  latent_dim: int | None = None
-  activation: str | None = None
-  hidden2: tuple[int, ...] | None = None
-  latent_dim2: int | None = None
-  net: str = "mlp"
-  conv_channels: tuple[int, ...] = (32, 64)
-  likelihood: str = "bernoulli"
-  gaussian_scale: str = "global"
-  gaussian_sigma: float = 0.1
-  mixtures: int = 10
-  prior: str = "normal"
-  prior_components: int | None = None
-  objective: str = "vae"
-  k: int = 1
-  beta: float = 1.0
-  warmup_epochs: float = 0.0
-  free_bits: float = 0.0
-  kl: str = "analytic"
-  batch_size: int = 128
-  epochs: int = 10
-  lr: float = 1e-3
-  lr_schedule: str = "constant"
-  adam_b1: float = 0.9
-  adam_b2: float = 0.999
-  adam_eps: float = 1e-8
-  clip_grad_norm: float | None = None
-  skip_grad_norm: float | None = None
-  max_consecutive_skips: int = 100
-  seed: int = 0
-  eval_batch_size: int = 1000
-  checkpoint_every: int = 1
-  keep_checkpoints: int = 3
+  # data
+  dataset: str = _field("mnist", "'mnist' (embedded, offline), 'tfds:NAME' (a prepared TFDS dataset) or 'npz:PATH' "
+                        "(arrays train, test; optional train_labels, test_labels)", "str", "data",
+                        check=lambda v: isinstance(v, str) and _DATASET.match(v) is not None,
+                        must="'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist) or 'npz:PATH'")  # fmt: skip
+  tfds_data_dir: str | None = _field(None, "folder of prepared TFDS datasets (TFDS's default when unset)", "str", "data",
+                                     optional=True, check=lambda v: isinstance(v, str), must="a folder")  # fmt: skip
+  binarization: str = _field("dynamic", "bernoulli likelihood: 'dynamic' draws x ~ Bernoulli(pixel / 255) at every use, "
+                             "'static' draws the training set once", "str", "data", choices=BINARIZATIONS)  # fmt: skip
+  binarization_seed: int = _field(0, "seed of the draws made once: the test set (always) and a static training set",
+                                  "int", "data", check=_is_int, must="an integer", vmapped=True)  # fmt: skip
+  n_train: int | None = _field(None, "use the first N training examples (unset: all)", "int", "data", optional=True, **_NAT)
+  n_test: int | None = _field(None, "use the first N test examples (unset: all)", "int", "data", optional=True, **_NAT)
+  image_size: int | None = _field(None, "crop images to a centred square and resize them to N x N (unset: as stored)",
+                                  "int", "data", optional=True, check=lambda v: _is_int(v) and v >= 4,
+                                  must="an integer >= 4 (or unset to keep the stored size)")  # fmt: skip
+  # model
+  model: str = _field("mlp", _MODEL_HELP, "str", "model",
+                      check=lambda v: v in MODEL_DEFAULTS or v == CUSTOM or is_reference(v),
+                      must="mlp, burda1, burda2 or a factory reference such as my_models.py:make_vae")  # fmt: skip
+  hidden: tuple[int, ...] | None = _field(None, "hidden widths between x and z (z1); the decoder mirrors them "
+                                          "(mlp 400, burda 200,200)", "ints", "model", optional=True, **_WIDTHS)  # fmt: skip
+  latent_dim: int | None = _field(None, "d, the size of z (z1 for burda2; mlp 20, burda1 50)", "int", "model",
+                                  optional=True, **_NAT)  # fmt: skip
+  activation: str | None = _field(None, "hidden nonlinearity (relu for mlp, elu for --net conv, tanh for burda)",
+                                  "str", "model", optional=True, choices=tuple(ACTIVATIONS))  # fmt: skip
+  hidden2: tuple[int, ...] | None = _field(None, "burda2: hidden widths between z1 and z2 (100,100)", "ints", "model",
+                                           optional=True, **_WIDTHS)  # fmt: skip
+  latent_dim2: int | None = _field(None, "burda2: the size of z2 (50)", "int", "model", optional=True, **_NAT)
+  net: str = _field("mlp", "'mlp' or 'conv' (strided convolutions down, resize + convolution up)", "str", "model",
+                    choices=NETS)  # fmt: skip
+  conv_channels: tuple[int, ...] = _field((32, 64), "conv widths; H and W must halve len(conv_channels) times",
+                                          "ints", "model", **_WIDTHS)  # fmt: skip
+  likelihood: str = _field("bernoulli", "p_theta(x|z): bernoulli (binarized data), gaussian (8-bit data dequantized, "
+                           "or real-valued data) or discretized-logistic (8-bit data)", "str", "model",
+                           choices=LIKELIHOODS)  # fmt: skip
+  gaussian_scale: str = _field("global", "gaussian likelihood: fixed (--gaussian-sigma), global or per-pixel (learned)",
+                               "str", "model", choices=GAUSSIAN_SCALES)  # fmt: skip
+  gaussian_sigma: float = _field(0.1, "gaussian likelihood: the fixed scale, and the learned scales' initial value",
+                                 "float", "model", **_POS)  # fmt: skip
+  mixtures: int = _field(10, "discretized-logistic likelihood: mixture components per pixel", "int", "model", **_NAT)
+  prior: str = _field("normal", "p(z): normal N(0, I), mog (learned mixture of Gaussians) or vamp (VampPrior)",
+                      "str", "model", choices=PRIORS)  # fmt: skip
+  prior_components: int | None = _field(None, "mixture components (mog, 10) or pseudo-inputs (vamp, 500)", "int",
+                                        "model", optional=True, **_NAT)  # fmt: skip
+  # objective and optimisation
+  objective: str = _field("vae", _OBJECTIVE_HELP, "str", "objective and optimisation",
+                          check=lambda v: v in OBJECTIVES or v == CUSTOM or is_reference(v),
+                          must="vae, iwae, iwae-dreg or a factory reference such as my_objectives.py:make_objective")  # fmt: skip
+  k: int = _field(1, "samples of z per example in the training objective", "int", "objective and optimisation", **_NAT)
+  beta: float = _field(1.0, "KL weight of the vae objective (1: the ELBO)", "float", "objective and optimisation",
+                       vmapped=True, **_NONNEG)  # fmt: skip
+  warmup_epochs: float = _field(0.0, "KL warm-up: the KL weight rises linearly from 0 to beta over these epochs",
+                                "float", "objective and optimisation", vmapped=True, **_NONNEG)  # fmt: skip
+  free_bits: float = _field(0.0, "free bits: each latent dimension's batch-mean KL counts as at least this many nats",
+                            "float", "objective and optimisation", vmapped=True, **_NONNEG)  # fmt: skip
+  kl: str = _field("analytic", "KL estimator: analytic (closed form, where the model has one) or mc (log q - log p)",
+                   "str", "objective and optimisation", choices=KL_ESTIMATORS)  # fmt: skip
+  batch_size: int = _field(128, "examples per optimizer step", "int", "objective and optimisation", **_NAT)
+  epochs: int = _field(10, "passes over the training set", "int", "objective and optimisation", resumable=True, **_NAT)
+  lr: float = _field(1e-3, "Adam learning rate", "float", "objective and optimisation", vmapped=True,
+                     check=lambda v: _is_num(v) and v > 0, must="a number > 0, e.g. 1e-3")  # fmt: skip
+  lr_schedule: str = _field("constant", "constant, or burda: 3^i epochs at lr * 10^(-i/7), i = 0..7",
+                            "str", "objective and optimisation", choices=LR_SCHEDULES)  # fmt: skip
+  adam_b1: float = _field(0.9, "Adam beta1", "float", "objective and optimisation", **_PROB)
+  adam_b2: float = _field(0.999, "Adam beta2", "float", "objective and optimisation", **_PROB)
+  adam_eps: float = _field(1e-8, "Adam epsilon (Burda et al. use 1e-4)", "float", "objective and optimisation", **_POS)
+  clip_grad_norm: float | None = _field(None, "clip the gradient to this global norm before Adam (unset: no clipping)",
+                                        "float", "objective and optimisation", optional=True, **_POS)  # fmt: skip
+  skip_grad_norm: float | None = _field(None, "skip updates whose gradient norm exceeds this (non-finite updates are "
+                                        "always skipped)", "float", "objective and optimisation", optional=True, **_POS)  # fmt: skip
+  max_consecutive_skips: int = _field(100, "stop the run after this many skipped updates in a row", "int",
+                                      "objective and optimisation", resumable=True, **_NAT)  # fmt: skip
+  seed: int = _field(0, "seed of the initialisation, the data order, the binarization draws and the z samples",
+                     "int", "objective and optimisation", check=_is_int, must="an integer", vmapped=True)  # fmt: skip
+  # run
+  eval_batch_size: int = _field(1000, "test examples per evaluation chunk (bounds memory; chunk i draws its own z)",
+                                "int", "run", **_NAT)  # fmt: skip
+  checkpoint_every: int = _field(1, "save a checkpoint every N epochs (and at the end)", "int", "run", resumable=True,
+                                 **_NAT)  # fmt: skip
+  keep_checkpoints: int = _field(3, "keep the newest N checkpoints", "int", "run", resumable=True, **_NAT)
 
   def __post_init__(self):
-    if self.activation is None and self.net == "conv":
+    for name in ("hidden", "hidden2", "conv_channels"):
+      if isinstance(getattr(self, name), list):
+        object.__setattr__(self, name, tuple(getattr(self, name)))
+    if self.activation is None and self.net == "conv" and self.model in MODEL_DEFAULTS:
       # ELU in conv nets: after 5 epochs on 8-bit MNIST with the logistic mixture, ELU gave a
       # test ELBO of -723.8 against ReLU's -754.0, and prior samples that are digits where
       # ReLU's were mostly strokes (experiments/likelihoods/README.md).
@@ -153,13 +245,15 @@ class Config:
         object.__setattr__(self, name, value)
     if self.prior_components is None and self.prior in PRIOR_COMPONENTS:
       object.__setattr__(self, "prior_components", PRIOR_COMPONENTS[self.prior])
-    for name in ("hidden", "hidden2", "conv_channels"):
-      if isinstance(getattr(self, name), (list, tuple)):
-        object.__setattr__(self, name, tuple(getattr(self, name)))
+
+  @staticmethod
+  def spec(name: str) -> FieldSpec:
+    """The :class:`FieldSpec` of the field ``name``."""
+    return SPECS[name]
 
   @property
-  def stochastic_layers(self) -> int:
-    return 2 if self.model == "burda2" else 1
+  def builtin_model(self) -> bool:
+    return self.model in MODEL_DEFAULTS
 
   def replace(self, **changes: Any) -> "Config":
     """A copy with ``changes`` applied (``dataclasses.replace``).
@@ -171,18 +265,14 @@ class Config:
 
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
-    for name in ("hidden", "hidden2", "conv_channels"):
-      if d[name] is not None:
-        d[name] = list(d[name])
-    return d
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "Config":
     """Inverse of :meth:`to_dict`; unknown keys are an error."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
+    unknown = sorted(set(d) - set(SPECS))
     if unknown:
-      raise JaxvaeError(f"unknown config keys {unknown}: remove them (known keys: {sorted(names)})")
+      raise JaxvaeError(f"unknown config keys {unknown}: remove them (known keys: {sorted(SPECS)})")
     return cls(**d)
 
   def to_json(self) -> str:
@@ -195,80 +285,89 @@ class Config:
       if not ok:
         raise JaxvaeError(msg)
 
-    def is_int(v):
-      return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_num(v):
-      return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    need(isinstance(self.dataset, str) and (self.dataset == "mnist" or self.dataset.startswith("tfds:") and len(self.dataset) > 5),
-         f"dataset={self.dataset!r} is unknown: use 'mnist' or 'tfds:NAME' (e.g. tfds:fashion_mnist)")
-    need(self.binarization in BINARIZATIONS,
-         f"binarization={self.binarization!r} is unknown: use one of {', '.join(BINARIZATIONS)}")
-    need(is_int(self.binarization_seed), f"binarization_seed={self.binarization_seed!r} must be an integer")
-    for name in ("n_train", "n_test"):
-      v = getattr(self, name)
-      need(v is None or is_int(v) and v >= 1, f"{name}={v!r} must be a positive integer (or unset for all images)")
-    need(self.model in MODEL_DEFAULTS, f"model={self.model!r} is unknown: use one of {', '.join(MODEL_DEFAULTS)}")
-    need(isinstance(self.hidden, tuple) and len(self.hidden) >= 1 and all(is_int(h) and h >= 1 for h in self.hidden),
-         f"hidden={self.hidden!r} must be one or more positive widths, e.g. --hidden 400 or --hidden 200,200")
-    need(is_int(self.latent_dim) and self.latent_dim >= 1, f"latent_dim={self.latent_dim!r} must be an integer >= 1")
-    need(self.activation in ACTIVATIONS,
-         f"activation={self.activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}")
-    if self.model == "burda2":
-      need(isinstance(self.hidden2, tuple) and len(self.hidden2) >= 1 and all(is_int(h) and h >= 1 for h in self.hidden2),
-           f"hidden2={self.hidden2!r} must be one or more positive widths")
-      need(is_int(self.latent_dim2) and self.latent_dim2 >= 1, f"latent_dim2={self.latent_dim2!r} must be an integer >= 1")
-    else:
-      need(self.hidden2 is None and self.latent_dim2 is None,
-           f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}")
-    need(self.image_size is None or is_int(self.image_size) and self.image_size >= 4,
-         f"image_size={self.image_size!r} must be an integer >= 4 (or unset to keep the stored size)")
-    need(self.net in NETS, f"net={self.net!r} is unknown: use one of {', '.join(NETS)}")
-    need(isinstance(self.conv_channels, tuple) and len(self.conv_channels) >= 1
-         and all(is_int(c) and c >= 1 for c in self.conv_channels),
-         f"conv_channels={self.conv_channels!r} must be one or more positive widths, e.g. 32,64")  # fmt: skip
-    need(self.likelihood in LIKELIHOODS, f"likelihood={self.likelihood!r} is unknown: use one of {', '.join(LIKELIHOODS)}")
-    need(self.gaussian_scale in GAUSSIAN_SCALES,
-         f"gaussian_scale={self.gaussian_scale!r} is unknown: use one of {', '.join(GAUSSIAN_SCALES)}")
-    need(is_num(self.gaussian_sigma) and self.gaussian_sigma > 0, f"gaussian_sigma={self.gaussian_sigma!r} must be > 0")
-    need(is_int(self.mixtures) and self.mixtures >= 1, f"mixtures={self.mixtures!r} must be an integer >= 1")
-    need(self.prior in PRIORS, f"prior={self.prior!r} is unknown: use one of {', '.join(PRIORS)}")
-    need(self.prior == "normal" or is_int(self.prior_components) and self.prior_components >= 1,
-         f"prior_components={self.prior_components!r} must be an integer >= 1")
-    if self.model == "burda2":
-      need(self.net == "mlp" and self.prior == "normal",
-           "burda2 is an MLP with its own hierarchical prior: use --net mlp and --prior normal with it")
-    need(self.objective in OBJECTIVES, f"objective={self.objective!r} is unknown: use one of {', '.join(OBJECTIVES)}")
-    need(is_int(self.k) and self.k >= 1, f"k={self.k!r} must be an integer >= 1 (samples of z per data point)")
-    need(is_num(self.beta) and self.beta >= 0, f"beta={self.beta!r} must be a number >= 0 (beta = 1 is the ELBO)")
-    need(is_num(self.warmup_epochs) and self.warmup_epochs >= 0,
-         f"warmup_epochs={self.warmup_epochs!r} must be a number >= 0 (0: no KL warm-up)")
-    need(is_num(self.free_bits) and self.free_bits >= 0,
-         f"free_bits={self.free_bits!r} must be a number >= 0 (nats per latent dimension; 0: none)")
-    if self.objective == "iwae":
+    for name, spec in SPECS.items():
+      message = spec.error(name, getattr(self, name))
+      need(message is None, message)
+    if self.builtin_model:
+      for name in ("hidden", "latent_dim", "activation"):
+        need(getattr(self, name) is not None, f"{name} is unset: the built-in model {self.model} needs it")
+      if self.model == "burda2":
+        need(self.hidden2 is not None and self.latent_dim2 is not None, "burda2 needs hidden2 and latent_dim2")
+        need(self.net == "mlp" and self.prior == "normal",
+             "burda2 is an MLP with its own hierarchical prior: use --net mlp and --prior normal with it")
+      else:
+        need(self.hidden2 is None and self.latent_dim2 is None,
+             f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}")
+    if self.objective in ("iwae", "iwae-dreg"):
       need(self.beta == 1 and self.warmup_epochs == 0 and self.free_bits == 0,
            "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
-           "leave them at 1, 0, 0 with --objective iwae")
-    if self.free_bits > 0:
+           f"leave them at 1, 0, 0 with --objective {self.objective}")
+    if self.free_bits > 0 and self.builtin_model:
       need(self.model != "burda2" and self.prior == "normal" and self.kl == "analytic",
            "free_bits needs the closed-form per-dimension KL: use one stochastic layer, --prior normal and --kl analytic")
-    need(self.kl in KL_ESTIMATORS, f"kl={self.kl!r} is unknown: use one of {', '.join(KL_ESTIMATORS)}")
-    need(self.lr_schedule in LR_SCHEDULES,
-         f"lr_schedule={self.lr_schedule!r} is unknown: use one of {', '.join(LR_SCHEDULES)}")
-    need(is_int(self.batch_size) and self.batch_size >= 1, f"batch_size={self.batch_size!r} must be an integer >= 1")
-    need(is_int(self.epochs) and self.epochs >= 1, f"epochs={self.epochs!r} must be an integer >= 1")
-    need(is_num(self.lr) and self.lr > 0, f"lr={self.lr!r} must be a number > 0, e.g. 1e-3")
-    need(is_num(self.adam_b1) and 0 <= self.adam_b1 < 1, f"adam_b1={self.adam_b1!r} must be in [0, 1)")
-    need(is_num(self.adam_b2) and 0 <= self.adam_b2 < 1, f"adam_b2={self.adam_b2!r} must be in [0, 1)")
-    need(is_num(self.adam_eps) and self.adam_eps > 0, f"adam_eps={self.adam_eps!r} must be a number > 0")
-    for name in ("clip_grad_norm", "skip_grad_norm"):
-      v = getattr(self, name)
-      need(v is None or is_num(v) and v > 0, f"{name}={v!r} must be a number > 0 (or unset)")
-    for name in ("max_consecutive_skips", "checkpoint_every", "keep_checkpoints"):
-      v = getattr(self, name)
-      need(is_int(v) and v >= 1, f"{name}={v!r} must be an integer >= 1")
-    need(is_int(self.seed), f"seed={self.seed!r} must be an integer")
-    need(is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
-         f"eval_batch_size={self.eval_batch_size!r} must be an integer >= 1")
     return self
+
+
+SPECS: dict[str, FieldSpec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Config)}
+# Fields that a sweep vmaps: they change values in the state or the keys, never shapes.
+VMAPPED = tuple(name for name, spec in SPECS.items() if spec.vmapped)
+# Fields that a resumed run may change: how long and how it checkpoints, not what it trains.
+RESUMABLE = tuple(name for name, spec in SPECS.items() if spec.resumable)
+
+
+def parse_value(name: str, text: str) -> Any:
+  """A command-line or ``--grid`` string as a value of the field ``name``.
+
+  Raises:
+    JaxvaeError: ``name`` is not a field, or ``text`` does not parse as its kind.
+  """
+  if name not in SPECS:
+    raise JaxvaeError(f"{name!r} is not a config field: use one of {', '.join(sorted(SPECS))}")
+  spec = SPECS[name]
+  try:
+    return spec.parse(text)
+  except ValueError:
+    kind = {"int": "an integer", "float": "a number", "ints": "comma-separated integers, e.g. 200,200"}[spec.kind]
+    raise JaxvaeError(f"{name}={text!r} is not {kind}" + (" (or none)" if spec.optional else "")) from None
+
+
+def add_flags(parser, defaults: Config | None = None) -> None:
+  """Adds one ``--flag`` per config field to an argparse parser, grouped as in the specs.
+
+  Flags default to None (unset), so that only what is given overrides a config.
+  """
+  import argparse
+
+  defaults = defaults or Config()
+  groups: dict[str, Any] = {}
+  for name, spec in SPECS.items():
+    group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
+
+    def parse(text: str, name: str = name):
+      try:
+        return parse_value(name, text)
+      except JaxvaeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+    default = getattr(defaults, name)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse, metavar=spec.kind.upper(),
+                       help=f"{spec.help} (default: {shown if shown is not None else 'unset'})")  # fmt: skip
+
+
+def overrides_from_args(args) -> dict[str, Any]:
+  """The config fields given as flags (the rest keep the defaults of their model)."""
+  return {k: v for k, v in vars(args).items() if k in SPECS and v is not None}
+
+
+def flag_table() -> str:
+  """The README's table of every flag: default, whether a sweep vmaps it, whether --resume may change it."""
+  defaults = Config()
+  lines = ["| flag | default | sweep | resume | meaning |", "|---|---|---|---|---|"]
+  for name, spec in SPECS.items():
+    d = getattr(defaults, name)
+    shown = ",".join(map(str, d)) if isinstance(d, tuple) else "unset" if d is None else str(d)
+    sweep = "vmapped" if spec.vmapped else "grouped"
+    resume = "may change" if spec.resumable else "fixed"
+    lines.append(f"| `--{name.replace('_', '-')}` | {shown} | {sweep} | {resume} | {spec.help.replace('|', '/')} |")
+  return "\n".join(lines)

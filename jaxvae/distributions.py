@@ -2,8 +2,9 @@
 
 Conventions. A diagonal Gaussian is a :class:`Gaussian` (mean and log standard
 deviation, both ``[..., d]``); its log-density and KL are summed over the last
-(latent) axis. A likelihood over images takes ``x`` of shape ``[..., H, W, C]``
-and sums over the three image axes. Every value is in nats.
+(latent) axis. A likelihood over data takes ``x`` of shape ``[..., *event_shape]``
+and sums over the ``event_ndim`` event axes (3 for images ``[H, W, C]``, 1 for
+vectors). Every value is in nats.
 
 References:
   Kingma & Welling (2014), "Auto-Encoding Variational Bayes", arXiv:1312.6114,
@@ -35,14 +36,14 @@ class Gaussian(NamedTuple):
   log_scale: jax.Array
 
 
-def flatten_image(values: jax.Array) -> jax.Array:
-  """``[..., H, W, C] -> [..., H*W*C]`` (a free reshape).
+def flatten_event(values: jax.Array, event_ndim: int = 3) -> jax.Array:
+  """``[..., *event_shape] -> [..., prod(event_shape)]`` (a free reshape), e.g. ``[..., H*W*C]``.
 
-  Per-pixel terms are computed and summed on the flat view: XLA's CPU backend
+  Per-element terms are computed and summed on the flat view: XLA's CPU backend
   vectorizes a flat minor axis, not a minor axis of size C = 1 (several times
   faster for MNIST-shaped arrays).
   """
-  return values.reshape(values.shape[:-3] + (-1,))
+  return values.reshape(values.shape[: values.ndim - event_ndim] + (-1,))
 
 
 def standard_normal(shape: tuple[int, ...], dtype=jnp.float32) -> Gaussian:
@@ -123,8 +124,8 @@ def gaussian_kl_to_standard_normal(q: Gaussian) -> jax.Array:
   return jnp.sum(gaussian_kl_to_standard_normal_per_dim(q), axis=-1)
 
 
-def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
-  """log Bernoulli(x; sigmoid(l)) from logits l, summed over the image axes.
+def bernoulli_log_prob(x: jax.Array, logits: jax.Array, event_ndim: int = 3) -> jax.Array:
+  """log Bernoulli(x; sigmoid(l)) from logits l, summed over the event axes.
 
   log p(x | l) = sum_pixels [ x l - softplus(l) ]
                = sum_pixels [ x log sigmoid(l) + (1 - x) log sigmoid(-l) ],
@@ -132,13 +133,14 @@ def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
   finite l (no log(0) from a saturated sigmoid).
 
   Args:
-    x: ``[..., H, W, C]`` with values in {0, 1} (float).
-    logits: ``[..., H, W, C]``, the same shape as ``x``.
+    x: ``[..., *event_shape]`` with values in {0, 1} (float), e.g. ``[..., H, W, C]``.
+    logits: the same shape as ``x``.
+    event_ndim: the number of event axes (3 for images).
 
   Returns:
     ``[...]`` log-likelihoods in nats.
   """
-  x, logits = flatten_image(x), flatten_image(logits)
+  x, logits = flatten_event(x, event_ndim), flatten_event(logits, event_ndim)
   softplus = jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
   return jnp.sum(x * logits - softplus, axis=-1)
 
@@ -191,27 +193,37 @@ def gaussian_mixture_log_prob(z: jax.Array, means: jax.Array, log_scales: jax.Ar
   return jax.nn.logsumexp(log_comp, axis=-1).reshape(z.shape[:-1])
 
 
-def gaussian_image_log_prob(x: jax.Array, mean: jax.Array, log_scale: jax.Array, bins: int = 256) -> jax.Array:
-  """log-likelihood of 8-bit images under a Gaussian density on dequantized intensities.
+def gaussian_image_log_prob(
+    x: jax.Array, mean: jax.Array, log_scale: jax.Array, bins: int | None = 256, event_ndim: int = 3
+) -> jax.Array:
+  """log-likelihood of data under a diagonal Gaussian density, summed over the event axes.
 
-  The data are 8-bit, x_int in {0..255}; the model sees x = (x_int + u) / bins, u ~ U[0, 1)
-  (uniform dequantization, Theis et al. 2016). For a density p on [0, 1]^D,
+  Real-valued data (``bins=None``): sum_i log N(x_i; mu_i, sigma_i^2).
+
+  8-bit data (``bins=256``): the data are x_int in {0..255}; the model sees
+  x = (x_int + u) / bins, u ~ U[0, 1) (uniform dequantization, Theis et al. 2016). For a
+  density p on [0, 1]^D,
 
     log P(x_int) >= E_u[ log p(x) ] - D log(bins),
 
-  so sum_pixels [ log N(x; mu, sigma^2) ] - D log(bins) is a bound in nats of the discrete
+  so sum_i [ log N(x_i; mu_i, sigma_i^2) ] - D log(bins) is a bound in nats of the discrete
   8-bit data, comparable with :func:`discretized_logistic_mixture_log_prob`.
 
   Args:
-    x: ``[..., H, W, C]`` dequantized intensities in [0, 1).
-    mean, log_scale: ``[..., H, W, C]`` of the same shape.
+    x: ``[..., *event_shape]``: dequantized intensities in [0, 1), or real values.
+    mean, log_scale: of the same shape.
+    bins: the number of values of the discrete data, or None for real-valued data.
+    event_ndim: the number of event axes (3 for images).
 
   Returns:
     ``[...]`` nats.
   """
-  x, mean, log_scale = flatten_image(x), flatten_image(mean), flatten_image(log_scale)
+  flat = lambda v: flatten_event(v, event_ndim)  # noqa: E731
+  x, mean, log_scale = flat(x), flat(mean), flat(log_scale)
   u = (x - mean) * jnp.exp(-log_scale)
-  per_pixel = -0.5 * (u * u + LOG_2PI) - log_scale - math.log(bins)
+  per_pixel = -0.5 * (u * u + LOG_2PI) - log_scale
+  if bins is not None:
+    per_pixel = per_pixel - math.log(bins)
   return jnp.sum(per_pixel, axis=-1)
 
 

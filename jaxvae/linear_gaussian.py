@@ -12,17 +12,22 @@ With these, log p_theta(x) = ELBO(x) + KL(q_phi(z|x) || p_theta(z|x)) can be che
 float precision. The true posterior is diagonal (so q_phi can equal it) exactly when
 W^T W is diagonal, i.e. W has orthogonal columns.
 
-Here x is a flat vector ``[..., D]`` (not an image); every function below is pure.
+Here x is a flat vector ``[..., D]`` (not an image). The VAE is built like any user's model,
+with :meth:`jaxvae.VAE.from_modules`, from two linear Linen modules and a Gaussian likelihood
+of its own; the closed forms below read its parameters. Every function is pure.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxvae import distributions as D
+from jaxvae.likelihoods import Likelihood
 from jaxvae.model import VAE, Params
 
 
@@ -31,62 +36,75 @@ def _lead(v: jax.Array, ndim: int) -> jax.Array:
   return v.reshape((1,) * (ndim - 1) + v.shape)
 
 
+class LinearEncoder(nn.Module):
+  """q_phi(z|x) = N(A x + c, diag(exp(2 s))): ``x [B, D] -> Gaussian [B, d]``, phi = (A, c, s)."""
+
+  latent_dim: int
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> D.Gaussian:
+    d = self.latent_dim
+    a = self.param("A", lambda k, s: 0.1 * jax.random.normal(k, s, self.param_dtype), (d, x.shape[-1]))
+    c = self.param("c", nn.initializers.zeros, (d,), self.param_dtype)
+    s = self.param("s", nn.initializers.zeros, (d,), self.param_dtype)
+    mean = x @ a.T + _lead(c, x.ndim)
+    return D.Gaussian(mean, jnp.broadcast_to(s, mean.shape))
+
+
+class LinearDecoder(nn.Module):
+  """p_theta(x|z) = N(W z + b, sigma^2 I): ``z [B, d] -> Gaussian [B, D]``, theta = (W, b, log sigma)."""
+
+  data_dim: int
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> D.Gaussian:
+    w = self.param("W", nn.initializers.normal(1.0), (self.data_dim, z.shape[-1]), self.param_dtype)
+    b = self.param("b", nn.initializers.zeros, (self.data_dim,), self.param_dtype)
+    log_sigma = self.param("log_sigma", nn.initializers.zeros, (), self.param_dtype)
+    mean = z @ w.T + _lead(b, z.ndim)
+    return D.Gaussian(mean, jnp.broadcast_to(log_sigma, mean.shape))
+
+
+def gaussian_vector_likelihood(data_dim: int) -> Likelihood:
+  """p_theta(x|z) as the decoder's Gaussian over x ``[D]``: log N(x; mu, sigma^2), summed over D.
+
+  A likelihood of one's own: the decoder outputs the distribution itself, so ``outputs`` is
+  the identity and ``log_prob`` is the Gaussian density (real-valued data, no preprocessing).
+  """
+  return Likelihood(
+      name="gaussian-vector",
+      output_shape=(data_dim,),
+      init=lambda: {},
+      outputs=lambda params, px: px,
+      log_prob=lambda x, px: D.gaussian_log_prob(px, x),
+      mean=lambda px: px.mean,
+  )
+
+
+def make_linear_gaussian_vae(data_dim: int, latent_dim: int, param_dtype: Any = jnp.float32) -> VAE:
+  """The linear-Gaussian VAE with x ``[..., D]`` and z ``[..., d]``, built with :meth:`VAE.from_modules`.
+
+  ``params = {"encoder": {"A": [d, D], "c": [d], "s": [d]}, "decoder": {"W": [D, d], "b": [D], "log_sigma": []}}``.
+  """
+  return VAE.from_modules(
+      LinearEncoder(latent_dim, param_dtype),
+      LinearDecoder(data_dim, param_dtype),
+      data_shape=(data_dim,),
+      latent_dim=latent_dim,
+      likelihood=gaussian_vector_likelihood(data_dim),
+  )
+
+
 def q_phi(params: Params, x: jax.Array) -> D.Gaussian:
   """q_phi(z|x) = N(A x + c, diag(exp(2 s))), ``[B, D] -> [B, d]``."""
-  e = params["encoder"]
-  mean = x @ e["A"].T + _lead(e["c"], x.ndim)
-  return D.Gaussian(mean, jnp.broadcast_to(e["s"], mean.shape))
+  return LinearEncoder(params["encoder"]["A"].shape[0]).apply({"params": params["encoder"]}, x)
 
 
 def p_theta(params: Params, z: jax.Array) -> D.Gaussian:
   """p_theta(x|z) = N(W z + b, sigma^2 I), ``[B, d] -> [B, D]``."""
-  d = params["decoder"]
-  mean = z @ d["W"].T + _lead(d["b"], z.ndim)
-  return D.Gaussian(mean, jnp.broadcast_to(d["log_sigma"], mean.shape))
-
-
-def make_linear_gaussian_vae(data_dim: int, latent_dim: int) -> VAE:
-  """The linear-Gaussian VAE with x ``[..., D]`` and z ``[..., d]`` as a :class:`jaxvae.model.VAE`.
-
-  ``params = {"encoder": {"A": [d, D], "c": [d], "s": [d]}, "decoder": {"W": [D, d], "b": [D], "log_sigma": []}}``.
-  """
-
-  def init(key: jax.Array) -> Params:
-    k_w, k_a = jax.random.split(key)
-    return {
-        "encoder": {
-            "A": 0.1 * jax.random.normal(k_a, (latent_dim, data_dim)),
-            "c": jnp.zeros(latent_dim),
-            "s": jnp.zeros(latent_dim),
-        },
-        "decoder": {
-            "W": jax.random.normal(k_w, (data_dim, latent_dim)),
-            "b": jnp.zeros(data_dim),
-            "log_sigma": jnp.zeros(()),
-        },
-    }
-
-  def sample_q(params: Params, x: jax.Array, key: jax.Array, sample_shape: tuple[int, ...] = ()):
-    q = q_phi(params, x)
-    z = D.gaussian_sample(key, q, sample_shape)
-    lead = (1,) * len(sample_shape)
-    q_b = D.Gaussian(q.mean.reshape(lead + q.mean.shape), q.log_scale.reshape(lead + q.log_scale.shape))
-    return z, D.gaussian_log_prob(q_b, z)
-
-  return VAE(
-      init=init,
-      q_phi=q_phi,
-      sample_q=sample_q,
-      p_theta=p_theta,
-      log_p_x_given_z=lambda x, px: D.gaussian_log_prob(px, x),
-      mean_x=lambda px: px.mean,
-      log_p_z=lambda params, z: D.standard_normal_log_prob(z),
-      sample_p_z=lambda params, key, n: jax.random.normal(key, (n, latent_dim)),
-      kl_q_p_z=lambda params, q: D.gaussian_kl_to_standard_normal_per_dim(q),
-      latent_means=lambda params, x, key: (q_phi(params, x).mean,),
-      latent_dim=latent_dim,
-      image_shape=(data_dim,),
-  )
+  return LinearDecoder(params["decoder"]["W"].shape[0]).apply({"params": params["decoder"]}, z)
 
 
 def log_p_x(params: Params, x: jax.Array) -> jax.Array:

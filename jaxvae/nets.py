@@ -1,8 +1,9 @@
 """Flax Linen networks: the encoder of q_phi(z|x) and the decoder of p_theta(x|z).
 
-The networks only map arrays to distribution parameters; which distribution
-those parameters define lives in :mod:`jaxvae.distributions` and
-:mod:`jaxvae.model`.
+The networks only map arrays to distribution parameters; which distribution those
+parameters define lives in :mod:`jaxvae.likelihoods`, :mod:`jaxvae.priors` and
+:mod:`jaxvae.posteriors`. Each takes one batch axis (``[B, ...]``), as
+:meth:`jaxvae.VAE.from_modules` calls them; a network of your own does the same.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class MLPEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> Gaussian:
-    """Args: x ``[..., H, W, C]``. Returns: a :class:`Gaussian` with ``[..., d]`` fields."""
-    return _gaussian_mlp(x.reshape(x.shape[:-3] + (-1,)), self.hidden, self.latent_dim, self.activation)
+    """Args: x ``[B, ...]`` (images or vectors). Returns: a :class:`Gaussian` with ``[B, d]`` fields."""
+    return _gaussian_mlp(x.reshape(x.shape[:1] + (-1,)), self.hidden, self.latent_dim, self.activation)
 
 
 class GaussianMLP(nn.Module):
@@ -77,27 +78,27 @@ class GaussianMLP(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-  """z -> the parameters of p_theta(x|z), one value per pixel (e.g. Bernoulli logits).
+  """z -> the raw parameters of p_theta(x|z), e.g. one Bernoulli logit per pixel.
 
   Attributes:
     hidden: widths of the hidden layers (from z upwards).
-    image_shape: (H, W, C) of x.
+    out_shape: the output per example, the likelihood's ``output_shape`` (e.g. (28, 28, 1)).
     activation: a name in :data:`ACTIVATIONS`.
   """
 
   hidden: Sequence[int]
-  image_shape: tuple[int, int, int]
+  out_shape: tuple[int, ...]
   activation: str = "relu"
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    """Args: z ``[..., d]``. Returns: ``[..., H, W, C]`` per-pixel parameters."""
+    """Args: z ``[..., d]``. Returns: ``[..., *out_shape]``."""
     act = ACTIVATIONS[self.activation]
     h = z
     for width in self.hidden:
       h = act(nn.Dense(width)(h))
-    out = nn.Dense(math.prod(self.image_shape))(h)
-    return out.reshape(z.shape[:-1] + tuple(self.image_shape))
+    out = nn.Dense(math.prod(self.out_shape))(h)
+    return out.reshape(z.shape[:-1] + tuple(self.out_shape))
 
 
 class ConvEncoder(nn.Module):

@@ -1,4 +1,4 @@
-"""Objectives: the ELBO, beta, free bits, KL warm-up and the IWAE bound, per example, in nats.
+"""Objectives: the ELBO, beta, free bits, KL warm-up, the IWAE bound and its DReG gradient, in nats.
 
 For one data point x, with importance weights w(z) = p_theta(x, z) / q_phi(z|x),
 
@@ -14,6 +14,10 @@ Expectations are estimated with reparameterized samples z = mu + sigma * eps
 All terms are summed over pixels and latent dimensions; a batch objective is their
 mean over examples.
 
+A training objective is a value, an :class:`Objective`: a pure loss and its hyperparameters
+as arrays (which a sweep vmaps). The built-in ones are :func:`beta_elbo` (with warm-up and
+free bits), :func:`iwae` and :func:`iwae_dreg`; one of your own is built the same way.
+
 References:
   Kingma & Welling (2014), "Auto-Encoding Variational Bayes", arXiv:1312.6114.
   Burda, Grosse & Salakhutdinov (2016), "Importance Weighted Autoencoders", ICLR.
@@ -21,12 +25,14 @@ References:
   Bowman et al. (2016), "Generating Sentences from a Continuous Space" (KL warm-up).
   Kingma et al. (2016), "Improved Variational Inference with Inverse Autoregressive Flow"
   (free bits, their eq. 15).
+  Tucker, Lawson, Gu & Maddison (2019), "Doubly Reparameterized Gradient Estimators for
+  Monte Carlo Objectives", ICLR (IWAE-DReG).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +40,8 @@ import optax
 
 from jaxvae.distributions import gaussian_sample
 from jaxvae.model import VAE, Params
+
+Metrics = dict[str, jax.Array]
 
 
 class ELBOTerms(NamedTuple):
@@ -188,3 +196,144 @@ def kl_warmup(beta: jax.Array | float, warmup_steps: jax.Array | float) -> optax
     return beta * jnp.where(warmup_steps > 0, ramp, 1.0)
 
   return schedule
+
+
+# ---------------------------------------------------------------------------
+# Training objectives as values.
+# ---------------------------------------------------------------------------
+
+
+class Objective(NamedTuple):
+  """A training objective: a pure loss of a batch, and its hyperparameters as traced arrays.
+
+  Attributes:
+    name: a short name, shown in run folders.
+    loss: ``(vae, params, x [B, ...], key, hparams, step) -> (loss, metrics)``: the scalar
+      whose gradient trains (parameters move along -grad; for a gradient estimator such as
+      :func:`iwae_dreg` a surrogate, whose value need not be the bound), and a dict of
+      scalar batch means to log. ``metrics["loss"]`` is the objective's value (-bound) where
+      it differs from the surrogate; ``elbo``, ``kl`` and ``log_p_x_given_z`` are shown in the
+      epoch lines when present. ``step`` is the int32 count of batches done (for schedules).
+    hparams: a pytree of arrays handed to ``loss`` (``TrainState.hparams``): values that a
+      sweep changes without recompiling, e.g. beta.
+
+  Example:
+    >>> def my_loss(vae, params, x, key, hparams, step):
+    ...   terms = elbo(vae, params, x, key)
+    ...   return -jnp.mean(terms.elbo), {"elbo": jnp.mean(terms.elbo)}
+    >>> objective = Objective("mine", my_loss)
+  """
+
+  name: str
+  loss: Callable[[VAE, Params, jax.Array, jax.Array, Any, jax.Array], tuple[jax.Array, Metrics]]
+  hparams: Any = ()
+
+
+class BetaELBOHParams(NamedTuple):
+  """The traced hyperparameters of :func:`beta_elbo`.
+
+  Attributes:
+    beta: ``[]`` float32, the KL weight (1: the ELBO).
+    warmup_steps: ``[]`` float32, steps over which the KL weight rises from 0 to beta (0: none).
+    free_bits: ``[]`` float32, the per-dimension KL floor in nats (0: none).
+  """
+
+  beta: jax.Array
+  warmup_steps: jax.Array
+  free_bits: jax.Array
+
+
+def beta_elbo(
+    *, k: int = 1, analytic_kl: bool = True, beta: float = 1.0, warmup_steps: float = 0.0, free_bits: float = 0.0
+) -> Objective:
+  """The (beta-)ELBO averaged over k samples of z, with KL warm-up and free bits.
+
+  loss = -(1/B) sum_b (1/k) sum_i log p_theta(x_b|z_bi) + beta_t * R   (:func:`beta_elbo_loss`),
+  beta_t = beta * min(1, t / warmup_steps) (:func:`kl_warmup`) at step t.
+  With beta = 1, no warm-up and no free bits, the loss is the negative ELBO in nats per example.
+
+  Args:
+    k: samples of z per example.
+    analytic_kl: the closed-form KL where the model has one (else log q - log p at the samples).
+    beta, warmup_steps, free_bits: the initial values of :class:`BetaELBOHParams`.
+  """
+
+  def loss(vae, params, x, key, hparams, step):
+    terms = elbo(vae, params, x, key, k=k, analytic_kl=analytic_kl)
+    kl_weight = kl_warmup(hparams.beta, hparams.warmup_steps)(step)
+    value = beta_elbo_loss(terms, kl_weight, hparams.free_bits)
+    return value, {
+        "loss": value,
+        "elbo": jnp.mean(terms.elbo),
+        "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
+        "kl": jnp.mean(terms.kl),
+        "kl_weight": kl_weight,
+    }
+
+  f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+  return Objective("vae", loss, BetaELBOHParams(f32(beta), f32(warmup_steps), f32(free_bits)))
+
+
+def _iwae_metrics(t: ImportanceTerms) -> tuple[jax.Array, Metrics]:
+  bound = jnp.mean(iwae_bound(t.log_w))
+  return bound, {
+      "loss": -bound,
+      "iwae": bound,
+      "elbo": jnp.mean(t.log_w),
+      "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
+      "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
+  }
+
+
+def iwae(k: int) -> Objective:
+  """The importance-weighted bound of Burda et al. (2016): loss = -(1/B) sum_b log (1/k) sum_i w(z_bi).
+
+  Its gradient is E[ sum_i w~_i grad log w_i ], w~_i = w_i / sum_j w_j (normalized weights).
+  """
+
+  def loss(vae, params, x, key, hparams, step):
+    del hparams, step
+    bound, metrics = _iwae_metrics(importance_terms(vae, params, x, key, k))
+    return -bound, metrics
+
+  return Objective("iwae", loss)
+
+
+def iwae_dreg(k: int) -> Objective:
+  """The IWAE bound trained with the doubly reparameterized gradient (IWAE-DReG, Tucker et al. 2019).
+
+  With z_i = z_phi(eps_i) and w~_i = w_i / sum_j w_j, the IWAE gradient of the inference
+  network phi contains a score-function term whose signal-to-noise ratio falls as k grows.
+  DReG replaces it by a second reparameterization:
+
+    grad_theta = sum_i w~_i grad_theta log w_i                       (as IWAE)
+    grad_phi   = sum_i w~_i^2 (d log w_i / d z_i) (d z_i / d phi)    (+ w~_i grad_phi log p(z_i),
+                                                                     where p(z) depends on phi)
+
+  where log w_i = log p_theta(x, z_i) - log q_phi'(z_i|x) with phi' = stop_gradient(phi).
+  The surrogate sum_i w~_i log w_i(z'_i), z'_i = z_i with its gradient scaled by w~_i, has
+  exactly these gradients (two passes through the decoder: one for w~, one to differentiate).
+  Its value, reported as ``loss``, is the IWAE bound of the batch.
+  """
+
+  def loss(vae, params, x, key, hparams, step):
+    del hparams, step
+    sg = jax.lax.stop_gradient
+    z, _ = vae.sample_q(params, x, key, (k,))
+    x_k = jnp.broadcast_to(x, (k,) + x.shape)
+
+    def terms(z):
+      return ImportanceTerms(vae.log_p_x_given_z(x_k, vae.p_theta(params, z)), vae.log_p_z(params, z),
+                             vae.log_q(sg(params), x, z))  # fmt: skip
+
+    t = jax.tree.map(sg, terms(jax.tree.map(sg, z)))
+    w = jax.nn.softmax(t.log_w, axis=0)  # [k, B], normalized weights, no gradient
+
+    def scaled(a):  # the value of z, its gradient multiplied by w~
+      return sg(a) + w.reshape(w.shape + (1,) * (a.ndim - 2)) * (a - sg(a))
+
+    surrogate = -jnp.mean(jnp.sum(w * terms(jax.tree.map(scaled, z)).log_w, axis=0))
+    bound, metrics = _iwae_metrics(t)
+    return surrogate, metrics
+
+  return Objective("iwae-dreg", loss)

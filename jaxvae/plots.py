@@ -42,6 +42,20 @@ def save_samples(path: str, images: np.ndarray, title: str) -> None:
   plt.close(fig)
 
 
+def save_points(path: str, data: np.ndarray, samples: np.ndarray, title: str) -> None:
+  """Two-dimensional data and model samples side by side, on the same axes."""
+  fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
+  for ax, points, name, color in ((axes[0], data, "data x", "tab:blue"), (axes[1], samples, "model samples", "tab:red")):
+    ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5, color=color, rasterized=True)
+    ax.set_title(name, fontsize=9)
+    ax.set_aspect("equal", adjustable="box")
+    ax.grid(alpha=0.3)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def save_reconstructions(path: str, originals: np.ndarray, reconstructions: np.ndarray, title: str) -> None:
   """Saves originals (left) beside their reconstructions (right), in the same grid positions."""
   ncols = math.ceil(math.sqrt(len(originals)))

@@ -1,12 +1,15 @@
-"""Priors p(z): the standard normal, a learned mixture of Gaussians, and the VampPrior.
+"""Priors p(z): the standard normal, a learned mixture of Gaussians, the VampPrior, a hierarchy.
 
-Each is a :class:`Prior` of pure functions. Only the standard normal has a closed-form
-KL(q_phi(z|x) || p(z)); for the others the ELBO uses the estimate log q_phi(z|x) - log p(z)
-at the samples, and importance sampling uses their log-densities, so log p(x) is exact in
-the prior whatever it is.
+Each is a :class:`Prior` of pure functions; a prior of your own is one too (its log-density,
+its sampler, and its closed-form KL to a Gaussian q if it has one). Only the standard normal
+has a closed-form KL(q_phi(z|x) || p(z)) here; for the others the ELBO uses the estimate
+log q_phi(z|x) - log p(z) at the samples, and importance sampling uses their log-densities,
+so log p(x) is exact in the prior whatever it is.
 
 References:
   J. M. Tomczak, M. Welling. VAE with a VampPrior. AISTATS 2018.
+  Y. Burda, R. Grosse, R. Salakhutdinov. Importance Weighted Autoencoders. ICLR 2016
+  (the two-layer model: p(z2) p(z1|z2)).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import numpy as np
 
 from jaxvae import distributions as D
 
+PRIORS = ("normal", "mog", "vamp")
+PRIOR_COMPONENTS = {"normal": None, "mog": 10, "vamp": 500}  # the default K of each prior
+
 
 class Prior(NamedTuple):
   """p(z) as pure functions of the prior's parameters (and, for the VampPrior, the encoder's).
@@ -28,12 +34,13 @@ class Prior(NamedTuple):
   ``params["prior"]``; the VampPrior also reads the encoder's).
 
   Attributes:
-    name: one of :data:`jaxvae.config.PRIORS`.
+    name: a short name (``"normal"``, ``"mog"``, ``"vamp"``, ...).
     init: ``(key, data=None) -> params["prior"]`` (``{}`` for N(0, I)); ``data``, the
-      training images as ``[N, H, W, C]`` uint8, is used by the VampPrior alone.
+      stored training data ``[N, ...]``, is used by the VampPrior alone.
     log_prob: ``(params, z [..., d]) -> [...]`` log p(z).
-    sample: ``(params, key, n) -> [n, d]``.
-    kl_per_dim: ``(params, q) -> [..., d]`` closed-form KL(q || p) per dimension, or None.
+    sample: ``(params, key, n) -> z [n, d]``.
+    kl_per_dim: ``(params, q) -> [..., d]`` closed-form KL(q || p) per dimension for a
+      Gaussian q, or None (then the ELBO estimates the KL by Monte Carlo).
   """
 
   name: str
@@ -83,15 +90,16 @@ def mixture_of_gaussians(latent_dim: int, components: int = 10) -> Prior:
 
 
 def vamp_prior(
-    encoder: Callable[[Any, jax.Array], D.Gaussian],
-    image_shape: tuple[int, int, int],
+    encoder: Any,
+    data_shape: tuple[int, ...],
     components: int = 500,
-    data_range: tuple[float, float] = (0.0, 1.0),
+    data_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> Prior:
   """The VampPrior: p(z) = (1/K) sum_k q_phi(z|u_k), with K learned pseudo-inputs u_k.
 
-  The pseudo-inputs live in data space, u_k = lo + (hi - lo) sigmoid(w_k), and go through
-  the same encoder q_phi as the data, so the prior follows the aggregate posterior. Given
+  The pseudo-inputs live in data space, u_k = lo + (hi - lo) sigmoid(w_k) for data in
+  [lo, hi] (u_k = w_k for unbounded data), and go through the same encoder q_phi as the data,
+  so the prior follows the aggregate posterior. Given
   the training images, ``init`` starts the u_k at K of them (the paper's training-data
   initialisation): started at random grey images, the prior sits far from every data
   posterior and the KL term drives q_phi into collapse before the pseudo-inputs can move.
@@ -99,29 +107,36 @@ def vamp_prior(
   encoder's parameters, so they take the whole parameter tree.
 
   Args:
-    encoder: ``(all params, u [K, H, W, C]) -> Gaussian [K, d]``, i.e. ``vae.q_phi``.
-    image_shape: (H, W, C).
+    encoder: the Linen encoder of q_phi (``u [K, *data_shape] -> Gaussian [K, d]``), applied
+      with ``params["encoder"]``: the module handed to :meth:`jaxvae.VAE.from_modules`.
+    data_shape: the shape of one example.
     components: K.
-    data_range: the range of the model's x (where the pseudo-inputs live).
+    data_range: the range of the model's x (where the pseudo-inputs live), or None if unbounded.
   """
-  lo, hi = data_range
 
   def pseudo_inputs(params):
-    return lo + (hi - lo) * jax.nn.sigmoid(params["prior"]["pseudo_inputs"])
+    w = params["prior"]["pseudo_inputs"]
+    if data_range is None:
+      return w
+    lo, hi = data_range
+    return lo + (hi - lo) * jax.nn.sigmoid(w)
 
   def init(key, data=None):
     if data is None:
-      return {"pseudo_inputs": 0.5 * jax.random.normal(key, (components,) + tuple(image_shape))}
+      return {"pseudo_inputs": 0.5 * jax.random.normal(key, (components,) + tuple(data_shape))}
+    idx = np.asarray(jax.random.choice(key, data.shape[0], (components,), replace=data.shape[0] < components))
+    chosen = np.asarray(data)[idx].astype(np.float32)  # only the K chosen examples go to the device
+    if data_range is None:  # real-valued data: u_k starts at K training examples
+      return {"pseudo_inputs": jnp.asarray(chosen)}
     # Tomczak & Welling's training-data initialisation: u_k starts at K random training
     # images (intensities squeezed into [0.05, 0.95] so that the logit is finite; data that
-    # were binarized once, statically, hold 0 and 1).
+    # are binary already hold 0 and 1).
     top = 255.0 if np.max(data) > 1 else 1.0
-    idx = np.asarray(jax.random.choice(key, data.shape[0], (components,), replace=data.shape[0] < components))
-    u = 0.05 + 0.9 * jnp.asarray(np.asarray(data)[idx], jnp.float32) / top  # only the K chosen images go to the device
+    u = 0.05 + 0.9 * jnp.asarray(chosen) / top
     return {"pseudo_inputs": jnp.log(u) - jnp.log1p(-u)}
 
   def components_of(params):
-    q = encoder(params, pseudo_inputs(params))
+    q = encoder.apply({"params": params["encoder"]}, pseudo_inputs(params))
     return q.mean, q.log_scale
 
   def log_prob(params, z):
@@ -133,3 +148,32 @@ def vamp_prior(
     return _mixture_sample(key, means, log_scales, jnp.full((components,), -math.log(components)), n)
 
   return Prior("vamp", init, log_prob, sample, None)
+
+
+def hierarchical_gaussian(conditional: Any, top_dim: int) -> Prior:
+  """p(z1, z2) = p(z2) p(z1|z2) with p(z2) = N(0, I) and p(z1|z2) a Gaussian from a Linen module.
+
+  The latent is the pair ``z = (z1, z2)``; z1 (next to x) is what the decoder reads. Burda et
+  al.'s two-layer model uses a tanh MLP for p(z1|z2) (:class:`jaxvae.nets.GaussianMLP`).
+
+  Args:
+    conditional: a Linen module ``z2 [B, top_dim] -> Gaussian [B, d1]``, applied with
+      ``params["prior"]``.
+    top_dim: the size of z2.
+  """
+
+  def init(key, data=None):
+    del data
+    return conditional.init(key, jnp.zeros((1, top_dim)))["params"]
+
+  def log_prob(params, z):
+    z1, z2 = z
+    p1 = conditional.apply({"params": params["prior"]}, z2)
+    return D.gaussian_log_prob(p1, z1) + D.standard_normal_log_prob(z2)
+
+  def sample(params, key, n):
+    k2, k1 = jax.random.split(key)
+    z2 = jax.random.normal(k2, (n, top_dim))
+    return D.gaussian_sample(k1, conditional.apply({"params": params["prior"]}, z2)), z2
+
+  return Prior("hierarchical", init, log_prob, sample, None)

@@ -1,8 +1,12 @@
-"""A run: ``train_and_evaluate(config, workdir)``, its run folder, resuming and stopping.
+"""The run driver: ``train_and_evaluate(config, workdir, model=..., objective=..., data=...)``.
+
+One driver trains a single model and a sweep's stacked models alike (:func:`run_epochs`): the
+same data checks (:func:`prepare`), key layout (:func:`run_keys`), metrics rows, summary fields
+and divergence stop; a sweep (:mod:`jaxvae.sweep`) differs only in stacking states and vmapping.
 
 The run folder ``W`` holds ``config.json``, ``metrics.jsonl`` (one row per epoch),
-``summary.json``, ``checkpoints/<epoch>/`` (orbax), ``samples.png`` and
-``reconstructions.png``. A run survives:
+``summary.json``, ``checkpoints/<epoch>/`` (orbax), and pictures of the model
+(``samples.png``, ``reconstructions.png``). A run survives:
 
 * **resume**: ``train_and_evaluate(..., resume=True)`` (``jaxvae train --resume W``)
   restores the newest checkpoint and continues bit-identically: the training key and
@@ -13,8 +17,12 @@ The run folder ``W`` holds ``config.json``, ``metrics.jsonl`` (one row per epoch
   and :class:`RunStopped` carries the exit status (143 or 130).
 * **divergence**: updates whose loss or gradients are not finite are skipped inside the
   step; after ``max_consecutive_skips`` in a row the run stops (exit status 3) and keeps
-  its last good checkpoint.
+  its last good checkpoint (a sweep's model stops recording and keeps its state there).
 * **bad input**: every check runs before anything is written; a refusal changes nothing.
+
+A model, an objective and data handed over in Python are used as they are; factories given
+by reference (``FILE.py:FUNCTION``) go into ``config.json``, so that ``--resume``, ``jaxvae
+eval`` and ``jaxvae sweep`` rebuild them.
 """
 
 from __future__ import annotations
@@ -26,24 +34,25 @@ import shutil
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
-import tqdm
 
-from jaxvae import plots
-from jaxvae.checkpoint import Checkpointer, latest_epoch, restore_checkpoint
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import ImageDataset, load_dataset, prepare_data
+from jaxvae import build
+from jaxvae.config import CUSTOM, RESUMABLE, Config
+from jaxvae.data import Dataset, check_shape, static_binarize
+from jaxvae.errors import JaxvaeError
+from jaxvae.estimators import active_units, latent_variances
+from jaxvae.likelihoods import bits_per_dim
 from jaxvae.model import VAE, Params
-from jaxvae.train import make_trainer
+from jaxvae.objectives import Objective
+from jaxvae.train import Trainer
 
-# Fields that a resumed run may change: how long and how it checkpoints, not what it trains.
-RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "keep_checkpoints", "max_consecutive_skips")
 # Per-epoch values that measure the machine, not the model (they differ between identical runs).
 TIMING_KEYS = ("images_per_sec", "seconds")
 EXIT_DIVERGED = 3
+LOADABLE_DATA = ("tfds:", "npz:")  # besides "mnist": datasets a run folder can load again by name
 
 
 class RunStopped(Exception):
@@ -52,6 +61,148 @@ class RunStopped(Exception):
   def __init__(self, message: str, exit_code: int):
     super().__init__(message)
     self.exit_code = exit_code
+
+
+class RunKeys(NamedTuple):
+  """The keys of a run, all from its seed: ``split(key(seed), 4)``.
+
+  Attributes:
+    init: the parameter initialisation.
+    train: epoch e draws its data order, binarizations and z samples from ``fold_in(train, e)``.
+    eval: the test evaluation's z samples (the same every epoch).
+    plot: the samples and reconstructions of the pictures.
+  """
+
+  init: jax.Array
+  train: jax.Array
+  eval: jax.Array
+  plot: jax.Array
+
+
+def run_keys(seed: int) -> RunKeys:
+  """The :class:`RunKeys` of ``seed``: one layout for runs, sweeps and checkpoints."""
+  return RunKeys(*jax.random.split(jax.random.key(seed), 4))
+
+
+# ---------------------------------------------------------------------------
+# From a config (and the user's values) to what a run trains on.
+# ---------------------------------------------------------------------------
+
+
+class Setup(NamedTuple):
+  """What one config trains or evaluates, checked: the model, the data as the step reads them, the trainer.
+
+  Attributes:
+    config: the config, with ``model``, ``objective`` and ``dataset`` naming what was used
+      (a reference, or ``custom`` for a value handed over in Python).
+    vae: the model.
+    data: the dataset (its first ``n_train`` / ``n_test`` examples).
+    train: ``[N, ...]`` the stored training data as the step reads them (checked by the
+      likelihood; drawn once for static binarization).
+    test: ``[M, ...]`` floats (float32 for 8-bit and binary data), the fixed test set x (:func:`fixed_test_set`).
+    trainer: the :class:`jaxvae.train.Trainer` of the model, objective and optimizer
+      (None from :func:`prepare_model`).
+  """
+
+  config: Config
+  vae: VAE
+  data: Dataset
+  train: np.ndarray
+  test: np.ndarray
+  trainer: Trainer | None = None
+
+
+def data_key(config: Config, purpose: int) -> jax.Array:
+  """Keys of the draws made once from ``binarization_seed``: 0 a static training set, 1 the test set."""
+  return jax.random.fold_in(jax.random.key(config.binarization_seed), purpose)
+
+
+def fixed_test_set(config: Config, vae: VAE, test: np.ndarray) -> np.ndarray:
+  """The test set as evaluation reads it: ``[M, ...]`` floats, the likelihood's preprocessing drawn once.
+
+  One draw from ``binarization_seed`` alone (a Bernoulli draw per pixel, one dequantization,
+  or a deterministic scaling), so every run (whatever its ``seed``) and every later
+  evaluation see the same test set.
+  """
+  return np.asarray(jax.jit(vae.likelihood.preprocess)(data_key(config, 1), test))
+
+
+def _named(config: Config, model, objective, data: Dataset | None) -> Config:
+  """``config`` with model, objective and dataset naming what the run uses (references made absolute)."""
+  changes: dict[str, Any] = {"model": build.absolute_reference(config.model),
+                             "objective": build.absolute_reference(config.objective)}  # fmt: skip
+  if config.dataset.startswith("npz:"):  # so that --resume and jaxvae eval find it from any folder
+    changes["dataset"] = "npz:" + os.path.abspath(config.dataset[4:])
+  if model is not None:
+    changes["model"] = CUSTOM if isinstance(model, VAE) else build.reference_of(model)
+  if objective is not None:
+    changes["objective"] = CUSTOM if isinstance(objective, Objective) else build.reference_of(objective)
+  if data is not None:
+    loadable = data.name == "mnist" or data.name.startswith(LOADABLE_DATA)
+    changes["dataset"] = data.name if loadable else f"{CUSTOM}:{data.name}"
+  return config.replace(**{k: v for k, v in changes.items() if v != getattr(config, k)})
+
+
+def prepare(
+    config: Config, *, model=None, objective=None, data: Dataset | None = None, on_progress=None,
+    batch_sharding=None,
+) -> Setup:  # fmt: skip
+  """Builds and checks everything a run of ``config`` needs; raises :class:`JaxvaeError` before any write.
+
+  Args:
+    config: the run configuration.
+    model: a :class:`jaxvae.VAE`, or a factory ``(config, data_shape, dtype) -> VAE`` (it is
+      passed the arguments it names); default: the model ``config`` describes.
+    objective: a :class:`jaxvae.Objective`, or a factory ``(config, steps_per_epoch) ->
+      Objective``; default: ``config.objective``.
+    data: a :class:`jaxvae.data.Dataset`; default: ``config.dataset``, loaded.
+    on_progress, batch_sharding: see :func:`jaxvae.train.make_train_epoch`.
+  """
+  setup = prepare_model(_named(config.validate(), None, objective, None), model=model, data=data)
+  config, vae, train = setup.config, setup.vae, setup.train
+  obj = make_objective(config, objective, train.shape[0] // config.batch_size)
+  trainer = build.make_trainer(config, data_shape=vae.data_shape, train_size=train.shape[0], vae=vae, objective=obj,
+                               on_progress=on_progress, batch_sharding=batch_sharding)  # fmt: skip
+  return setup._replace(trainer=trainer)
+
+
+def prepare_model(config: Config, *, model=None, data: Dataset | None = None) -> Setup:
+  """The model and the checked data of ``config`` (a :class:`Setup` without a trainer): what evaluation needs."""
+  config = _named(config.validate(), model, None, data)
+  if data is None:
+    data = build.load_data(config)
+  data = data._replace(train=data.train[: config.n_train], train_labels=data.train_labels[: config.n_train],
+                       test=data.test[: config.n_test], test_labels=data.test_labels[: config.n_test])  # fmt: skip
+  raw_train, raw_test = check_shape(data.train, "training data"), check_shape(data.test, "test data")
+  if raw_test.shape[1:] != raw_train.shape[1:]:
+    raise JaxvaeError(f"test data have examples of shape {raw_test.shape[1:]} and training data {raw_train.shape[1:]}: "
+                      "give both splits the same shape")  # fmt: skip
+  vae = model if isinstance(model, VAE) else build.make_vae(config, raw_train.shape[1:], raw_train.dtype, model)
+  train = vae.likelihood.check(raw_train, "training data")
+  test = vae.likelihood.check(raw_test, "test data")
+  check_shape(train, "training data", vae.data_shape)
+  if train.shape[0] < config.batch_size:
+    raise JaxvaeError(
+        f"batch_size={config.batch_size} is larger than the training set ({train.shape[0]} examples): "
+        "lower --batch-size or use more training data"
+    )
+  if config.binarization == "static":
+    if vae.likelihood.name != "bernoulli":
+      raise JaxvaeError(f"binarization=static draws binary data for the bernoulli likelihood, not {vae.likelihood.name}: "
+                        "drop --binarization static")  # fmt: skip
+    if train.dtype == np.uint8:
+      train = static_binarize(train, data_key(config, 0))
+  return Setup(config, vae, data, train, fixed_test_set(config, vae, test))
+
+
+def make_objective(config: Config, objective=None, steps_per_epoch: int = 1) -> Objective:
+  """``objective`` if it is an :class:`jaxvae.Objective`, else what its factory (or ``config``) builds."""
+  return objective if isinstance(objective, Objective) else build.make_objective(config, steps_per_epoch, objective)
+
+
+# ---------------------------------------------------------------------------
+# Run folders.
+# ---------------------------------------------------------------------------
 
 
 def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
@@ -88,6 +239,65 @@ def write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The rows of ``metrics.jsonl`` (none if the file does not exist)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def read_config(workdir: str, missing: str) -> Config:
+  """The validated config of the run folder ``workdir``.
+
+  Raises:
+    JaxvaeError: ``missing`` when the folder has no ``config.json``; a one-line error
+      naming the file when it cannot be read.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise JaxvaeError(missing)
+  try:
+    with open(path) as f:
+      return Config.from_dict(json.load(f)).validate()
+  except (ValueError, TypeError, JaxvaeError) as e:
+    raise JaxvaeError(f"{path} cannot be read ({e}): the run folder is damaged; start a new --workdir") from None
+
+
+def write_run_files(folder: str, config: Config, rows: list[dict[str, Any]]) -> None:
+  """``config.json`` and ``metrics.jsonl`` (one row per epoch) of a run folder."""
+  os.makedirs(folder, exist_ok=True)
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    f.write(config.to_json() + "\n")
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def append_row(folder: str, row: dict[str, Any]) -> None:
+  """Appends one epoch's row to ``folder/metrics.jsonl``."""
+  with open(os.path.join(folder, "metrics.jsonl"), "a") as f:
+    f.write(json.dumps(row) + "\n")
+
+
+def resume_config(workdir: str, overrides: dict[str, Any]) -> Config:
+  """The config of the run in ``workdir``, with the allowed ``overrides`` applied.
+
+  Raises:
+    JaxvaeError: no run there, an unreadable config, or an override that would change
+      what the run trains (only :data:`jaxvae.config.RESUMABLE` fields may differ).
+  """
+  saved = read_config(workdir, f"nothing to resume in {workdir} (no config.json): start it with `jaxvae train --workdir {workdir}`")
+  changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
+  fixed = sorted(k for k in changed if k not in RESUMABLE)
+  if fixed:
+    diffs = ", ".join(f"{k}={changed[k]!r} (saved {getattr(saved, k)!r})" for k in fixed)
+    raise JaxvaeError(
+        f"the config does not match the run in {workdir}: {diffs}; drop those flags to resume, or start a new --workdir"
+    )
+  return saved.replace(**changed).validate()
+
+
 class EpochBar:
   """A tqdm bar for the epoch in flight (shown on terminals only), advanced from inside the jitted epoch."""
 
@@ -97,6 +307,8 @@ class EpochBar:
 
   def start(self, desc: str, total: int):
     if self.enabled:
+      import tqdm
+
       self.bar = tqdm.tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=None)
 
   def __call__(self, steps_done):
@@ -135,82 +347,217 @@ def stop_signals():
       signal.signal(s, h)
 
 
-def read_metrics(workdir: str) -> list[dict[str, float]]:
-  """The rows of ``metrics.jsonl`` (none if the file does not exist)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+# ---------------------------------------------------------------------------
+# The epoch loop: one model, or a stack of models.
+# ---------------------------------------------------------------------------
 
 
-def read_config(workdir: str, missing: str) -> Config:
-  """The validated config of the run folder ``workdir``.
+class Program(NamedTuple):
+  """What :func:`run_epochs` runs: for one model, or for ``models`` stacked along a leading axis.
 
-  Raises:
-    JaxvaeError: ``missing`` when the folder has no ``config.json``; a one-line error
-      naming the file when it cannot be read.
+  Attributes:
+    epoch: ``(state, train data, key) -> (state, metrics)`` (an :class:`jaxvae.train.Epoch`).
+    evaluate: ``(params, test x, key) -> metrics``, jitted.
+    variances: ``(params, test x, key) -> per-layer variances of E_q[z|x]``, jitted.
+    fold: ``(key, epoch) -> key``: the epoch's training key(s).
+    models: models recorded (a stack may carry padding copies beyond them).
+    stacked: whether the state has a leading models axis.
   """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise JaxvaeError(missing)
-  try:
-    with open(path) as f:
-      return Config.from_dict(json.load(f)).validate()
-  except (ValueError, TypeError, JaxvaeError) as e:
-    raise JaxvaeError(f"{path} cannot be read ({e}): the run folder is damaged; start a new --workdir") from None
+
+  epoch: Callable[..., Any]
+  evaluate: Callable[..., Any]
+  variances: Callable[..., Any]
+  fold: Callable[[jax.Array, int], jax.Array]
+  models: int
+  stacked: bool
+
+  def take(self, tree: Any, m: int) -> Any:
+    """Model ``m``'s part of a (host) tree."""
+    return jax.tree.map(lambda a: a[m], tree) if self.stacked else tree
 
 
-def write_run_files(folder: str, config: Config, rows: list[dict[str, Any]]) -> None:
-  """``config.json`` and ``metrics.jsonl`` (one row per epoch) of a run folder."""
-  os.makedirs(folder, exist_ok=True)
-  with open(os.path.join(folder, "config.json"), "w") as f:
-    f.write(config.to_json() + "\n")
-  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(row) + "\n" for row in rows)
+def single_program(trainer: Trainer, eval_batch_size: int) -> Program:
+  """The :class:`Program` of one model: its trainer's epoch, evaluation and latent variances."""
+  variances = jax.jit(lambda p, x, k: latent_variances(trainer.vae, p, x, k, eval_batch_size))
+  return Program(trainer.train_epoch, trainer.evaluate, variances, jax.random.fold_in, 1, False)
 
 
-def resume_config(workdir: str, overrides: dict[str, Any]) -> Config:
-  """The config of the run in ``workdir``, with the allowed ``overrides`` applied.
+class Outcome(NamedTuple):
+  """What :func:`run_epochs` leaves: the final state (each stopped model's at its stop), rows, stops, time.
 
-  Raises:
-    JaxvaeError: no run there, an unreadable config, or an override that would change
-      what the run trains (only :data:`RESUMABLE_CHANGES` may differ).
+  Attributes:
+    state: the state after the last epoch run, with a diverged model's part taken at its stop (host arrays).
+    rows: each model's metrics rows.
+    diverged: each model's ``(epoch, skips)`` at its divergence stop, or None.
+    signal: the stop signal received, or None.
+    train_seconds: time in the training epochs.
   """
-  saved = read_config(workdir, f"nothing to resume in {workdir} (no config.json): start it with `jaxvae train --workdir {workdir}`")
-  changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
-  fixed = sorted(k for k in changed if k not in RESUMABLE_CHANGES)
-  if fixed:
-    diffs = ", ".join(f"{k}={changed[k]!r} (saved {getattr(saved, k)!r})" for k in fixed)
-    raise JaxvaeError(
-        f"the config does not match the run in {workdir}: {diffs}; drop those flags to resume, or start a new --workdir"
-    )
-  return saved.replace(**changed).validate()
+
+  state: Any
+  rows: list[list[dict[str, Any]]]
+  diverged: list[tuple[int, int] | None]
+  signal: int | None
+  train_seconds: float
+
+
+def metrics_row(epoch: int, train_m: dict, test_m: dict, images_per_sec: float, seconds: float) -> dict[str, Any]:
+  """One epoch of one model as ``metrics.jsonl`` records it: ``train_*``, ``test_*``, ``kl``, skips, timing."""
+  row: dict[str, Any] = {"epoch": epoch}
+  row.update({f"train_{k}": float(v) for k, v in train_m.items() if k != "skipped_steps"})
+  row.update({f"test_{k}": float(v) for k, v in test_m.items()})
+  row.update(kl=row["test_kl"], skipped_steps=int(train_m["skipped_steps"]), images_per_sec=images_per_sec,
+             seconds=seconds)  # fmt: skip
+  return row
+
+
+def run_epochs(
+    program: Program, state: Any, train_x: jax.Array, test_x: jax.Array, k_train: jax.Array, k_eval: jax.Array, *,
+    config: Config, start_epoch: int, steps: int, rows: list[list[dict]] | None = None,
+    on_row: Callable[[int, dict], None] = lambda m, row: None, checkpoint: Callable[[int, Any], None] | None = None,
+    log: Callable[[str], None] = lambda s: None, bar: EpochBar | None = None, label: str = "",
+    line: Callable[[list[dict]], str] | None = None,
+) -> Outcome:  # fmt: skip
+  """Epochs ``start_epoch + 1 .. config.epochs`` of one model or a stack: the loop of every run and sweep.
+
+  Each epoch: one call of the epoch program, one host sync for its metrics and skip counters,
+  the test evaluation, a row per model (``on_row``), then the divergence check (a model whose
+  last ``max_consecutive_skips`` updates were skipped stops: a single run ends, a stacked
+  model keeps its state at that epoch and stops recording), the checkpoint, and the signals.
+  """
+  rows = rows if rows is not None else [[] for _ in range(program.models)]
+  diverged: list[tuple[int, int] | None] = [None] * program.models
+  frozen: dict[int, Any] = {}
+  train_seconds, received_signal = 0.0, None
+  examples = steps * config.batch_size
+  with stop_signals() as received:
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+      if bar is not None:
+        bar.start(f"{label}epoch {epoch}/{config.epochs}", steps)
+      t0 = time.perf_counter()
+      state, train_m = program.epoch(state, train_x, program.fold(k_train, epoch))
+      train_m, skips = jax.device_get((train_m, state.consecutive_skips))  # the epoch's one host sync
+      seconds = time.perf_counter() - t0
+      if bar is not None:
+        bar.close()
+      train_seconds += seconds
+      test_m = jax.device_get(program.evaluate(state.params, test_x, k_eval))
+      live = [m for m in range(program.models) if diverged[m] is None]
+      for m in live:
+        row = metrics_row(epoch, program.take(train_m, m), program.take(test_m, m), examples / seconds, seconds)
+        rows[m].append(row)
+        on_row(m, row)
+      if line is not None:
+        log(line([rows[m][-1] for m in live]))
+      for m in live:
+        if int(program.take(skips, m)) >= config.max_consecutive_skips:
+          diverged[m] = (epoch, int(program.take(skips, m)))
+          if program.stacked:
+            frozen[m] = program.take(jax.device_get(state), m)
+      if all(d is not None for d in diverged):
+        break
+      if checkpoint is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs or received["signal"]):
+        checkpoint(epoch, state)
+      if received["signal"] and epoch < config.epochs:
+        received_signal = received["signal"]
+        break
+  if frozen:
+    host = jax.device_get(state)
+    state = jax.tree.map(lambda *parts: np.stack(parts), *[frozen.get(m, program.take(host, m))
+                                                           for m in range(len(jax.tree.leaves(host)[0]))])  # fmt: skip
+  return Outcome(state, rows, diverged, received_signal, train_seconds)
+
+
+def summarize(
+    config: Config, rows: list[dict], *, completed: bool, data_shape: tuple[int, ...], active: list[int],
+    train_seconds: float, compile_seconds: float, t_start: float, n_train: int, n_test: int, devices: int = 1,
+    start_epoch: int = 0, models_in_program: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+  """``summary.json`` of a run or of one model of a sweep: the last epoch's values, timing and the machine."""
+  last = rows[-1]
+  run_epochs_done = last["epoch"] - start_epoch
+  examples = (n_train // config.batch_size) * config.batch_size
+  summary = {
+      "epochs": last["epoch"],
+      "completed": completed,
+      "test_elbo": last["test_elbo"],
+      "test_kl": last["test_kl"],
+      "test_log_p_x_given_z": last["test_log_p_x_given_z"],
+      "train_elbo": last.get("train_elbo"),
+      "bits_per_dim": bits_per_dim(last["test_elbo"], data_shape),
+      "active_units": int(sum(active)),
+      "active_units_per_layer": active,
+      "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in rows)),
+      "images_per_sec": examples * run_epochs_done * models_in_program / train_seconds if train_seconds else None,
+      "seconds_per_epoch": train_seconds / run_epochs_done if train_seconds and run_epochs_done else None,
+      "compile_seconds": compile_seconds,
+      "seconds": time.perf_counter() - t_start,
+      "n_train": int(n_train),
+      "n_test": int(n_test),
+      "device": str(jax.devices()[0].device_kind),
+      "devices": devices,
+      "jax_version": jax.__version__,
+  }
+  if start_epoch:
+    summary["resumed_after_epoch"] = start_epoch
+  return summary
+
+
+def epoch_line(config: Config, row: dict[str, Any]) -> str:
+  """The line printed after each epoch of a run."""
+  bound = f"train IWAE_{config.k} {row['train_iwae']:9.3f}  " if "train_iwae" in row else ""
+  train = f"train ELBO {row['train_elbo']:9.3f}  " if "train_elbo" in row else f"train loss {row['train_loss']:9.3f}  "
+  skipped = f"  {row['skipped_steps']} updates skipped" if row["skipped_steps"] else ""
+  return (
+      f"epoch {row['epoch']:>{len(str(config.epochs))}}/{config.epochs}  {bound}{train}"
+      f"test ELBO {row['test_elbo']:9.3f}  KL {row['kl']:7.3f}  {row['images_per_sec']:,.0f} images/s  "
+      f"{row['seconds']:.2f} s{skipped}"
+  )
+
+
+def diverged_message(epoch: int, skips: int, kept: str) -> str:
+  return (
+      f"jaxvae: stopped at epoch {epoch}: the last {skips} updates had a non-finite loss or gradient "
+      f"(or one above --skip-grad-norm) and were skipped; {kept}; lower --lr or set --clip-grad-norm "
+      "and start a new --workdir"
+  )
+
+
+# ---------------------------------------------------------------------------
+# One run.
+# ---------------------------------------------------------------------------
 
 
 def train_and_evaluate(
     config: Config,
     workdir: str,
     *,
+    model: VAE | Callable[..., VAE] | None = None,
+    objective: Objective | Callable[..., Objective] | None = None,
+    data: Dataset | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    dataset: ImageDataset | None = None,
     progress: bool = True,
     verbose: bool = True,
     data_parallel: bool = False,
 ) -> dict[str, Any]:
-  """Trains ``config`` and writes (or, with ``resume``, continues) the run folder ``workdir``.
+  """Trains a model and writes (or, with ``resume``, continues) the run folder ``workdir``.
 
   Args:
-    config: the run configuration; with ``resume``, the one of :func:`resume_config`.
+    config: the run configuration (batch size, epochs, optimizer, seed, checkpoints, and the
+      built-in model, objective and data unless given); with ``resume``, the one of
+      :func:`resume_config`.
     workdir: the run folder; must not exist or be empty unless ``overwrite`` or ``resume``.
+    model: a :class:`jaxvae.VAE`, or a factory of one (see :func:`prepare`); default: the
+      model of ``config``.
+    objective: a :class:`jaxvae.Objective`, or a factory of one; default: ``config.objective``.
+    data: a :class:`jaxvae.data.Dataset` (e.g. ``Dataset.from_arrays(train, test)``);
+      default: ``config.dataset``.
     overwrite: replace a non-empty ``workdir``.
     resume: continue the run in ``workdir`` from its newest checkpoint.
-    dataset: the data (default: ``load_dataset(config.dataset)``).
     progress: show a progress bar per epoch (on terminals).
     verbose: print a line per epoch and a summary line.
     data_parallel: shard every batch over all devices (of all processes), with the
-      parameters and the data replicated (:func:`jaxvae.sweep.data_parallel_shardings`).
+      parameters and the data replicated (:func:`jaxvae.devices.data_parallel_shardings`).
 
   Returns:
     The summary (also in ``summary.json``).
@@ -218,23 +565,23 @@ def train_and_evaluate(
   Raises:
     JaxvaeError: bad input; nothing has been written.
     RunStopped: a signal or divergence stopped the run; see the module docstring.
+
+  Example:
+    >>> summary = jaxvae.train_and_evaluate(jaxvae.Config(epochs=5), "runs/mine", model=my_vae)
   """
+  from jaxvae.checkpoint import Checkpointer, latest_epoch, restore_checkpoint
+  from jaxvae.devices import data_parallel_shardings, replicate
+
   t_start = time.perf_counter()
-  config.validate()
-  if dataset is None:
-    dataset = load_dataset(config.dataset, config.tfds_data_dir, config.image_size)
-  train_np, test_np = prepare_data(config, dataset)
   batch_sharding = replicated = None
   if data_parallel:
-    from jaxvae.sweep import data_parallel_shardings
-
     batch_sharding, replicated = data_parallel_shardings(config.batch_size)
   bar = EpochBar(progress)
-  trainer = make_trainer(
-      config, dataset.image_shape, on_progress=bar, train_size=len(train_np), batch_sharding=batch_sharding
-  )
-  k_init, k_train, k_eval, k_plot = jax.random.split(jax.random.key(config.seed), 4)
-  state = trainer.init(k_init, train_np if config.prior == "vamp" else None)
+  setup = prepare(config, model=model, objective=objective, data=data, on_progress=bar, batch_sharding=batch_sharding)
+  config, trainer = setup.config, setup.trainer
+  keys = run_keys(config.seed)
+  k_train = keys.train
+  state = trainer.init(keys.init, setup.train)
   start_epoch, rows = 0, []
   if resume:
     restored = restore_checkpoint(workdir, state)  # raises before anything is written
@@ -249,103 +596,68 @@ def train_and_evaluate(
   # With several processes (multi-host data parallelism) only process 0 writes files;
   # every process takes part in the checkpoints.
   main_process = jax.process_index() == 0
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
   if main_process:
     if resume:
-      with open(metrics_path, "w") as f:  # drop rows after the checkpoint: they are recomputed identically
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+      write_run_files(workdir, config, rows)  # drops rows after the checkpoint: they are recomputed identically
     else:
       prepare_workdir(workdir, overwrite)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json() + "\n")
+      write_run_files(workdir, config, [])
 
-  log = tqdm.tqdm.write if verbose and main_process else (lambda s: None)
+  log = (lambda s: print(s, flush=True)) if verbose and main_process else (lambda s: None)
   if replicated is None:
-    train_x, test_x = jax.device_put(train_np), jax.device_put(test_np)
+    train_x, test_x = jax.device_put(setup.train), jax.device_put(setup.test)
   else:  # every process holds the whole (small) dataset and the same state
-    train_x, test_x = (jax.make_array_from_process_local_data(replicated, a) for a in (train_np, test_np))
+    train_x, test_x = replicate((setup.train, setup.test), replicated)
     state = jax.device_put(state, replicated)
   steps = trainer.steps_per_epoch(train_x.shape[0])
+  program = single_program(trainer, config.eval_batch_size)
 
   t0 = time.perf_counter()
-  train_epoch = trainer.train_epoch.lower(state, train_x, k_train).compile()
-  evaluate = trainer.evaluate.lower(state.params, test_x, k_eval).compile()
+  trainer.train_epoch.compile(state, train_x, k_train)
+  trainer.evaluate.lower(state.params, test_x, keys.eval).compile()
   compile_seconds = time.perf_counter() - t0
   log(
-      f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test images, "
+      f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test examples, "
       f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
-      f"{jax.devices()[0].platform} device(s); compiled in {compile_seconds:.1f} s"
-      + (f"; resuming after epoch {start_epoch}" if resume else "")
+      f"{jax.devices()[0].platform} device(s)"
+      + (" (a host loop of jitted steps: convolutions on a CPU)" if trainer.train_epoch.loop else "")
+      + f"; compiled in {compile_seconds:.1f} s" + (f"; resuming after epoch {start_epoch}" if resume else "")
   )
 
   checkpointer = Checkpointer(workdir, config.keep_checkpoints)
-  train_seconds, stop = 0.0, None
   try:
-    with stop_signals() as received:
-      for epoch in range(start_epoch + 1, config.epochs + 1):
-        bar.start(f"epoch {epoch}/{config.epochs}", steps)
-        t0 = time.perf_counter()
-        state, train_m = train_epoch(state, train_x, jax.random.fold_in(k_train, epoch))
-        train_m, skips = jax.device_get((train_m, state.consecutive_skips))  # the epoch's one host sync
-        seconds = time.perf_counter() - t0
-        bar.close()
-        test_m = jax.device_get(evaluate(state.params, test_x, k_eval))
-        train_seconds += seconds
-        row = _metrics_row(epoch, train_m, test_m, steps * config.batch_size / seconds, seconds)
-        rows.append(row)
-        if main_process:
-          with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        log(_epoch_line(config, row))
-
-        if int(skips) >= config.max_consecutive_skips:
-          last = latest_epoch(workdir)
-          kept = f"the last good checkpoint (epoch {last}) is kept" if last is not None else "no checkpoint was saved"
-          stop = RunStopped(
-              f"jaxvae: stopped at epoch {epoch}: the last {int(skips)} updates had a non-finite loss or gradient "
-              f"(or one above --skip-grad-norm) and were skipped; {kept}; lower --lr or set --clip-grad-norm "
-              "and start a new --workdir",
-              EXIT_DIVERGED,
-          )
-          break
-        if epoch % config.checkpoint_every == 0 or epoch == config.epochs or received["signal"]:
-          checkpointer.save(epoch, state, k_train)
-        if received["signal"] and epoch < config.epochs:
-          name = signal.Signals(received["signal"]).name
-          stop = RunStopped(
-              f"jaxvae: stopped by {name} after epoch {epoch}/{config.epochs}; checkpoint saved; "
-              f"resume with: jaxvae train --resume {workdir}",
-              128 + received["signal"],
-          )
-          break
+    outcome = run_epochs(
+        program, state, train_x, test_x, k_train, keys.eval, config=config, start_epoch=start_epoch, steps=steps,
+        rows=[rows], on_row=(lambda m, row: append_row(workdir, row)) if main_process else (lambda m, row: None),
+        checkpoint=lambda epoch, state: checkpointer.save(epoch, state, k_train), log=log, bar=bar,
+        line=lambda last: epoch_line(config, last[0]),
+    )  # fmt: skip
   finally:
     checkpointer.close()
+  state, rows = outcome.state, outcome.rows[0]
 
-  last = rows[-1]
-  summary = {
-      "epochs": last["epoch"],
-      "completed": stop is None,
-      "test_elbo": last["test_elbo"],
-      "test_kl": last["test_kl"],
-      "test_log_p_x_given_z": last["test_log_p_x_given_z"],
-      "train_elbo": last["train_elbo"],
-      "bits_per_dim": -last["test_elbo"] / (int(np.prod(dataset.image_shape)) * np.log(2.0)),
-      "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in rows)),
-      "images_per_sec": steps * config.batch_size * (last["epoch"] - start_epoch) / train_seconds if train_seconds else None,
-      "seconds_per_epoch": train_seconds / (last["epoch"] - start_epoch) if train_seconds else None,
-      "compile_seconds": compile_seconds,
-      "seconds": time.perf_counter() - t_start,
-      "n_train": int(train_x.shape[0]),
-      "n_test": int(test_x.shape[0]),
-      "device": str(jax.devices()[0].device_kind),
-      "devices": jax.device_count() if data_parallel else 1,
-      "jax_version": jax.__version__,
-  }
-  if resume:
-    summary["resumed_after_epoch"] = start_epoch
+  stop = None
+  if outcome.diverged[0] is not None:
+    last = latest_epoch(workdir)
+    kept = f"the last good checkpoint (epoch {last}) is kept" if last is not None else "no checkpoint was saved"
+    stop = RunStopped(diverged_message(*outcome.diverged[0], kept), EXIT_DIVERGED)
+  elif outcome.signal:
+    name = signal.Signals(outcome.signal).name
+    stop = RunStopped(
+        f"jaxvae: stopped by {name} after epoch {rows[-1]['epoch']}/{config.epochs}; checkpoint saved; "
+        f"resume with: jaxvae train --resume {workdir}",
+        128 + outcome.signal,
+    )
+  active = [int(a) for a in active_units(jax.device_get(program.variances(state.params, test_x, keys.eval)))]
+  summary = summarize(
+      config, rows, completed=stop is None, data_shape=trainer.vae.data_shape, active=active,
+      train_seconds=outcome.train_seconds, compile_seconds=compile_seconds, t_start=t_start,
+      n_train=train_x.shape[0], n_test=test_x.shape[0], devices=jax.device_count() if data_parallel else 1,
+      start_epoch=start_epoch,
+  )  # fmt: skip
   if main_process:
     if stop is None:
-      save_figures(trainer.vae, state.params, test_x, k_plot, workdir)
+      save_figures(trainer.vae, state.params, test_x, keys.plot, workdir)
     write_json(os.path.join(workdir, "summary.json"), summary)
   if stop is not None:
     raise stop
@@ -356,47 +668,42 @@ def train_and_evaluate(
   return summary
 
 
-def _metrics_row(epoch: int, train_m, test_m, images_per_sec: float, seconds: float) -> dict[str, float]:
-  row: dict[str, Any] = {"epoch": epoch}
-  row.update({f"train_{k}": float(v) for k, v in train_m.items() if k != "skipped_steps"})
-  row.update({f"test_{k}": float(v) for k, v in test_m.items()})
-  row.update(
-      kl=row["test_kl"], skipped_steps=int(train_m["skipped_steps"]), images_per_sec=images_per_sec, seconds=seconds
-  )
-  return row
+# ---------------------------------------------------------------------------
+# Pictures.
+# ---------------------------------------------------------------------------
 
 
-def _epoch_line(config: Config, row: dict[str, float]) -> str:
-  bound = f"train IWAE_{config.k} {row['train_iwae']:9.3f}  " if "train_iwae" in row else ""
-  skipped = f"  {row['skipped_steps']} updates skipped" if row["skipped_steps"] else ""
-  return (
-      f"epoch {row['epoch']:>{len(str(config.epochs))}}/{config.epochs}  {bound}train ELBO {row['train_elbo']:9.3f}  "
-      f"test ELBO {row['test_elbo']:9.3f}  KL {row['kl']:7.3f}  {row['images_per_sec']:,.0f} images/s  "
-      f"{row['seconds']:.2f} s{skipped}"
-  )
+def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, workdir: str, n: int = 64) -> list[str]:
+  """The pictures of a model that apply to its data; returns their paths.
 
+  Images ``[H, W, C]``: ``samples.png`` (x ~ p_theta(x|z), z ~ p(z), shown as E[x|z]) and
+  ``reconstructions.png`` (test images beside E[x|z] at z = the mean of q_phi(z|x)).
+  Two-dimensional vectors: ``samples.png``, the test data and the model's samples in the plane.
+  """
+  from jaxvae import plots
 
-def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, workdir: str, n: int = 64) -> None:
-  """``samples.png``: x ~ p_theta(x|z), z ~ p(z), as E[x|z]; ``reconstructions.png``: x beside E[x|z=mu_phi(x)]."""
   k_z, k_means = jax.random.split(key)
-  samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
-  x = test_x[:n]
-  means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
-  plots.save_samples(
-      os.path.join(workdir, "samples.png"),
-      np.asarray(samples),
-      f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as the means E[x|z]",
-  )
-  shown = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
-  plots.save_reconstructions(
-      os.path.join(workdir, "reconstructions.png"),
-      np.asarray(_display(x)),
-      np.asarray(shown),
-      "test images (as the model sees them) and their reconstructions E[x|z] at z = mean of q_phi(z|x)",
-  )
+  shape = vae.data_shape
+  if len(shape) == 3:
+    samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
+    x = test_x[:n]
+    means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
+    shown = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
+    paths = [os.path.join(workdir, "samples.png"), os.path.join(workdir, "reconstructions.png")]
+    plots.save_samples(paths[0], np.asarray(samples), f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as the means E[x|z]")
+    plots.save_reconstructions(paths[1], np.asarray(_display(x, vae)), np.asarray(shown),
+                               "test images (as the model sees them) and their reconstructions E[x|z] at z = mean of q_phi(z|x)")  # fmt: skip
+    return paths
+  if shape == (2,):
+    samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, 2000)))
+    path = os.path.join(workdir, "samples.png")
+    plots.save_points(path, np.asarray(test_x[:2000]), np.asarray(samples),
+                      "test data x and the means E[x|z] of 2,000 draws z ~ p(z)")  # fmt: skip
+    return [path]
+  return []
 
 
-def _display(x: jax.Array) -> jax.Array:
+def _display(x: jax.Array, vae: VAE) -> jax.Array:
   """The model's view of an image mapped to [0, 1] for a picture (discretized-logistic data live in [-1, 1])."""
-  return (x + 1.0) / 2.0 if float(x.min()) < 0.0 else x
-
+  lo, hi = vae.likelihood.data_range or (0.0, 1.0)
+  return (x - lo) / (hi - lo)

@@ -1,25 +1,25 @@
-"""Hyperparameter sweeps as one program: stacked states, ``jax.vmap``, and device meshes.
+"""Hyperparameter sweeps as one program: stacked states and ``jax.vmap``, through the run driver.
 
 Every model of a sweep is a :class:`jaxvae.train.TrainState`; the states of models that
 share array shapes are stacked along a leading "models" axis and trained by
 
-  jax.jit(jax.vmap(train_epoch, in_axes=(0, None, 0)))(states, images, keys)
+  jax.jit(jax.vmap(train_epoch, in_axes=(0, None, 0)))(states, data, keys)
 
-one scanned epoch at a time: one compilation and one program for the whole group. The
-axes that keep shapes are arrays in the state or the keys, so they are vmapped (see
-:data:`VMAPPED`): the seed (initialisation, data order, binarization draws, z samples),
-beta, warm-up and free bits (``state.hparams``), the learning rate
-(``optax.inject_hyperparams``), and the binarization seed (the fixed test set, and the
-training set if static). Every other field (latent size, widths, k, model, objective,
+one epoch at a time, in the same loop as a single run (:func:`jaxvae.run.run_epochs`): one
+compilation and one program for the whole group. The config fields that keep shapes are
+vmapped (:data:`jaxvae.config.VMAPPED`): the seed (initialisation, data order, binarization
+draws, z samples), the objective's hyperparameters (beta, warm-up, free bits: ``state.hparams``),
+the learning rate (``optax.inject_hyperparams``), and the binarization seed (the fixed test set,
+and the training set if static). Every other field (latent size, widths, k, model, objective,
 batch size...) defines a group; groups are compiled once each and run in turn.
 
 A model trained in a sweep follows the same random stream as the same config trained
-alone by `jaxvae train`, so its parameters agree to float32 rounding.
+alone by `jaxvae train`, so its parameters agree to float32 rounding. A user's model and
+objective go through a sweep as they go through a run: as factories (by reference in the
+configs, or handed over in Python), so that each config builds its own.
 
-With several devices, the models axis is sharded over a 1-D :class:`jax.sharding.Mesh`
-(``NamedSharding(mesh, P("models"))``) and the data replicated: the same program, placed.
-:func:`data_parallel_shardings` gives the other layout, one big model with its batches
-split over all devices.
+With several devices, the models axis is sharded over a 1-D mesh
+(:func:`jaxvae.devices.model_shardings`) and the data replicated: the same program, placed.
 """
 
 from __future__ import annotations
@@ -35,20 +35,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxvae import plots
-from jaxvae.checkpoint import save_checkpoint
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import ImageDataset, check_images, load_dataset, prepare_test_set, static_binarize
-from jaxvae.run import EpochBar, prepare_workdir, save_figures, write_json, write_run_files
-from jaxvae.train import HParams, make_trainer, with_learning_rate
-
-# Config fields that a sweep vmaps: they change values, never shapes.
-VMAPPED = ("seed", "beta", "lr", "warmup_epochs", "free_bits", "binarization_seed")
-ACTIVE_UNIT_THRESHOLD = 0.01
-
+from jaxvae.config import SPECS, VMAPPED, Config, parse_value
+from jaxvae.data import Dataset, static_binarize
+from jaxvae.devices import model_shardings
+from jaxvae.errors import JaxvaeError
+from jaxvae.estimators import active_units, latent_variances
+from jaxvae.run import (EpochBar, Program, RunStopped, append_row, data_key, diverged_message, fixed_test_set,
+                        make_objective, prepare, prepare_workdir, run_epochs, run_keys, save_figures, summarize,
+                        write_json, write_run_files)  # fmt: skip
+from jaxvae.train import with_learning_rate
 
 # ---------------------------------------------------------------------------
 # Grids and groups.
@@ -58,38 +54,24 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
   """``["beta=0.5,1,2", "hidden=400,200/200"]`` -> ``{"beta": [0.5, 1.0, 2.0], "hidden": [(400,), (200, 200)]}``.
 
-  Values are parsed as the config field's type; in tuple fields ``/`` separates the widths
-  of one value. Raises :class:`JaxvaeError` for an unknown field or an unparsable value.
+  Values are parsed as the config field's kind (:func:`jaxvae.config.parse_value`); in width
+  fields ``/`` separates the widths of one value, and ``none`` unsets an optional field.
+  Raises :class:`JaxvaeError` for an unknown field or an unparsable value.
   """
-  fields = {f.name: f for f in dataclasses.fields(Config)}
   grid: dict[str, list[Any]] = {}
   for item in items:
     name, sep, values = item.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not values.strip():
       raise JaxvaeError(f"--grid {item!r} is not NAME=V1,V2,...: write e.g. --grid beta=0.5,1,2")
-    if name not in fields:
-      raise JaxvaeError(f"--grid {name!r} is not a config field: use one of {', '.join(sorted(fields))}")
-    default = getattr(Config(), name)
-    parsed = []
-    for text in values.split(","):
-      text = text.strip()
-      try:
-        if name in ("hidden", "hidden2"):
-          parsed.append(tuple(int(w) for w in text.split("/")))
-        elif name in ("n_train", "n_test", "latent_dim", "latent_dim2") or isinstance(default, bool):
-          parsed.append(int(text))
-        elif isinstance(default, int):
-          parsed.append(int(text))
-        elif isinstance(default, float):
-          parsed.append(float(text))
-        else:
-          parsed.append(text)
-      except ValueError:
-        raise JaxvaeError(f"--grid {name}={text!r}: not a valid value for {name}") from None
+    if name not in SPECS:
+      raise JaxvaeError(f"--grid {name!r} is not a config field: use one of {', '.join(sorted(SPECS))}")
     if name in grid:
       raise JaxvaeError(f"--grid {name} is given twice: list all its values in one --grid")
-    grid[name] = parsed
+    try:
+      grid[name] = [parse_value(name, text) for text in values.split(",")]
+    except JaxvaeError as e:
+      raise JaxvaeError(f"--grid {e}") from None
   return grid
 
 
@@ -122,57 +104,11 @@ def group_configs(configs: list[Config]) -> list[list[int]]:
 
 def model_name(config: Config, axes: list[str]) -> str:
   """``"beta=0.5,seed=1"`` from the swept axes of a config."""
+
   def text(v):
     return "/".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
 
   return ",".join(f"{a}={text(getattr(config, a))}" for a in axes) or "model"
-
-
-# ---------------------------------------------------------------------------
-# Placement.
-# ---------------------------------------------------------------------------
-
-
-def model_mesh(devices=None) -> Mesh:
-  """A 1-D mesh over ``devices`` (default: all) whose axis is named ``"models"``."""
-  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("models",))
-
-
-def data_parallel_shardings(batch_size: int, devices=None) -> tuple[NamedSharding, NamedSharding]:
-  """``(batch_sharding, replicated)`` for data parallelism over all devices.
-
-  Batches are split along their first axis over a 1-D mesh named ``"data"``; the
-  parameters, optimizer state and dataset are replicated. Under ``jit`` XLA partitions
-  the step and all-reduces the gradients: the update is the single-device update up to
-  the order of the floating-point sums.
-  """
-  devices = np.asarray(devices if devices is not None else jax.devices())
-  if batch_size % devices.size:
-    raise JaxvaeError(
-        f"batch_size={batch_size} does not split over {devices.size} devices: use a multiple of {devices.size}"
-    )
-  mesh = Mesh(devices, ("data",))
-  return NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-
-
-def initialize_distributed() -> bool:
-  """Calls ``jax.distributed.initialize()`` when a multi-process cluster environment is present.
-
-  Recognised: an explicit coordinator (``JAX_COORDINATOR_ADDRESS``), a SLURM job step with
-  more than one task, an Open MPI job with more than one rank, and a multi-host Cloud TPU
-  slice; JAX then reads the process count and ids from that environment. Returns whether
-  it initialised. Call it before any other JAX call.
-  """
-  env = os.environ
-  multi = (
-      "JAX_COORDINATOR_ADDRESS" in env
-      or int(env.get("SLURM_NTASKS", "1")) > 1
-      or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-      or "," in env.get("TPU_WORKER_HOSTNAMES", "")
-  )
-  if multi:
-    jax.distributed.initialize()
-  return multi
 
 
 # ---------------------------------------------------------------------------
@@ -184,20 +120,28 @@ class GroupResult(NamedTuple):
   """What :func:`train_group` returns, one entry per model, in the order of its configs.
 
   Attributes:
-    states: the final TrainState of each model (host arrays).
+    configs: each model's config, naming the model, objective and data it trained with.
+    states: the final TrainState of each model (host arrays; a diverged model's at its stop).
     rows: each model's metrics rows, one dict per epoch (as `jaxvae train` writes them).
     active_units: each model's active units per stochastic layer on the test set.
+    diverged: each model's ``(epoch, skips)`` at its divergence stop, or None.
+    signal: the stop signal that ended the group early, or None.
     compile_seconds: compilation of the group's program.
     train_seconds: time in the training epochs (compile excluded).
-    images: training images processed, all models together.
+    images: training examples processed, all models together.
+    setup: the group's :class:`jaxvae.run.Setup` (its trainer and data).
   """
 
+  configs: list[Config]
   states: list[Any]
-  rows: list[list[dict[str, float]]]
+  rows: list[list[dict[str, Any]]]
   active_units: list[list[int]]
+  diverged: list[tuple[int, int] | None]
+  signal: int | None
   compile_seconds: float
   train_seconds: float
   images: int
+  setup: Any
 
 
 def _stack(trees):
@@ -206,14 +150,17 @@ def _stack(trees):
 
 def train_group(
     configs: list[Config],
-    dataset: ImageDataset,
+    data: Dataset | None = None,
     *,
+    model=None,
+    objective=None,
     models_per_program: int | None = None,
     devices=None,
     progress: bool = False,
     log=None,
+    folders: list[str] | None = None,
 ) -> GroupResult:
-  """Trains models whose configs differ only in :data:`VMAPPED` fields, as stacked states.
+  """Trains models whose configs differ only in :data:`jaxvae.config.VMAPPED` fields, as stacked states.
 
   The models are trained in chunks of ``models_per_program`` x (number of devices): one
   vmapped, jitted epoch per chunk and epoch, the chunk's models sharded over the devices.
@@ -221,13 +168,17 @@ def train_group(
   compiled once.
 
   Args:
-    configs: the models; ``static_part`` must be equal for all of them.
-    dataset: the data.
+    configs: the models; :func:`static_part` must be equal for all of them.
+    data: the dataset (default: the configs' ``dataset``).
+    model, objective: as in :func:`jaxvae.run.train_and_evaluate`; an objective factory is
+      called per config, so that its hyperparameters follow each config.
     models_per_program: models per device in one program (default: 4 on CPU, where
       larger stacks stop fitting the caches; all on accelerators).
     devices: devices for the models axis (default: all local devices).
     progress: a progress bar per epoch.
     log: ``str -> None`` for a line per epoch (default: silent).
+    folders: a run folder per config: its ``config.json`` is written, and rows are appended to its
+      ``metrics.jsonl`` as they come.
 
   Returns:
     A :class:`GroupResult`.
@@ -241,115 +192,95 @@ def train_group(
   n_dev = len(devices)
   # Models per program: a multiple of the device count, no more than the group needs.
   per_program = n_dev * max(1, min(models_per_program, math.ceil(len(configs) / n_dev)))
-  mesh = model_mesh(devices)
-  stacked, replicated = NamedSharding(mesh, P("models")), NamedSharding(mesh, P())
+  stacked, replicated = model_shardings(devices)
 
-  train_full = check_images(dataset.train_images[: static.n_train], "training images")
-  if train_full.shape[0] < static.batch_size:
-    raise JaxvaeError(
-        f"batch_size={static.batch_size} is larger than the training set ({train_full.shape[0]} images): "
-        "lower --batch-size or use more training images"
-    )
   bar = EpochBar(progress)
-  trainer = make_trainer(static, dataset.image_shape, on_progress=bar, train_size=len(train_full))
-  steps = trainer.steps_per_epoch(len(train_full))
-  spe = steps  # steps per epoch, for the warm-up length
+  setup = prepare(static, model=model, objective=objective, data=data, on_progress=bar)
+  trainer, vae = setup.trainer, setup.vae
+  steps = trainer.steps_per_epoch(len(setup.train))
+  checked_train = vae.likelihood.check(setup.data.train, "training data")
+  checked_test = vae.likelihood.check(setup.data.test, "test data")
+  named = [setup.config.replace(**{n: getattr(c, n) for n in VMAPPED}) for c in configs]
+  for folder, config in zip(folders or [], named):
+    write_run_files(folder, config, [])
 
   # Data: shared by all models unless their binarization seeds differ.
-  seeds = sorted({c.binarization_seed for c in configs})
-  per_model_data = len(seeds) > 1
-  static_train = static.likelihood == "bernoulli" and static.binarization == "static"
+  per_model_data = len({c.binarization_seed for c in configs}) > 1
+  static_train = static.binarization == "static" and checked_train.dtype == np.uint8
 
-  def train_set(seed):
-    if static_train:
-      return static_binarize(train_full, jax.random.fold_in(jax.random.key(seed), 0))
-    return train_full
+  def train_set(config):
+    return static_binarize(checked_train, data_key(config, 0)) if static_train else checked_train
 
-  def test_set(seed):
-    test = prepare_test_set(static.replace(binarization_seed=seed), dataset)
-    return test.astype(np.uint8) if static.likelihood == "bernoulli" else test  # 0/1 values: a quarter of the memory
+  def test_set(config):
+    test = fixed_test_set(config, vae, checked_test)
+    return test.astype(np.uint8) if vae.likelihood.name == "bernoulli" else test  # 0/1 values: a quarter of the memory
 
-  train_vmap = jax.vmap(trainer.scan_epoch, in_axes=(0, 0 if per_model_data and static_train else None, 0))
-  eval_vmap = jax.vmap(
-      lambda params, x, key: trainer.evaluate(params, x.astype(jnp.float32), key), in_axes=(0, 0 if per_model_data else None, 0)
+  train_axis = 0 if per_model_data and static_train else None
+  test_axis = 0 if per_model_data else None
+  epoch = trainer.epoch(stacked=True, data_axis=train_axis, on_progress=bar)
+  program = Program(
+      epoch=epoch,
+      evaluate=jax.jit(jax.vmap(lambda p, x, k: trainer.evaluate_fn(p, x.astype(jnp.float32), k), in_axes=(0, test_axis, 0))),
+      variances=jax.jit(jax.vmap(lambda p, x, k: latent_variances(vae, p, x.astype(jnp.float32), k, static.eval_batch_size),
+                                 in_axes=(0, test_axis, 0))),  # fmt: skip
+      fold=jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)), out_shardings=stacked),
+      models=0,
+      stacked=True,
   )
-  vae = trainer.vae
 
-  def latent_variances(params, x, key):
-    means = vae.latent_means(params, x.astype(jnp.float32), key)
-    return tuple(jnp.var(m, axis=0) for m in means)
-
-  var_vmap = jax.vmap(latent_variances, in_axes=(0, 0 if per_model_data else None, 0))
-  epoch_fn = jax.jit(train_vmap, donate_argnums=0)
-  eval_fn = jax.jit(eval_vmap)
-  var_fn = jax.jit(var_vmap)
-
-  out_states, out_rows, out_active = [], [], []
+  out_states, out_rows, out_active, out_diverged = [], [], [], []
   compile_seconds = train_seconds = 0.0
-  compiled = None
-  images = 0
+  compiled = False
+  images, stop_signal = 0, None
   for start in range(0, len(configs), per_program):
     chunk = configs[start : start + per_program]
     padded = chunk + [chunk[-1]] * (per_program - len(chunk))
-    keys = jnp.stack([jax.random.split(jax.random.key(c.seed), 4) for c in padded])  # [M, 4]
-    k_init, k_train, k_eval, k_plot = (keys[:, i] for i in range(4))
-    init_data = train_full if static.prior == "vamp" else None
-    states = jax.vmap(lambda k: trainer.init(k, init_data))(k_init)
-    hparams = HParams(
-        beta=jnp.asarray([c.beta for c in padded], jnp.float32),
-        warmup_steps=jnp.asarray([c.warmup_epochs * spe for c in padded], jnp.float32),
-        free_bits=jnp.asarray([c.free_bits for c in padded], jnp.float32),
-    )
-    states = states._replace(
-        hparams=hparams, opt_state=with_learning_rate(states.opt_state, jnp.asarray([c.lr for c in padded], jnp.float32))
-    )
-    if per_model_data:
-      train_x = np.stack([train_set(c.binarization_seed) for c in padded]) if static_train else train_full
-      test_x = np.stack([test_set(c.binarization_seed) for c in padded])
-      data_sharding = stacked
+    keys = [run_keys(c.seed) for c in padded]
+    states = []
+    for c, k in zip(padded, keys):
+      st = trainer.init(k.init, train_set(c))
+      hparams = make_objective(c, objective, steps).hparams
+      states.append(st._replace(hparams=hparams, opt_state=with_learning_rate(st.opt_state, c.lr)))
+    states = jax.device_put(_stack(states), stacked)
+    if train_axis == 0:
+      train_x = jax.device_put(np.stack([train_set(c) for c in padded]), stacked)
     else:
-      train_x, test_x, data_sharding = train_set(seeds[0]), test_set(seeds[0]), replicated
-    states = jax.device_put(states, stacked)
-    train_x = jax.device_put(train_x, data_sharding if (per_model_data and static_train) else replicated)
-    test_x = jax.device_put(test_x, data_sharding)
-    k_train, k_eval = jax.device_put((k_train, k_eval), stacked)
+      train_x = jax.device_put(train_set(padded[0]), replicated)
+    test_x = jax.device_put(np.stack([test_set(c) for c in padded]) if test_axis == 0 else test_set(padded[0]),
+                            stacked if test_axis == 0 else replicated)  # fmt: skip
+    k_train, k_eval = jax.device_put((jnp.stack([k.train for k in keys]), jnp.stack([k.eval for k in keys])), stacked)
+    if not compiled:
+      t0 = time.perf_counter()
+      epoch.compile(states, train_x, k_train)
+      compile_seconds, compiled = time.perf_counter() - t0, True
 
-    if compiled is None:
-      t0 = time.perf_counter()
-      compiled = epoch_fn.lower(states, train_x, k_train).compile()
-      compile_seconds = time.perf_counter() - t0
-    rows = [[] for _ in padded]
-    fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)), out_shardings=stacked)
-    for epoch in range(1, static.epochs + 1):
-      bar.start(f"models {start + 1}-{start + len(chunk)} of {len(configs)}, epoch {epoch}/{static.epochs}", steps)
-      t0 = time.perf_counter()
-      states, train_m = compiled(states, train_x, fold(k_train, epoch))
-      train_m = jax.device_get(train_m)
-      seconds = time.perf_counter() - t0
-      bar.close()
-      train_seconds += seconds
-      images += steps * static.batch_size * len(chunk)
-      test_m = jax.device_get(eval_fn(states.params, test_x, k_eval))
-      for m in range(len(chunk)):
-        row = {"epoch": epoch}
-        row.update({f"train_{k}": float(v[m]) for k, v in train_m.items()})
-        row.update({f"test_{k}": float(v[m]) for k, v in test_m.items()})
-        row.update(kl=row["test_kl"], images_per_sec=steps * static.batch_size * len(chunk) / seconds, seconds=seconds)
-        rows[m].append(row)
-      if log is not None:
-        best = max(range(len(chunk)), key=lambda m: rows[m][-1]["test_elbo"])
-        log(
-            f"models {start + 1}-{start + len(chunk)}/{len(configs)} epoch {epoch}/{static.epochs}: test ELBO "
-            f"{min(r[-1]['test_elbo'] for r in rows[: len(chunk)]):.2f} .. {rows[best][-1]['test_elbo']:.2f}, "
-            f"{steps * static.batch_size * len(chunk) / seconds:,.0f} images/s (all models), {seconds:.2f} s"
-        )
-    variances = jax.device_get(var_fn(states.params, test_x, k_eval))
-    host_states = jax.device_get(states)
+    def on_row(m, row, start=start):
+      if folders is not None:
+        append_row(folders[start + m], row)
+
+    def line(last, start=start, n=len(chunk)):
+      elbos = [r["test_elbo"] for r in last]
+      return (f"models {start + 1}-{start + n}/{len(configs)} epoch {last[0]['epoch']}/{static.epochs}: test ELBO "
+              f"{min(elbos):.2f} .. {max(elbos):.2f}, {last[0]['images_per_sec'] * n:,.0f} images/s (all models), "
+              f"{last[0]['seconds']:.2f} s")  # fmt: skip
+
+    outcome = run_epochs(program._replace(models=len(chunk)), states, train_x, test_x, k_train, k_eval, config=static,
+                         start_epoch=0, steps=steps, on_row=on_row, log=log or (lambda s: None), bar=bar,
+                         label=f"models {start + 1}-{start + len(chunk)} of {len(configs)}, ", line=line)  # fmt: skip
+    train_seconds += outcome.train_seconds
+    images += max(len(r) for r in outcome.rows) * steps * static.batch_size * len(chunk)
+    variances = jax.device_get(program.variances(jax.device_put(outcome.state.params, stacked), test_x, k_eval))
+    host_states = jax.device_get(outcome.state)
     for m in range(len(chunk)):
       out_states.append(jax.tree.map(lambda a: a[m], host_states))
-      out_rows.append(rows[m])
-      out_active.append([int(np.sum(v[m] > ACTIVE_UNIT_THRESHOLD)) for v in variances])
-  return GroupResult(out_states, out_rows, out_active, compile_seconds, train_seconds, images)
+      out_rows.append(outcome.rows[m])
+      out_active.append(active_units([v[m] for v in variances]))
+      out_diverged.append(outcome.diverged[m])
+    if outcome.signal:
+      stop_signal = outcome.signal
+      break
+  return GroupResult(named[: len(out_rows)], out_states, out_rows, out_active, out_diverged, stop_signal,
+                     compile_seconds, train_seconds, images, setup)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -361,8 +292,10 @@ def run_sweep(
     configs: list[Config],
     workdir: str,
     *,
+    model=None,
+    objective=None,
+    data: Dataset | None = None,
     overwrite: bool = False,
-    dataset: ImageDataset | None = None,
     models_per_program: int | None = None,
     progress: bool = True,
     verbose: bool = True,
@@ -370,62 +303,92 @@ def run_sweep(
   """Trains every config, grouped by shapes, and writes the sweep folder ``workdir``.
 
   ``workdir`` receives ``sweep.csv`` and ``sweep.json`` (one row per model: its swept
-  fields, final train/test ELBO, KL, active units), ``sweep.png`` (test ELBO against each
-  swept axis), ``models/<name>/`` (each model's config.json and metrics.jsonl) and ``best/``,
-  the model with the highest test ELBO as a complete run folder (`jaxvae eval --workdir
-  W/best` reads it). The folder rules of :func:`jaxvae.train.train_and_evaluate` hold.
+  fields, final train/test ELBO, KL, active units, whether it completed), ``sweep.png``
+  (test ELBO against each swept axis), ``models/<name>/`` (each model's config.json,
+  metrics.jsonl and summary.json, as a run writes them) and ``best/``, the model with the
+  highest test ELBO as a complete run folder (`jaxvae eval --workdir W/best` reads it).
+  The folder rules of :func:`jaxvae.run.train_and_evaluate` hold.
+
+  Args:
+    configs: the models.
+    workdir: the sweep folder.
+    model, objective: factories (or values) as in :func:`jaxvae.run.train_and_evaluate`.
+    data: the dataset (default: the configs' ``dataset``, which must be one).
 
   Returns:
     The rows, sorted by test ELBO (best first).
+
+  Raises:
+    RunStopped: a signal stopped the sweep after the epoch in flight; what was trained is written.
   """
+  from jaxvae import plots
+  from jaxvae.build import load_data
+
   t_start = time.perf_counter()
   if not configs:
     raise JaxvaeError("the sweep has no configs: give at least one --grid NAME=VALUES or --configs FILE")
   configs = [c.validate() for c in configs]
   if len(set(configs)) != len(configs):
     raise JaxvaeError("the sweep lists the same config twice: remove the duplicates")
-  if dataset is None:
-    names = {(c.dataset, c.tfds_data_dir, c.image_size) for c in configs}
-    if len(names) > 1:
+  if data is None:
+    if len({(c.dataset, c.tfds_data_dir, c.image_size) for c in configs}) > 1:
       raise JaxvaeError("a sweep runs on one dataset: give --dataset once, not as a grid axis")
-    dataset = load_dataset(configs[0].dataset, configs[0].tfds_data_dir, configs[0].image_size)
+    limits = {name: None if any(getattr(c, name) is None for c in configs) else max(getattr(c, name) for c in configs)
+              for name in ("n_train", "n_test")}  # fmt: skip
+    data = load_data(configs[0].replace(**limits))
   axes = [f.name for f in dataclasses.fields(Config) if len({getattr(c, f.name) for c in configs}) > 1]
   names = [model_name(c, axes) for c in configs]
   prepare_workdir(workdir, overwrite)
-  log = tqdm.tqdm.write if verbose else None
+  log = (lambda s: print(s, flush=True)) if verbose else None
 
   groups = group_configs(configs)
   if log:
     log(f"jaxvae sweep: {len(configs)} models in {len(groups)} group(s) of shared shapes; swept: {', '.join(axes) or 'nothing'}")
-  results: dict[int, tuple[Any, list[dict], list[int]]] = {}
-  timing = []
+  folders = [os.path.join(workdir, "models", name) for name in names]
+  results: dict[int, tuple[Any, ...]] = {}
+  timing, stop_signal = [], None
   for g, indices in enumerate(groups):
-    group = [configs[i] for i in indices]
     if log:
-      log(f"group {g + 1}/{len(groups)}: {len(group)} models ({names[indices[0]]} ...)")
-    r = train_group(group, dataset, models_per_program=models_per_program, progress=progress, log=log)
-    timing.append({"group": g, "models": len(group), "compile_seconds": r.compile_seconds,
-                   "train_seconds": r.train_seconds, "images_per_sec": r.images / r.train_seconds})  # fmt: skip
-    for i, state, rows, active in zip(indices, r.states, r.rows, r.active_units):
-      results[i] = (state, rows, active)
+      log(f"group {g + 1}/{len(groups)}: {len(indices)} models ({names[indices[0]]} ...)")
+    t_group = time.perf_counter()
+    r = train_group([configs[i] for i in indices], data, model=model, objective=objective,
+                    models_per_program=models_per_program, progress=progress, log=log,
+                    folders=[folders[i] for i in indices])  # fmt: skip
+    timing.append({"group": g, "models": len(indices), "compile_seconds": r.compile_seconds,
+                   "train_seconds": r.train_seconds, "images_per_sec": r.images / max(r.train_seconds, 1e-9)})  # fmt: skip
+    for j, i in enumerate(indices[: len(r.rows)]):
+      completed = r.diverged[j] is None and r.rows[j][-1]["epoch"] == configs[i].epochs
+      summary = summarize(
+          r.configs[j], r.rows[j], completed=completed, data_shape=r.setup.vae.data_shape, active=r.active_units[j],
+          train_seconds=r.train_seconds, compile_seconds=r.compile_seconds, t_start=t_group,
+          n_train=len(r.setup.train), n_test=len(r.setup.test), models_in_program=1,
+      )  # fmt: skip
+      summary.update(trained_in="jaxvae sweep", group=g)
+      if r.diverged[j] is not None:
+        summary["stopped"] = diverged_message(*r.diverged[j], "the model's state at that epoch is kept")
+      write_json(os.path.join(folders[i], "summary.json"), summary)
+      results[i] = (r.configs[j], r.states[j], r.rows[j], summary, r.setup)
+    if r.signal:
+      stop_signal = r.signal
+      break
 
+  done = sorted(results)
   table = []
-  for i, config in enumerate(configs):
-    state, rows, active = results[i]
-    write_run_files(os.path.join(workdir, "models", names[i]), config, rows)
+  for i in done:
+    config, (_, _, rows, summary, _) = configs[i], results[i]
     last = rows[-1]
-    row = {"name": names[i], "group": next(g for g, idx in enumerate(groups) if i in idx)}
+    row = {"name": names[i], "group": summary["group"]}
     row.update({a: (list(getattr(config, a)) if isinstance(getattr(config, a), tuple) else getattr(config, a)) for a in axes})
     row.update(
-        train_elbo=last["train_elbo"], test_elbo=last["test_elbo"], train_kl=last["train_kl"], test_kl=last["test_kl"],
-        kl=last["test_kl"], test_log_p_x_given_z=last["test_log_p_x_given_z"], active_units=int(sum(active)),
-        epochs=config.epochs,
+        train_elbo=last.get("train_elbo"), test_elbo=last["test_elbo"], train_kl=last.get("train_kl"),
+        test_kl=last["test_kl"], kl=last["test_kl"], test_log_p_x_given_z=last["test_log_p_x_given_z"],
+        active_units=summary["active_units"], epochs=last["epoch"], completed=summary["completed"],
     )  # fmt: skip
     table.append(row)
   table.sort(key=lambda r: -r["test_elbo"])
 
   best = names.index(table[0]["name"])
-  _write_best(configs[best], results[best], dataset, os.path.join(workdir, "best"))
+  _write_best(results[best], os.path.join(workdir, "best"))
   write_json(os.path.join(workdir, "sweep.json"), {"axes": axes, "rows": table, "groups": timing,
                                                     "seconds": time.perf_counter() - t_start})  # fmt: skip
   with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
@@ -438,23 +401,30 @@ def run_sweep(
     log(format_table(table, axes))
     log(f"best: {table[0]['name']} (test ELBO {table[0]['test_elbo']:.3f}); run folder {os.path.join(workdir, 'best')}; "
         f"{time.perf_counter() - t_start:.1f} s in all")  # fmt: skip
+  if stop_signal:
+    import signal
+
+    partial = sum(1 for r in table if not r["completed"])
+    raise RunStopped(
+        f"jaxvae: sweep stopped by {signal.Signals(stop_signal).name}: {len(done)} of {len(configs)} models trained, "
+        f"{partial} of them stopped early (completed: false), all written to {workdir}; a sweep does not resume: "
+        "rerun it into a new --workdir",
+        128 + stop_signal,
+    )
   return table
 
 
-def _write_best(config: Config, result, dataset: ImageDataset, folder: str) -> None:
+def _write_best(result, folder: str) -> None:
   """The best model as a `jaxvae train` run folder: config, metrics, summary, checkpoint, figures."""
-  state, rows, active = result
+  from jaxvae.checkpoint import save_checkpoint
+
+  config, state, rows, summary, setup = result
   write_run_files(folder, config, rows)
-  last = rows[-1]
-  write_json(os.path.join(folder, "summary.json"), {
-      "epochs": config.epochs, "test_elbo": last["test_elbo"], "test_kl": last["test_kl"],
-      "test_log_p_x_given_z": last["test_log_p_x_given_z"], "train_elbo": last["train_elbo"],
-      "active_units": int(sum(active)), "trained_in": "jaxvae sweep",
-  })  # fmt: skip
-  save_checkpoint(folder, config.epochs, state, jax.random.split(jax.random.key(config.seed), 4)[1])
-  trainer = make_trainer(config, dataset.image_shape)
-  test_x = jnp.asarray(prepare_test_set(config, dataset)[:64])
-  save_figures(trainer.vae, state.params, test_x, jax.random.split(jax.random.key(config.seed), 4)[3], folder)
+  write_json(os.path.join(folder, "summary.json"), summary)
+  keys = run_keys(config.seed)
+  save_checkpoint(folder, rows[-1]["epoch"], state, keys.train)
+  test_x = jnp.asarray(fixed_test_set(config, setup.vae, setup.vae.likelihood.check(setup.data.test[:64], "test data")))
+  save_figures(setup.vae, state.params, test_x, keys.plot, folder)
 
 
 def format_table(table: list[dict[str, Any]], axes: list[str]) -> str:

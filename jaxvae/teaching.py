@@ -15,9 +15,9 @@ import numpy as np
 from jax.scipy.stats import norm
 
 from jaxvae import plots
-from jaxvae.config import JaxvaeError
-from jaxvae.data import prepare_test_set
 from jaxvae.distributions import Gaussian
+from jaxvae.errors import JaxvaeError
+from jaxvae.evaluate import load_run
 from jaxvae.model import VAE, Params
 
 
@@ -88,26 +88,28 @@ def interpolations(vae: VAE, params: Params, x_a: jax.Array, x_b: jax.Array, ste
   return np.asarray(vae.mean_x(vae.p_theta(params, z)))
 
 
-def plot_run(workdir: str, out: str | None = None, *, n_posteriors: int = 5, seed: int = 0) -> list[str]:
+def plot_run(
+    workdir: str, out: str | None = None, *, n_posteriors: int = 5, seed: int = 0, model=None, data=None
+) -> list[str]:
   """Writes the pictures of a run's model into ``out`` (default ``workdir``); returns their paths.
 
-  Any model: ``latent_scatter.png`` (q-means of the test set by digit; the first two
-  principal axes if d > 2) and ``interpolations.png``. A model with a 2-D latent space
-  also gets ``manifold.png`` and ``posterior_vs_q.png``.
+  Any model of images with one Gaussian stochastic layer: ``latent_scatter.png`` (q-means of
+  the test set by label; the first two principal axes if d > 2) and ``interpolations.png``.
+  A model with a 2-D latent space also gets ``manifold.png`` and ``posterior_vs_q.png``.
+  ``model`` and ``data`` are needed again if they were handed over in Python.
   """
-  from jaxvae.evaluate import load_run
-
-  config, dataset, trainer, state, epoch = load_run(workdir)
-  if config.stochastic_layers != 1:
-    raise JaxvaeError("jaxvae plot draws models with one stochastic layer: use a run of --model mlp or burda1")
+  run = load_run(workdir, model=model, data=data)
+  vae, params, epoch = run.vae, run.params, run.epoch
+  test = run.setup.test
+  layers = jax.eval_shape(lambda: vae.latent_means(params, jnp.asarray(test[:1]), jax.random.key(0)))
+  if len(layers) != 1 or len(vae.data_shape) != 3:
+    raise JaxvaeError("jaxvae plot draws image models with one stochastic layer: use a run of --model mlp or burda1")
   out = out or workdir
   os.makedirs(out, exist_ok=True)
-  vae, params = trainer.vae, state.params
-  test = prepare_test_set(config, dataset)
-  labels = dataset.test_labels[: len(test)]
+  labels = run.setup.data.test_labels[: len(test)]
   rng = np.random.default_rng(seed)
   written = []
-  title = f"{os.path.basename(os.path.normpath(workdir))}, epoch {epoch}, d = {config.latent_dim}"
+  title = f"{os.path.basename(os.path.normpath(workdir))}, epoch {epoch}, d = {vae.latent_dim}"
 
   means = np.concatenate([np.asarray(vae.q_phi(params, jnp.asarray(test[i : i + 2000])).mean)
                           for i in range(0, len(test), 2000)])  # fmt: skip
@@ -121,7 +123,7 @@ def plot_run(workdir: str, out: str | None = None, *, n_posteriors: int = 5, see
   plots.save_interpolations(path, test[pairs[:, 0]], frames, test[pairs[:, 1]], title)
   written.append(path)
 
-  if config.latent_dim == 2:
+  if vae.latent_dim == 2:
     images, values = decoder_manifold(vae, params)
     path = os.path.join(out, "manifold.png")
     plots.save_manifold(path, images, values, title)

@@ -1,15 +1,19 @@
-"""Training: the state, one jitted step, one scanned epoch, and the test evaluation.
+"""Training: the state, one jitted step, one epoch, and the test evaluation, for any model and objective.
 
 One optimizer step is one pure function
 
   train_step(state, batch, key) -> (state, metrics)
 
-with the gradient of the (beta-)ELBO, the optax update and the metrics inside one
-jit. One epoch is one ``lax.scan`` of that step over a shuffled pass through the
-training set, which lives on the device; the state buffers are donated, and the
-host sees the metrics once per epoch. Every hyperparameter that a sweep varies
-without changing shapes (beta, warm-up, free bits, the learning rate) is an array
-in the state, so ``jax.vmap`` over stacked states trains many models in one program.
+with the gradient of the objective, the optax update and the metrics inside one jit. One epoch
+is one ``lax.scan`` of that step over a shuffled pass through the training set, which lives on
+the device; the state buffers are donated, and the host sees the metrics once per epoch. The
+objective's hyperparameters (beta, warm-up, free bits) and the learning rate are arrays in the
+state, so ``jax.vmap`` over stacked states trains many models in one program (:class:`Epoch`
+with ``stacked=True``; :mod:`jaxvae.sweep`).
+
+The model (:class:`jaxvae.VAE`), the objective (:class:`jaxvae.Objective`) and the optimizer
+(an optax transformation) are values handed to :func:`make_trainer`; :mod:`jaxvae.build` makes
+the built-in ones from a :class:`jaxvae.Config`.
 """
 
 from __future__ import annotations
@@ -20,37 +24,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvae.config import Config
-from jaxvae.likelihoods import make_likelihood
-from jaxvae.model import VAE, Params, make_vae
-from jaxvae.objectives import beta_elbo_loss, elbo, importance_terms, iwae_bound, kl_warmup
-
-Metrics = dict[str, jax.Array]
-
-
-class HParams(NamedTuple):
-  """Hyperparameters that live in the state as traced arrays (no recompile to change them).
-
-  Attributes:
-    beta: ``[]`` float32, the KL weight of the vae objective (1 = the ELBO).
-    warmup_steps: ``[]`` float32, steps over which the KL weight rises from 0 to beta (0: none).
-    free_bits: ``[]`` float32, the per-dimension KL floor in nats (0: none).
-  """
-
-  beta: jax.Array
-  warmup_steps: jax.Array
-  free_bits: jax.Array
+from jaxvae.model import VAE, Params
+from jaxvae.objectives import Metrics, Objective, elbo
 
 
 class TrainState(NamedTuple):
   """Everything a training step reads and writes: a pytree of arrays.
 
   Attributes:
-    params: ``{"encoder": ..., "decoder": ...}`` float32 parameters.
-    opt_state: the optimizer state (see :func:`make_optimizer`); the learning rate
-      is a ``[]`` float32 array in it (:func:`learning_rate`, :func:`with_learning_rate`).
+    params: the model's parameters, ``{"encoder": ..., "decoder": ..., ...}``.
+    opt_state: the optimizer state; for :func:`jaxvae.build.make_optimizer`'s Adam the learning
+      rate is a ``[]`` float32 array in it (:func:`learning_rate`, :func:`with_learning_rate`).
     step: ``[]`` int32, batches processed (skipped ones included; Adam counts its own).
-    hparams: :class:`HParams`.
+    hparams: the objective's hyperparameters (:attr:`jaxvae.Objective.hparams`), e.g. beta.
     consecutive_skips: ``[]`` int32, the updates skipped in a row so far (non-finite
       loss or gradients, or a gradient norm above ``skip_grad_norm``).
   """
@@ -58,94 +44,28 @@ class TrainState(NamedTuple):
   params: Params
   opt_state: optax.OptState
   step: jax.Array
-  hparams: HParams
+  hparams: Any
   consecutive_skips: jax.Array
 
 
-class Trainer(NamedTuple):
-  """The pure functions that train and evaluate one configuration.
-
-  Attributes:
-    vae: the model.
-    init: ``(key, data=None) -> TrainState``; ``data`` (the training images) initialises
-      a VampPrior's pseudo-inputs.
-    train_step: ``(state, batch [B, H, W, C] uint8, key) -> (state, metrics)``, jitted.
-    train_epoch: ``(state, images [N, H, W, C] uint8, key) -> (state, metrics)``, jitted,
-      the state donated; metrics are means over the epoch's ``N // B`` steps (a
-      :class:`LoopedEpoch` for convolutional models on CPU).
-    evaluate: ``(params, x [M, H, W, C] float32, key) -> metrics``, jitted: the
-      single-sample ELBO and its terms averaged over all M examples of ``x``.
-    steps_per_epoch: ``N -> N // B``.
-    scan_epoch: the pure, un-jitted scanned epoch behind ``train_epoch``, for callers
-      that transform it further (the vmapped sweeps).
-  """
-
-  vae: VAE
-  init: Callable[..., TrainState]
-  train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
-  train_epoch: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
-  evaluate: Callable[[Params, jax.Array, jax.Array], Metrics]
-  steps_per_epoch: Callable[[int], int]
-  scan_epoch: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
-
-
-def burda_lr_factor(steps_per_epoch: int) -> optax.Schedule:
-  """The learning-rate factor of Burda et al. (2016): 10^(-i/7) for 3^i epochs, i = 0..7.
-
-  Stage i starts at epoch (3^i - 1) / 2 (the sum of the earlier stages); after the
-  3280 epochs of the eight stages the factor stays at 10^-1.
-  """
-  return optax.piecewise_constant_schedule(
-      1.0, {steps_per_epoch * (3**i - 1) // 2: 10.0 ** (-1.0 / 7.0) for i in range(1, 8)}
-  )
-
-
-def make_optimizer(config: Config, steps_per_epoch: int = 1) -> optax.GradientTransformation:
-  """Adam with its learning rate injected as a state array, times the configured schedule.
-
-  ``optax.inject_hyperparams(optax.adam)`` keeps the learning rate in the optimizer
-  state, so a sweep can give each model its own without recompiling; the ``burda``
-  schedule multiplies the updates by :func:`burda_lr_factor` (``optax.scale_by_schedule``).
-  """
-  adam = optax.inject_hyperparams(optax.adam)(
-      learning_rate=config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
-  )
-  parts = [adam]
-  if config.clip_grad_norm is not None:
-    parts.insert(0, optax.clip_by_global_norm(config.clip_grad_norm))
-  if config.lr_schedule == "burda":
-    parts.append(optax.scale_by_schedule(burda_lr_factor(steps_per_epoch)))
-  return parts[0] if len(parts) == 1 else optax.chain(*parts)
-
-
-def _is_adam(node) -> bool:
-  return hasattr(node, "hyperparams") and "learning_rate" in node.hyperparams
-
-
 def learning_rate(opt_state) -> jax.Array:
-  """The base learning rate held in a :func:`make_optimizer` state."""
-  adam = next(s for s in jax.tree.leaves(opt_state, is_leaf=_is_adam) if _is_adam(s))
+  """The base learning rate held in an ``optax.inject_hyperparams`` state inside ``opt_state``."""
+  adam = next(s for s in jax.tree.leaves(opt_state, is_leaf=_has_lr) if _has_lr(s))
   return adam.hyperparams["learning_rate"]
 
 
 def with_learning_rate(opt_state, lr: jax.Array | float):
-  """A copy of a :func:`make_optimizer` state with the base learning rate set to ``lr``."""
+  """A copy of ``opt_state`` with the injected base learning rate set to ``lr``."""
   lr = jnp.asarray(lr, jnp.float32)
   return jax.tree.map(
-      lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": lr}) if _is_adam(s) else s,
+      lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": lr}) if _has_lr(s) else s,
       opt_state,
-      is_leaf=_is_adam,
+      is_leaf=_has_lr,
   )
 
 
-def make_preprocess(config: Config, image_shape: tuple[int, int, int] = (28, 28, 1)):
-  """``(key, uint8 batch) -> float32 x``: the likelihood's view of the data.
-
-  Bernoulli: x ~ Bernoulli(pixel / 255), a fresh draw each time an image is used (dynamic),
-  or the images as drawn once (static); Gaussian: a fresh dequantization; discretized
-  logistic: pixel / 127.5 - 1 (see :mod:`jaxvae.likelihoods`).
-  """
-  return make_likelihood(config, image_shape).preprocess
+def _has_lr(node) -> bool:
+  return hasattr(node, "hyperparams") and "learning_rate" in node.hyperparams
 
 
 def map_batches(fn: Callable[[jax.Array, jax.Array], Any], x: jax.Array, batch_size: int) -> Any:
@@ -174,84 +94,40 @@ def map_batches(fn: Callable[[jax.Array, jax.Array], Any], x: jax.Array, batch_s
   return jax.tree.map(lambda *o: jnp.concatenate(o), *parts)
 
 
-def make_objective(config: Config, vae: VAE):
-  """``objective(params, x, key, hparams, step) -> (loss, metrics)`` of ``config.objective``.
-
-  vae:  loss = -(1/B) sum_b (1/k) sum_i log p_theta(x_b|z_bi) + beta_t * R (see
-        :func:`jaxvae.objectives.beta_elbo_loss`), beta_t = :func:`kl_warmup` at ``step``.
-  iwae: loss = -(1/B) sum_b log (1/k) sum_i w(z_bi)  (Burda et al. 2016).
-  Metrics are batch means, in nats: loss, elbo, log_p_x_given_z, kl (and kl_weight, iwae).
-  """
-  k = config.k
-  if config.objective == "iwae":
-
-    def iwae_objective(params, x, key, hparams, step):
-      del hparams, step
-      t = importance_terms(vae, params, x, key, k)
-      bound = jnp.mean(iwae_bound(t.log_w))
-      metrics = {
-          "loss": -bound,
-          "iwae": bound,
-          "elbo": jnp.mean(t.log_w),
-          "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
-          "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
-      }
-      return -bound, metrics
-
-    return iwae_objective
-
-  analytic_kl = config.kl == "analytic"
-
-  def vae_objective(params, x, key, hparams, step):
-    terms = elbo(vae, params, x, key, k=k, analytic_kl=analytic_kl)
-    kl_weight = kl_warmup(hparams.beta, hparams.warmup_steps)(step)
-    loss = beta_elbo_loss(terms, kl_weight, hparams.free_bits)
-    metrics = {
-        "loss": loss,
-        "elbo": jnp.mean(terms.elbo),
-        "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
-        "kl": jnp.mean(terms.kl),
-        "kl_weight": kl_weight,
-    }
-    return loss, metrics
-
-  return vae_objective
-
-
 def make_train_step(
-    config: Config, vae: VAE, optimizer: optax.GradientTransformation
+    vae: VAE, objective: Objective, optimizer: optax.GradientTransformation, skip_grad_norm: float | None = None
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
-  """The pure (un-jitted) training step of ``config``.
+  """The pure (un-jitted) training step.
 
   train_step(state, batch, key):
-    x ~ preprocess(batch)                    (dynamic binarization uses one half of key)
-    loss(theta, phi) = the objective of ``config`` (:func:`make_objective`), e.g.
+    x = preprocess(batch)                   (e.g. a fresh binarization, from one half of key)
+    loss(theta, phi) = objective.loss(vae, params, x, other half of key, hparams, step), e.g.
       -(1/B) sum_b [ log p_theta(x_b|z_b) - beta * KL(q_phi(z|x_b) || p(z)) ]
     (theta, phi) <- optax update with grad loss
-  returns the new state and the batch means of the objective's metrics.
+  returns the new state and the batch means of the objective's metrics, with ``grad_norm``
+  and ``skipped_steps``. An update whose loss or gradients are not finite (or whose gradient
+  norm exceeds ``skip_grad_norm``) is skipped: parameters and optimizer state stay as they
+  were (vdvae's rule).
 
   Args:
-    config: supplies the binarization, the objective and the KL estimator (static choices).
-    vae: the model.
+    vae: the model; its likelihood's ``preprocess`` makes x from the stored batch.
+    objective: the loss and its hyperparameters (read from ``state.hparams``).
     optimizer: an optax transformation (its hyperparameters may live in its state).
+    skip_grad_norm: skip updates whose global gradient norm exceeds this (None: only non-finite).
 
   Returns:
-    ``train_step(state, batch [B, H, W, C] uint8, key) -> (state, metrics)``.
+    ``train_step(state, batch [B, ...], key) -> (state, metrics)``.
   """
-  preprocess = make_preprocess(config, vae.image_shape)
-  objective = make_objective(config, vae)
-
-  skip_grad_norm = config.skip_grad_norm
+  preprocess = vae.likelihood.preprocess
 
   def train_step(state: TrainState, batch: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
     k_x, k_z = jax.random.split(key)
     x = preprocess(k_x, batch)
-    loss_fn = lambda params: objective(params, x, k_z, state.hparams, state.step)  # noqa: E731
+    loss_fn = lambda params: objective.loss(vae, params, x, k_z, state.hparams, state.step)  # noqa: E731
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+    metrics = dict(metrics)
     grad_norm = optax.tree.norm(grads)
-    # An update whose loss or gradients are not finite (or too large) is skipped:
-    # parameters and optimizer state stay as they were (vdvae's rule).
-    ok = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    ok = jnp.isfinite(metrics.get("loss", grad_norm)) & jnp.isfinite(grad_norm)
     if skip_grad_norm is not None:
       ok = ok & (grad_norm <= skip_grad_norm)
 
@@ -282,10 +158,10 @@ def epoch_means(metrics: Metrics) -> Metrics:
 def epoch_order(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
   """The data order and step keys of one epoch: ``(indices [N // B, B], keys [N // B])``.
 
-  The order is a permutation of the N images drawn from ``key``; the ``N mod B`` left
+  The order is a permutation of the N examples drawn from ``key``; the ``N mod B`` left
   over after ``N // B`` full batches are skipped this epoch (a different few each epoch).
-  Both epoch drivers (:func:`make_train_epoch`, :class:`LoopedEpoch`) use it, so they
-  train on the same batches with the same keys.
+  Both epoch drivers (the scan and the host loop of :class:`Epoch`) use it, so they train
+  on the same batches with the same keys.
   """
   steps = n // batch_size
   k_order, k_steps = jax.random.split(key)
@@ -301,8 +177,8 @@ def make_train_epoch(
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
   """One epoch as one ``lax.scan`` of ``train_step`` over a shuffled pass through the data.
 
-  The data order and the step keys come from :func:`epoch_order`. The images stay
-  on the device; each step gathers its batch.
+  The data order and the step keys come from :func:`epoch_order`. The data stay on the
+  device; each step gathers its batch.
 
   Args:
     train_step: the pure step.
@@ -314,12 +190,12 @@ def make_train_epoch(
       partitions the step and sums the gradients across devices.
 
   Returns:
-    ``train_epoch(state, images [N, H, W, C], key) -> (state, metrics)``, the
+    ``train_epoch(state, data [N, ...], key) -> (state, metrics)`` (pure, un-jitted), the
     metrics averaged over the epoch's steps.
   """
 
-  def train_epoch(state: TrainState, images: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
-    order, keys = epoch_order(key, images.shape[0], batch_size)
+  def train_epoch(state: TrainState, data: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
+    order, keys = epoch_order(key, data.shape[0], batch_size)
     steps = order.shape[0]
     report_every = max(1, steps // 50)
     xs = (order, keys, jnp.arange(1, steps + 1))
@@ -328,7 +204,7 @@ def make_train_epoch(
       idx, k, done = inputs
       if on_progress is not None:
         jax.lax.cond(done % report_every == 0, lambda: jax.debug.callback(on_progress, done), lambda: None)
-      batch = jnp.take(images, idx, axis=0)
+      batch = jnp.take(data, idx, axis=0)
       if batch_sharding is not None:
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
       return train_step(state, batch, k)
@@ -339,123 +215,210 @@ def make_train_epoch(
   return train_epoch
 
 
-class LoopedEpoch:
-  """One epoch as a host loop of jitted steps, for what XLA cannot run well inside a scan.
+def has_convolutions(fn: Callable[..., Any], *args: Any) -> bool:
+  """Whether the computation of ``fn(*args)`` (its jaxpr, with every nested jaxpr) has a convolution."""
+  return "conv_general_dilated" in str(jax.make_jaxpr(fn)(*args))
 
-  XLA's CPU backend differentiates convolutions inside a while loop about 20 times more
-  slowly than in a plain jitted function (measured with jaxlib 0.10 on a 2-core CPU:
-  1.04 s against 0.057 s for one 3x3 convolution's gradient at batch 128). For
-  convolutional models on CPU an epoch is therefore this loop: the same permutation, the
-  same per-step keys and the same step as :func:`make_train_epoch`, each step jitted with
-  the state donated, dispatched asynchronously; the host still waits once per epoch.
 
-  Like a jitted function it offers ``lower(...).compile()``, so the run code treats both alike.
+class Epoch:
+  """One epoch of a training step, for one model or a stack of models: the program a run executes.
+
+  The epoch is one jitted ``lax.scan`` (:func:`make_train_epoch`), with the state donated;
+  with ``stacked=True``, ``jax.vmap`` of it over a leading models axis of the state and the
+  keys (and of the data, if ``data_axis=0``). XLA's CPU backend differentiates convolutions
+  inside a while loop about 20 times more slowly than in a plain jitted function (jaxlib
+  0.10, 2 cores: 1.04 s against 0.057 s for one 3x3 convolution's gradient at batch 128), so
+  on a CPU a step with convolutions runs as a host loop of jitted steps instead: the same
+  permutation, the same per-step keys and the same step, dispatched asynchronously; the host
+  still waits once per epoch. The choice is made here, once, from the step's own jaxpr
+  (``loop=None``), for single runs and sweeps alike; ``loop=True`` or ``False`` forces it.
+
+  Call it like the jitted epoch, ``epoch(state, data, key) -> (state, metrics)``;
+  :meth:`compile` chooses and compiles the program for given arguments ahead of time.
   """
 
-  def __init__(self, train_step, batch_size: int, on_progress=None, batch_sharding=None):
-    def step(state, images, idx, key):
-      batch = jnp.take(images, idx, axis=0)
-      if batch_sharding is not None:
-        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-      return train_step(state, batch, key)
-
-    self._step = jax.jit(step, donate_argnums=0)
-    self._order = jax.jit(epoch_order, static_argnums=(1, 2))
-    self._means = jax.jit(lambda ms: epoch_means(jax.tree.map(lambda *a: jnp.stack(a), *ms)))
+  def __init__(self, train_step, batch_size: int, *, stacked: bool = False, data_axis: int | None = None,
+               loop: bool | None = None, on_progress=None, batch_sharding=None):  # fmt: skip
+    self._train_step = train_step
     self._batch_size = batch_size
+    self._stacked = stacked
+    self._data_axis = data_axis
     self._on_progress = on_progress
+    self._batch_sharding = batch_sharding
+    self.loop = loop
+    self.program = None  # the jitted scanned epoch
+    self.compiled = None  # its ahead-of-time compiled form, once compile() ran
+    self._looped = None
 
-  def lower(self, state, images, key):
-    del state, images, key  # the steps compile on their first call
+  def _examples(self, data) -> int:
+    return data.shape[1] if self._stacked and self._data_axis == 0 else data.shape[0]
+
+  def _orders(self, key, n):
+    if self._stacked:
+      return jax.vmap(epoch_order, in_axes=(0, None, None))(key, n, self._batch_size)
+    return epoch_order(key, n, self._batch_size)
+
+  def _gathered_step(self):
+    def step(state, data, idx, key):
+      batch = jnp.take(data, idx, axis=0)
+      if self._batch_sharding is not None:
+        batch = jax.lax.with_sharding_constraint(batch, self._batch_sharding)
+      return self._train_step(state, batch, key)
+
+    return jax.vmap(step, in_axes=(0, self._data_axis, 0, 0)) if self._stacked else step
+
+  def _choose(self, state, data, key) -> None:
+    if self.loop is None:
+      self.loop = jax.default_backend() == "cpu" and self._has_convolutions(state, data, key)
+
+  def _has_convolutions(self, state, data, key) -> bool:
+    idx, keys = jax.eval_shape(lambda k: self._orders(k, self._examples(data)), key)
+    steps_axis = 1 if self._stacked else 0  # one step's indices and key: drop the steps axis
+    one = [jax.ShapeDtypeStruct(a.shape[:steps_axis] + a.shape[steps_axis + 1 :], a.dtype) for a in (idx, keys)]
+    return has_convolutions(self._gathered_step(), state, data, *one)
+
+  def _scan(self):
+    if self.program is None:
+      epoch = make_train_epoch(self._train_step, self._batch_size, self._on_progress, self._batch_sharding)
+      if self._stacked:
+        epoch = jax.vmap(epoch, in_axes=(0, self._data_axis, 0))
+      self.program = jax.jit(epoch, donate_argnums=0)
+    return self.program
+
+  def compile(self, state, data, key) -> "Epoch":
+    """Chooses the scan or the host loop for these arguments, and compiles the scan ahead of time."""
+    self._choose(state, data, key)
+    if not self.loop:
+      self.compiled = self._scan().lower(state, data, key).compile()
     return self
 
-  def compile(self):
-    return self
-
-  def __call__(self, state: TrainState, images: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
-    order, keys = self._order(key, images.shape[0], self._batch_size)
-    steps = order.shape[0]
+  def __call__(self, state: TrainState, data: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
+    self._choose(state, data, key)
+    if not self.loop:
+      return (self.compiled or self._scan())(state, data, key)
+    if self._looped is None:
+      means = jax.vmap(epoch_means, in_axes=1) if self._stacked else epoch_means
+      self._looped = (jax.jit(self._gathered_step(), donate_argnums=0), jax.jit(self._orders, static_argnums=1),
+                      jax.jit(lambda ms: means(jax.tree.map(lambda *a: jnp.stack(a), *ms))))  # fmt: skip
+    step, orders, mean = self._looped
+    order, keys = orders(key, self._examples(data))
+    steps = order.shape[-2]
     report_every = max(1, steps // 50)
     metrics = []
     for i in range(steps):
-      state, m = self._step(state, images, order[i], keys[i])
+      idx, k = (order[:, i], keys[:, i]) if self._stacked else (order[i], keys[i])
+      state, m = step(state, data, idx, k)
       metrics.append(m)
       if self._on_progress is not None and (i + 1) % report_every == 0:
         self._on_progress(i + 1)
-    return state, self._means(metrics)
+    return state, mean(metrics)
 
 
-def make_evaluate(config: Config, vae: VAE) -> Callable[[Params, jax.Array, jax.Array], Metrics]:
-  """``evaluate(params, x [M, H, W, C] float32, key) -> metrics``: the mean single-sample ELBO terms.
+def make_evaluate(
+    vae: VAE, batch_size: int = 1000, analytic_kl: bool = True
+) -> Callable[[Params, jax.Array, jax.Array], Metrics]:
+  """``evaluate(params, x [M, ...] float32, key) -> metrics``: the mean single-sample ELBO terms.
 
-  The test set is evaluated in chunks of ``config.eval_batch_size`` (memory is
-  bounded by one chunk); chunk i draws its z with ``fold_in(key, i)``.
+  The test set is evaluated in chunks of ``batch_size`` (memory is bounded by one chunk);
+  chunk i draws its z with ``fold_in(key, i)``.
   """
-  analytic_kl = config.kl == "analytic"
 
   def evaluate(params: Params, x: jax.Array, key: jax.Array) -> Metrics:
     def chunk(xb, i):
       terms = elbo(vae, params, xb, jax.random.fold_in(key, i), analytic_kl=analytic_kl)
       return {"elbo": terms.elbo, "log_p_x_given_z": terms.log_p_x_given_z, "kl": terms.kl}
 
-    return {name: jnp.mean(value) for name, value in map_batches(chunk, x, config.eval_batch_size).items()}
+    return {name: jnp.mean(value) for name, value in map_batches(chunk, x, batch_size).items()}
 
   return evaluate
 
 
+class Trainer(NamedTuple):
+  """The pure functions that train and evaluate one model with one objective and optimizer.
+
+  Attributes:
+    vae: the model.
+    objective: the training objective.
+    init: ``(key, data=None) -> TrainState``; ``data`` (the stored training data) initialises
+      a VampPrior's pseudo-inputs.
+    step: the pure ``(state, batch [B, ...], key) -> (state, metrics)``, for callers that
+      transform it further (sweeps vmap it).
+    train_step: ``step``, jitted.
+    train_epoch: an :class:`Epoch` of ``step``: ``(state, data [N, ...], key) -> (state,
+      metrics)``, the state donated; metrics are means over the epoch's ``N // B`` steps.
+    evaluate: ``(params, x [M, ...] float32, key) -> metrics``, jitted: the single-sample ELBO
+      and its terms averaged over all M examples of ``x`` (pure: ``evaluate_fn``).
+    evaluate_fn: the pure evaluation behind ``evaluate``.
+    batch_size: B.
+  """
+
+  vae: VAE
+  objective: Objective
+  init: Callable[..., TrainState]
+  step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
+  train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
+  train_epoch: Epoch
+  evaluate: Callable[[Params, jax.Array, jax.Array], Metrics]
+  evaluate_fn: Callable[[Params, jax.Array, jax.Array], Metrics]
+  batch_size: int
+
+  def steps_per_epoch(self, n: int) -> int:
+    """Optimizer steps in an epoch over ``n`` examples: ``n // B``."""
+    return n // self.batch_size
+
+  def epoch(self, **options: Any) -> Epoch:
+    """A new :class:`Epoch` of this trainer's step, e.g. ``stacked=True`` for a sweep."""
+    return Epoch(self.step, self.batch_size, **options)
+
+
 def make_trainer(
-    config: Config,
-    image_shape: tuple[int, int, int] = (28, 28, 1),
+    vae: VAE,
+    objective: Objective,
+    optimizer: optax.GradientTransformation,
+    *,
+    batch_size: int,
+    eval_batch_size: int = 1000,
+    analytic_kl: bool = True,
+    skip_grad_norm: float | None = None,
     on_progress: Callable[[jax.Array], None] | None = None,
-    train_size: int | None = None,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Trainer:
-  """Builds the model, the optimizer and the jitted step, epoch and evaluation of ``config``.
-
-  Only shapes and static choices are taken from ``config`` at build time; beta
-  and the learning rate are arrays in the state, read at run time.
+  """The jitted step, epoch and evaluation of a model, an objective and an optimizer.
 
   Args:
-    config: the run configuration.
-    image_shape: (H, W, C) of the data.
-    on_progress: see :func:`make_train_epoch`.
-    train_size: training images per epoch, for the schedules that count epochs
-      (KL warm-up, the burda learning rate); default ``config.n_train`` or 60,000.
-    batch_sharding: see :func:`make_train_epoch` (data parallelism).
+    vae: a :class:`jaxvae.VAE` (e.g. :meth:`jaxvae.VAE.from_modules`).
+    objective: a :class:`jaxvae.Objective` (e.g. :func:`jaxvae.objectives.beta_elbo`).
+    optimizer: an optax transformation.
+    batch_size: B, examples per step.
+    eval_batch_size: test examples per evaluation chunk.
+    analytic_kl: the test ELBO uses the closed-form KL where the model has one.
+    skip_grad_norm: see :func:`make_train_step`.
+    on_progress, batch_sharding: see :func:`make_train_epoch`.
 
   Returns:
     A :class:`Trainer`.
 
   Example:
-    >>> trainer = make_trainer(Config())
+    >>> trainer = make_trainer(vae, objectives.beta_elbo(), optax.adam(1e-3), batch_size=128)
     >>> state = trainer.init(jax.random.key(0))
     >>> state, metrics = trainer.train_step(state, batch, jax.random.key(1))
   """
-  steps_per_epoch = (train_size or config.n_train or 60_000) // config.batch_size
-  vae = make_vae(config, image_shape)
-  optimizer = make_optimizer(config, steps_per_epoch)
-  train_step = make_train_step(config, vae, optimizer)
+  train_step = make_train_step(vae, objective, optimizer, skip_grad_norm)
 
   def init(key: jax.Array, data: jax.Array | None = None) -> TrainState:
     params = vae.init(key, data)
-    hparams = HParams(
-        beta=jnp.asarray(config.beta, jnp.float32),
-        warmup_steps=jnp.asarray(config.warmup_epochs * steps_per_epoch, jnp.float32),
-        free_bits=jnp.asarray(config.free_bits, jnp.float32),
-    )
+    hparams = jax.tree.map(jnp.array, objective.hparams)  # copies: the state's buffers are donated
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32))
 
-  scan_epoch = make_train_epoch(train_step, config.batch_size, on_progress, batch_sharding)
-  if config.net == "conv" and jax.default_backend() == "cpu":
-    train_epoch = LoopedEpoch(train_step, config.batch_size, on_progress, batch_sharding)
-  else:
-    train_epoch = jax.jit(scan_epoch, donate_argnums=0)
+  evaluate = make_evaluate(vae, eval_batch_size, analytic_kl)
   return Trainer(
       vae=vae,
+      objective=objective,
       init=init,
+      step=train_step,
       train_step=jax.jit(train_step),
-      train_epoch=train_epoch,
-      evaluate=jax.jit(make_evaluate(config, vae)),
-      steps_per_epoch=lambda n: n // config.batch_size,
-      scan_epoch=scan_epoch,
+      train_epoch=Epoch(train_step, batch_size, on_progress=on_progress, batch_sharding=batch_sharding),
+      evaluate=jax.jit(evaluate),
+      evaluate_fn=evaluate,
+      batch_size=batch_size,
   )

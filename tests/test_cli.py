@@ -13,7 +13,7 @@ import pytest
 from jaxvae.checkpoint import restore_checkpoint
 from jaxvae.cli import main
 from jaxvae.config import Config
-from jaxvae.train import make_trainer
+from helpers import mnist_trainer as make_trainer
 
 SMOKE = ["--n-train", "512", "--n-test", "200", "--epochs", "2", "--hidden", "64", "--latent-dim", "8",
          "--batch-size", "32", "--no-progress"]  # fmt: skip

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import importlib.resources
 import importlib.util
+import os
 import struct
 
 import numpy as np
@@ -40,11 +41,11 @@ def test_embedded_mnist_is_the_real_thing(mnist):
   for key, name in MNIST_FILES.items():
     with gzip.open(folder.joinpath(name).open("rb")) as f:
       assert hashlib.md5(f.read()).hexdigest() == MNIST_MD5[key]
-  assert mnist.train_images.shape == (60000, 28, 28, 1) and mnist.train_images.dtype == np.uint8
-  assert mnist.test_images.shape == (10000, 28, 28, 1)
-  assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
+  assert mnist.train.shape == (60000, 28, 28, 1) and mnist.train.dtype == np.uint8
+  assert mnist.test.shape == (10000, 28, 28, 1)
+  assert mnist.train.max() == 255 and mnist.train.min() == 0
   assert np.bincount(mnist.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-  assert mnist.image_shape == (28, 28, 1)
+  assert mnist.event_shape == (28, 28, 1)
 
 
 def test_unknown_dataset_names_the_fix():
@@ -56,9 +57,9 @@ def test_unknown_dataset_names_the_fix():
 def test_tfds_datasets_load_through_data_source(name, shape):
   with tfds.testing.mock_data(num_examples=20):
     data = load_dataset(f"tfds:{name}")
-  assert data.train_images.shape == (20,) + shape and data.train_images.dtype == np.uint8
-  assert data.test_images.shape == (20,) + shape
-  assert data.train_labels.shape == (20,) and data.image_shape == shape
+  assert data.train.shape == (20,) + shape and data.train.dtype == np.uint8
+  assert data.test.shape == (20,) + shape
+  assert data.train_labels.shape == (20,) and data.event_shape == shape
 
 
 def test_training_runs_on_a_tfds_dataset(tmp_path):
@@ -69,11 +70,42 @@ def test_training_runs_on_a_tfds_dataset(tmp_path):
 
 
 def test_unknown_tfds_name_is_a_clean_error(tmp_path):
-  with pytest.raises(JaxvaeError, match="no_such_dataset_xyz.*catalog"):
+  with pytest.raises(JaxvaeError, match=f"no_such_dataset_xyz.*catalog.*{tmp_path}"):
     load_dataset("tfds:no_such_dataset_xyz", str(tmp_path))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None, reason="with TensorFlow it would download")
-def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
-  with pytest.raises(JaxvaeError, match="prepare"):
+def test_unprepared_tfds_dataset_says_where_it_looked_and_how_to_prepare_it(tmp_path):
+  with pytest.raises(JaxvaeError, match=f"not prepared in {tmp_path}.*prepare"):
     load_dataset("tfds:kmnist", str(tmp_path))
+
+
+WRITE_TFDS = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from tfds_read import write_png_dataset
+
+labels = np.arange(52) % 4
+images = np.broadcast_to((10 * labels)[:, None, None, None], (52, 8, 8, 3)).astype(np.uint8)
+write_png_dataset(sys.argv[1], "ColourSquares", {"train": (images[:40], labels[:40]), "test": (images[40:], labels[40:])}, 4)
+"""
+
+
+def test_a_real_prepared_tfds_folder_is_read_without_tensorflow_and_only_as_far_as_needed(tmp_path, capfd):
+  """A dataset prepared elsewhere (here by TFDS's own writer, benchmarks/tfds_read.py's, in another process) read
+  by name from its folder."""
+  import subprocess
+  import sys
+
+  benchmarks = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+  proc = subprocess.run([sys.executable, "-c", WRITE_TFDS, str(tmp_path), benchmarks], capture_output=True, text=True,
+                        timeout=300)  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  capfd.readouterr()
+  data = load_dataset("tfds:colour_squares", str(tmp_path), n_train=30, n_test=5)
+  assert data.train.shape == (30, 8, 8, 3) and data.test.shape == (5, 8, 8, 3) and data.train.dtype == np.uint8
+  np.testing.assert_array_equal(data.train[:, 0, 0, 0], 10 * data.train_labels)  # each image's label is in its pixels
+  assert "WARNING" not in capfd.readouterr().err  # no absl warnings before every run
+  resized = load_dataset("tfds:colour_squares", str(tmp_path), image_size=4, n_train=3, n_test=2)
+  assert resized.event_shape == (4, 4, 3)

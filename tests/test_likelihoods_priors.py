@@ -15,10 +15,10 @@ from scipy.special import logsumexp
 from jaxvae import distributions as D
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.likelihoods import discretized_logistic, gaussian
-from jaxvae.model import make_vae
+from helpers import mnist_vae as make_vae
 from jaxvae.objectives import importance_terms
 from jaxvae.run import train_and_evaluate
-from jaxvae.train import make_trainer
+from helpers import mnist_trainer as make_trainer
 
 RNG = np.random.default_rng(0)
 
@@ -66,8 +66,8 @@ def test_gaussian_on_dequantized_pixels_is_a_normalized_density_minus_the_bin_vo
 
 
 def test_likelihood_heads_shape_their_outputs():
-  mono, colour = discretized_logistic(1, 10), discretized_logistic(3, 10)
-  assert (mono.features, colour.features) == (30, 100)
+  mono, colour = discretized_logistic((4, 4, 1), 10), discretized_logistic((4, 4, 3), 10)
+  assert (mono.output_shape, colour.output_shape) == ((4, 4, 30), (4, 4, 100))
   out = colour.outputs({}, jnp.zeros((2, 4, 4, 100)))
   assert out.means.shape == (2, 4, 4, 3, 10) and out.logit_weights.shape == (2, 4, 4, 10)
   assert colour.mean(out).shape == (2, 4, 4, 3)
@@ -131,7 +131,7 @@ def test_learned_priors_change_log_px_through_the_prior_density(mnist):
   config = Config(latent_dim=4, hidden=(32,), prior="mog", prior_components=3)
   vae = make_vae(config)
   params = vae.init(jax.random.key(0))
-  x = (jnp.asarray(mnist.test_images[:5]) > 127).astype(jnp.float32)
+  x = (jnp.asarray(mnist.test[:5]) > 127).astype(jnp.float32)
   t = importance_terms(vae, params, x, jax.random.key(1), 3)
   moved = {**params, "prior": {**params["prior"], "means": params["prior"]["means"] + 3.0}}
   t2 = importance_terms(vae, moved, x, jax.random.key(1), 3)
@@ -152,7 +152,7 @@ def test_conv_and_8_bit_models_train(mnist, changes):
   config = Config(batch_size=16, n_train=64, latent_dim=4, hidden=(32,), conv_channels=(4, 8), **changes)
   trainer = make_trainer(config, train_size=64)
   state = trainer.init(jax.random.key(0))
-  images = jnp.asarray(mnist.train_images[:64])
+  images = jnp.asarray(mnist.train[:64])
   losses = []
   for epoch in range(4):
     state, metrics = trainer.train_epoch(state, images, jax.random.key(epoch))
@@ -163,7 +163,7 @@ def test_conv_and_8_bit_models_train(mnist, changes):
 def test_8_bit_run_reports_bits_per_dim(tmp_path, mnist):
   config = Config(likelihood="discretized-logistic", mixtures=3, net="conv", conv_channels=(4, 8), latent_dim=4,
                   batch_size=32, n_train=128, n_test=64, epochs=1)  # fmt: skip
-  summary = train_and_evaluate(config, str(tmp_path / "dl"), dataset=mnist, progress=False, verbose=False)
+  summary = train_and_evaluate(config, str(tmp_path / "dl"), data=mnist, progress=False, verbose=False)
   assert summary["bits_per_dim"] == pytest.approx(-summary["test_elbo"] / (784 * np.log(2)))
   assert 0 < summary["bits_per_dim"] < 10  # nats of 8-bit data: below 8 bits of a uniform model once trained a bit
   assert os.path.exists(tmp_path / "dl" / "samples.png")
@@ -182,7 +182,7 @@ def test_tfds_colour_and_grey_datasets_train_with_a_conv_model(tmp_path, name, s
   from jaxvae.data import load_dataset
 
   with tfds.testing.mock_data(num_examples=4):
-    assert load_dataset(f"tfds:{name}", image_size=size).image_shape == shape
+    assert load_dataset(f"tfds:{name}", image_size=size).event_shape == shape
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_invalid_likelihood_and_prior_settings_name_the_field(changes, named):
 def test_conv_model_needs_images_that_halve(tmp_path, mnist):
   config = Config(net="conv", conv_channels=(4, 8, 16), batch_size=8, n_train=16, epochs=1)
   with pytest.raises(JaxvaeError, match="--image-size"):
-    train_and_evaluate(config, str(tmp_path / "odd"), dataset=mnist, progress=False, verbose=False)
+    train_and_evaluate(config, str(tmp_path / "odd"), data=mnist, progress=False, verbose=False)
   assert not (tmp_path / "odd").exists()
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from jaxvae.config import Config, JaxvaeError
-from jaxvae.model import make_vae
+from helpers import mnist_vae as make_vae
 from jaxvae.objectives import elbo, importance_terms
-from jaxvae.train import make_trainer
+from helpers import mnist_trainer as make_trainer
 
 
 def _shapes(params):
@@ -31,8 +31,8 @@ def test_burda2_has_two_stochastic_layers_with_their_own_prior_and_inference_net
   params = vae.init(jax.random.key(0))
   assert _shapes(params) == {
       "encoder": {"Dense_0": (784, 200), "Dense_1": (200, 200), "Dense_2": (200, 200)},  # q(z1|x): 2 x 100
-      "encoder2": {"Dense_0": (100, 100), "Dense_1": (100, 100), "Dense_2": (100, 100)},  # q(z2|z1): 2 x 50
-      "prior1": {"Dense_0": (50, 100), "Dense_1": (100, 100), "Dense_2": (100, 200)},  # p(z1|z2): 2 x 100
+      "posterior": {"Dense_0": (100, 100), "Dense_1": (100, 100), "Dense_2": (100, 100)},  # q(z2|z1): 2 x 50
+      "prior": {"Dense_0": (50, 100), "Dense_1": (100, 100), "Dense_2": (100, 200)},  # p(z1|z2): 2 x 100
       "decoder": {"Dense_0": (100, 200), "Dense_1": (200, 200), "Dense_2": (200, 784)},  # p(x|z1)
   }
   assert vae.kl_q_p_z is None
@@ -64,7 +64,7 @@ def test_every_objective_trains(mnist, changes):
   config = Config(batch_size=32, n_train=256, **changes).validate()
   trainer = make_trainer(config, train_size=256)
   state = trainer.init(jax.random.key(0))
-  images = jnp.asarray(mnist.train_images[:256])
+  images = jnp.asarray(mnist.train[:256])
   first = None
   for epoch in range(4):
     state, metrics = trainer.train_epoch(state, images, jax.random.key(epoch))
@@ -80,7 +80,7 @@ def test_kl_warmup_ramps_the_kl_weight_over_the_configured_epochs(mnist):
   trainer = make_trainer(config, train_size=256)
   state = trainer.init(jax.random.key(0))
   assert float(state.hparams.warmup_steps) == 2 * 256 // 32
-  images = jnp.asarray(mnist.train_images[:256])
+  images = jnp.asarray(mnist.train[:256])
   weights = []
   for epoch in range(3):
     state, metrics = trainer.train_epoch(state, images, jax.random.key(epoch))

@@ -93,7 +93,7 @@ def test_analytic_kl_is_kl_to_the_standard_normal_prior(model):
 
 # --- IWAE, importance sampling, free bits, warm-up -------------------------------------------------
 
-from jaxvae.evaluate import importance_sampled_log_px  # noqa: E402
+from jaxvae.estimators import importance_sampled_log_px  # noqa: E402
 from jaxvae.objectives import ELBOTerms, importance_terms, iwae_bound, kl_warmup  # noqa: E402
 
 

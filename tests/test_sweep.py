@@ -16,7 +16,7 @@ from jaxvae.cli import main
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.sweep import expand_grid, group_configs, parse_grid, train_group
 from jaxvae.run import train_and_evaluate
-from jaxvae.train import make_trainer
+from helpers import mnist_trainer as make_trainer
 
 SMALL = dict(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=100, epochs=3)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ def test_a_model_trained_in_a_sweep_equals_the_same_config_trained_alone(tmp_pat
   result = train_group(configs, mnist, models_per_program=4)
   for i, config in enumerate(configs):
     workdir = str(tmp_path / f"solo{i}")
-    train_and_evaluate(config, workdir, dataset=mnist, progress=False, verbose=False)
+    train_and_evaluate(config, workdir, data=mnist, progress=False, verbose=False)
     solo = restore_checkpoint(workdir, make_trainer(config, train_size=256).init(jax.random.key(0))).state
     swept = result.states[i]
     for a, b in zip(jax.tree.leaves(solo.params), jax.tree.leaves(swept.params)):
@@ -98,7 +98,7 @@ FAKE_DEVICES = textwrap.dedent(
     from jaxvae.data import load_mnist
     from jaxvae.sweep import train_group
     from jaxvae.run import train_and_evaluate
-    from jaxvae.train import make_trainer
+    from jaxvae.build import make_trainer
     from jaxvae.checkpoint import restore_checkpoint
 
     mnist = load_mnist()
@@ -112,9 +112,9 @@ FAKE_DEVICES = textwrap.dedent(
 
     config = Config(**small)
     w = sys.argv[1]
-    train_and_evaluate(config, w + "/dp", dataset=mnist, progress=False, verbose=False, data_parallel=True)
-    train_and_evaluate(config, w + "/one", dataset=mnist, progress=False, verbose=False)
-    like = make_trainer(config, train_size=256).init(jax.random.key(0))
+    train_and_evaluate(config, w + "/dp", data=mnist, progress=False, verbose=False, data_parallel=True)
+    train_and_evaluate(config, w + "/one", data=mnist, progress=False, verbose=False)
+    like = make_trainer(config, data_shape=(28, 28, 1), train_size=256).init(jax.random.key(0))
     dp = restore_checkpoint(w + "/dp", like).state
     one = restore_checkpoint(w + "/one", like).state
     for x, y in zip(jax.tree.leaves(dp.params), jax.tree.leaves(one.params)):
@@ -130,3 +130,48 @@ def test_sharded_sweep_and_data_parallel_training_on_4_fake_devices(tmp_path):
       [sys.executable, "-c", FAKE_DEVICES, str(tmp_path)], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
   )
   assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_a_diverged_model_stops_alone_and_a_sweeps_files_are_a_runs_files(tmp_path, mnist):
+  """One driver: a swept model's metrics rows and summary have a run's fields and types, and stop as a run stops."""
+  from jaxvae.sweep import run_sweep
+
+  healthy, diverging = Config(**SMALL, max_consecutive_skips=5), Config(**SMALL, max_consecutive_skips=5, lr=1e6)
+  table = run_sweep([healthy, diverging], str(tmp_path / "sweep"), data=mnist, progress=False, verbose=False)
+  by_lr = {r["lr"]: r for r in table}
+  assert by_lr[1e-3]["completed"] and by_lr[1e-3]["epochs"] == 3
+  assert not by_lr[1e6]["completed"] and by_lr[1e6]["epochs"] == 1  # its updates went non-finite in epoch 1
+  train_and_evaluate(healthy, str(tmp_path / "solo"), data=mnist, progress=False, verbose=False)
+  folder = {r["lr"]: tmp_path / "sweep" / "models" / r["name"] for r in table}
+
+  def read(path, name):
+    with open(path / name) as f:
+      return [json.loads(line) for line in f] if name.endswith("jsonl") else json.load(f)
+
+  swept, solo = read(folder[1e-3], "metrics.jsonl"), read(tmp_path / "solo", "metrics.jsonl")
+  assert [sorted(r) for r in swept] == [sorted(r) for r in solo]
+  assert all(isinstance(r["skipped_steps"], int) for r in swept + solo)
+  assert read(folder[1e6], "metrics.jsonl")[0]["skipped_steps"] >= 5
+  summary, solo_summary = read(folder[1e6], "summary.json"), read(tmp_path / "solo", "summary.json")
+  assert set(solo_summary) - {"resumed_after_epoch"} <= set(summary)
+  assert summary["completed"] is False and "non-finite" in summary["stopped"]
+
+
+def test_sigterm_stops_a_sweep_after_the_epoch_in_flight_and_keeps_what_it_trained(tmp_path):
+  import signal
+  import time
+
+  workdir = tmp_path / "sweep"
+  proc = subprocess.Popen([sys.executable, "-m", "jaxvae.cli", "sweep", "--grid", "seed=0,1", "--epochs", "6",
+                           "--n-train", "25600", "--n-test", "500", "--workdir", str(workdir), "--no-progress"],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+  deadline = time.time() + 300
+  while time.time() < deadline and sum(len(open(p).readlines()) for p in workdir.glob("models/*/metrics.jsonl")) < 2:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 143 and len(err.strip().splitlines()) == 1 and "stopped early" in err, err[-2000:]
+  rows = [len(open(p).readlines()) for p in sorted(workdir.glob("models/*/metrics.jsonl"))]
+  assert len(rows) == 2 and rows[0] == rows[1] and 1 <= rows[0] < 6
+  with open(workdir / "sweep.json") as f:
+    assert [r["completed"] for r in json.load(f)["rows"]] == [False, False]

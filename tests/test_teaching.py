@@ -13,8 +13,8 @@ import pytest
 from jaxvae import linear_gaussian as LG
 from jaxvae.cli import main
 from jaxvae.config import Config
-from jaxvae.data import prepare_test_set
-from jaxvae.evaluate import inference_gaps, load_run, optimize_local_q
+from jaxvae.estimators import optimize_local_q
+from jaxvae.evaluate import inference_gaps, load_run
 from jaxvae.run import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,9 +57,9 @@ def z2_run(tmp_path_factory):
 
 
 def test_local_optimization_never_lowers_the_elbo(z2_run):
-  config, dataset, trainer, state, _ = load_run(z2_run)
-  x = jnp.asarray(prepare_test_set(config, dataset)[:24])
-  out = jax.jit(jax.vmap(lambda x, k: optimize_local_q(trainer.vae, state.params, x, k, steps=100)))(
+  run = load_run(z2_run)
+  x = jnp.asarray(run.setup.test[:24])
+  out = jax.jit(jax.vmap(lambda x, k: optimize_local_q(run.vae, run.params, x, k, steps=100)))(
       x, jax.random.split(jax.random.key(0), 24)
   )
   phi, star = np.asarray(out["elbo_q_phi"]), np.asarray(out["elbo_q_star"])

@@ -12,7 +12,7 @@ adds the training length, the batch size and the evaluation:
          log p(x) with k = 5000 on the first 2,000 test images.
 
 Every cell trains into ``--workdir/<cell>`` and is evaluated there by
-:func:`jaxvae.evaluate.train_then_evaluate` (what `jaxvae train` and `jaxvae eval` run); a
+``experiments/cells.py``'s ``train_then_evaluate`` (what `jaxvae train` and `jaxvae eval` run); a
 cell already trained or evaluated is not run again, so an interrupted table continues where
 it stopped. The k = 1 cells of VAE and IWAE are the same objective (the
 single-sample ELBO), trained once. The table goes to ``results.md`` beside this file.
@@ -27,8 +27,10 @@ import os
 import sys
 import time
 
-from jaxvae.config import Config
-from jaxvae.evaluate import train_then_evaluate
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/, for cells.py
+
+from cells import train_then_evaluate  # noqa: E402
+from jaxvae.config import Config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEDULES = {

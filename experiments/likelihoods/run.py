@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 
-from jaxvae.config import Config
-from jaxvae.evaluate import train_then_evaluate
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/, for cells.py
+
+from cells import train_then_evaluate  # noqa: E402
+from jaxvae.config import Config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CELLS = {

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from jaxvae.config import Config
-from jaxvae.evaluate import train_then_evaluate
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/, for cells.py
+
+from cells import train_then_evaluate  # noqa: E402
+from jaxvae.config import Config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRIORS = {"normal": "N(0, I)", "mog": "mixture of 10 Gaussians", "vamp": "VampPrior, 500 pseudo-inputs"}

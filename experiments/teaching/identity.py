@@ -30,8 +30,8 @@ import optax
 
 from jaxvae import linear_gaussian as LG
 from jaxvae.config import Config
-from jaxvae.evaluate import importance_sampled_log_px, load_run
-from jaxvae.data import prepare_test_set
+from jaxvae.estimators import importance_sampled_log_px
+from jaxvae.evaluate import load_run
 from jaxvae.objectives import elbo
 from jaxvae.run import train_and_evaluate
 
@@ -94,9 +94,9 @@ def mnist_part(workdir: str | None, n_test: int = 500, k: int = 1000) -> None:
     workdir = os.path.join(tempfile.mkdtemp(prefix="jaxvae-identity-"), "run")
     print("Part 2: training the default MNIST VAE (784-400-20) for 3 epochs ...")
     train_and_evaluate(Config(epochs=3), workdir, progress=False, verbose=False)
-  config, dataset, trainer, state, epoch = load_run(workdir)
-  vae, params = trainer.vae, state.params
-  x = jnp.asarray(prepare_test_set(config, dataset)[:n_test])
+  run = load_run(workdir)
+  vae, params, epoch = run.vae, run.params, run.epoch
+  x = jnp.asarray(run.setup.test[:n_test])
   log_px = importance_sampled_log_px(vae, params, x, jax.random.key(1), k, max(1, 50_000 // n_test))
   terms = elbo(vae, params, x, jax.random.key(2), k=1000)
   lp, el = np.asarray(log_px["log_px"], np.float64), np.asarray(terms.elbo, np.float64)

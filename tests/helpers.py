@@ -1,0 +1,15 @@
+"""Shortcuts for the tests: the built-in model and trainer of a config, for MNIST-shaped data."""
+
+from jaxvae import build
+
+MNIST_SHAPE = (28, 28, 1)
+
+
+def mnist_vae(config):
+  """``config``'s model for 28x28x1 uint8 images."""
+  return build.make_vae(config, MNIST_SHAPE)
+
+
+def mnist_trainer(config, train_size=60_000, **kwargs):
+  """``config``'s trainer for ``train_size`` 28x28x1 uint8 images."""
+  return build.make_trainer(config, data_shape=MNIST_SHAPE, train_size=train_size, **kwargs)
