@@ -1,8 +1,9 @@
 """Writes golden_metrics.json: what the built-in models train to, per epoch, on a tiny budget.
 
-The file was written by this script at commit aec1679 (before the open core of issue 13), and
-tests/test_golden.py checks that the same configs still train to the same values: the built-in
-models, now built through the public extension points, are the models they were.
+The file was written by this script at commit aec1679 (before the open core of issue 13; the
+keyword was ``dataset=`` there, ``data=`` since), and tests/test_golden.py checks that the same
+configs still train to the same values: the built-in models, now built through the public
+extension points, are the models they were.
 
   python tests/golden/make_golden.py tests/golden/golden_metrics.json
 """
