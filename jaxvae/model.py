@@ -39,6 +39,7 @@ from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxvae import distributions as D
 from jaxvae import likelihoods as L
@@ -184,10 +185,10 @@ class VAE(NamedTuple):
 
     def init(key: jax.Array, data: jax.Array | None = None) -> Params:
       k_enc, k_dec, k_prior = jax.random.split(key, 3)
-      x0 = jax.numpy.zeros((1,) + data_shape)
+      x0 = jnp.zeros((1,) + data_shape)
       params = {
           "encoder": encoder.init(k_enc, x0)["params"],
-          "decoder": decoder.init(k_dec, jax.numpy.zeros((1, latent_dim)))["params"],
+          "decoder": decoder.init(k_dec, jnp.zeros((1, latent_dim)))["params"],
       }
       own = (("prior", prior.init(k_prior, data)), ("posterior", posterior.init(jax.random.fold_in(key, 3))),
              ("likelihood", likelihood.init()))  # fmt: skip

@@ -448,11 +448,12 @@ def run_epochs(
         on_row(m, row)
       if line is not None:
         log(line([rows[m][-1] for m in live]))
-      for m in live:
-        if int(program.take(skips, m)) >= config.max_consecutive_skips:
-          diverged[m] = (epoch, int(program.take(skips, m)))
-          if program.stacked:
-            frozen[m] = program.take(jax.device_get(state), m)
+      stopping = [m for m in live if int(program.take(skips, m)) >= config.max_consecutive_skips]
+      host = jax.device_get(state) if stopping and program.stacked else None  # only when a model diverges
+      for m in stopping:
+        diverged[m] = (epoch, int(program.take(skips, m)))
+        if host is not None:
+          frozen[m] = program.take(host, m)
       if all(d is not None for d in diverged):
         break
       if checkpoint is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs or received["signal"]):

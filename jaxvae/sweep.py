@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -208,12 +209,19 @@ def train_group(
   per_model_data = len({c.binarization_seed for c in configs}) > 1
   static_train = static.binarization == "static" and checked_train.dtype == np.uint8
 
+  @functools.cache
+  def data_for(binarization_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training data as the step reads them and the fixed test set, drawn once per binarization seed."""
+    config = static.replace(binarization_seed=binarization_seed)
+    train = static_binarize(checked_train, data_key(config, 0)) if static_train else checked_train
+    test = fixed_test_set(config, vae, checked_test)
+    return train, test.astype(np.uint8) if vae.likelihood.name == "bernoulli" else test  # 0/1: a quarter of the memory
+
   def train_set(config):
-    return static_binarize(checked_train, data_key(config, 0)) if static_train else checked_train
+    return data_for(config.binarization_seed)[0]
 
   def test_set(config):
-    test = fixed_test_set(config, vae, checked_test)
-    return test.astype(np.uint8) if vae.likelihood.name == "bernoulli" else test  # 0/1 values: a quarter of the memory
+    return data_for(config.binarization_seed)[1]
 
   train_axis = 0 if per_model_data and static_train else None
   test_axis = 0 if per_model_data else None
