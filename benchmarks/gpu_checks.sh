@@ -16,3 +16,9 @@ timeout 170 $py benchmarks/sweep.py --device gpu 2>&1 | tee "$OUT/sweep_gpu.log"
 timeout "${PRIORS_SECONDS:-210}" $py experiments/priors/run.py --epochs "${PRIORS_EPOCHS:-100}" --warmup-epochs "${PRIORS_WARMUP:-20}" \
   --priors vamp,normal,mog --k 5000 \
   --workdir /tmp/jaxvae-priors --out "$OUT/priors_gpu.md" 2>&1 | tee "$OUT/priors_gpu.log"
+# Burda et al.'s Table 1 on the paper's schedule (batch 20): each program's step time, the scan
+# unrolled 1, 8 and 32 times, then without XLA's CUDA-graph command buffers (issue 14).
+timeout 300 $py benchmarks/table1_steps.py --steps 3000 --repeats 3 --unroll 1,8,32 --json "$OUT/table1_steps.json" \
+  2>&1 | tee "$OUT/table1_steps.log"
+XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 120 $py benchmarks/table1_steps.py --quick --steps 3000 \
+  --repeats 3 --unroll 1,8 2>&1 | tee "$OUT/table1_steps_no_command_buffers.log"

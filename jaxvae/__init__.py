@@ -7,10 +7,11 @@ ELBO = E_q[log p_theta(x|z)] - KL(q_phi(z|x) || p(z)).
 The extension points are values: a model (:meth:`VAE.from_modules` from two Linen modules,
 a :class:`Likelihood`, a :class:`Prior` and a :class:`Posterior`), an :class:`Objective`, and
 a :class:`Dataset`; :func:`train_and_evaluate`, :func:`run_sweep`, :func:`evaluate_run` and
-:func:`inference_gaps` take them (see docs/extending.md).
+:func:`inference_gaps` take them (see docs/extending.md). :mod:`jaxvae.flows` (the inverse
+autoregressive flow posterior) and :mod:`jaxvae.ladder` (the Ladder VAE) are built on them.
 """
 
-from jaxvae import likelihoods, objectives, posteriors, priors
+from jaxvae import flows, ladder, likelihoods, objectives, posteriors, priors
 from jaxvae.config import Config
 from jaxvae.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
 from jaxvae.distributions import (
@@ -41,13 +42,14 @@ from jaxvae.posteriors import Posterior
 from jaxvae.priors import Prior
 from jaxvae.run import RunStopped, train_and_evaluate
 from jaxvae.sweep import run_sweep, train_group
-from jaxvae.train import Trainer, TrainState, make_trainer
+from jaxvae.train import EMA, Trainer, TrainState, make_trainer
 
 __version__ = "0.2.0"
 
 __all__ = [
     "Config",
     "Dataset",
+    "EMA",
     "ELBOTerms",
     "Gaussian",
     "ImportanceTerms",
@@ -65,6 +67,7 @@ __all__ = [
     "dynamic_binarize",
     "elbo",
     "evaluate_run",
+    "flows",
     "gaussian_kl",
     "gaussian_kl_to_standard_normal",
     "gaussian_log_prob",
@@ -74,6 +77,7 @@ __all__ = [
     "inference_gaps",
     "iwae_bound",
     "kl_warmup",
+    "ladder",
     "likelihoods",
     "load_dataset",
     "load_mnist",

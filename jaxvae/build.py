@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import optax
 
-from jaxvae import objectives, posteriors
+from jaxvae import flows, ladder, objectives, posteriors
 from jaxvae import priors as P
 from jaxvae.config import CUSTOM, Config, is_reference
 from jaxvae.data import Dataset, load_dataset
@@ -148,24 +148,41 @@ def make_prior(config: Config, encoder: Any, data_shape: tuple[int, ...], likeli
   return P.standard_normal(config.latent_dim)
 
 
+def _check_conv(config: Config, data_shape: tuple[int, ...]) -> None:
+  factor = 2 ** len(config.conv_channels)
+  if len(data_shape) != 3 or data_shape[0] % factor or data_shape[1] % factor:
+    raise JaxvaeError(
+        f"--net conv needs images [H, W, C] whose H and W halve {len(config.conv_channels)} times, not {data_shape}: "
+        f"use --image-size with a multiple of {factor}, or fewer --conv-channels"
+    )
+
+
+def _decoder(config: Config, likelihood: Likelihood) -> Any:
+  act = config.activation
+  if config.net == "conv":
+    return ConvDecoder(channels=config.conv_channels[::-1], out_shape=likelihood.output_shape, activation=act)
+  return MLPDecoder(hidden=config.hidden[::-1], out_shape=likelihood.output_shape, activation=act)
+
+
 def one_stochastic_layer(config: Config, data_shape: tuple[int, ...], dtype=np.uint8) -> VAE:
-  """``mlp`` and ``burda1``: q_phi(z|x) = N(mu, sigma^2) from an MLP or conv encoder; the configured likelihood and prior."""
+  """``mlp`` and ``burda1``: q_phi(z|x) from an MLP or conv encoder; the configured likelihood, prior and posterior.
+
+  q_phi(z|x) is N(mu, sigma^2), or with ``--posterior iaf`` that Gaussian followed by
+  ``flow_steps`` IAF steps (:func:`jaxvae.flows.iaf`), the encoder also giving the flow's
+  context h(x) (of the MADE's first width).
+  """
   likelihood = make_likelihood(config, data_shape, dtype)
   d, act = config.latent_dim, config.activation
+  context = config.flow_hidden[0] if config.posterior == "iaf" else 0
   if config.net == "conv":
-    factor = 2 ** len(config.conv_channels)
-    if len(data_shape) != 3 or data_shape[0] % factor or data_shape[1] % factor:
-      raise JaxvaeError(
-          f"--net conv needs images [H, W, C] whose H and W halve {len(config.conv_channels)} times, not {data_shape}: "
-          f"use --image-size with a multiple of {factor}, or fewer --conv-channels"
-      )
-    encoder = ConvEncoder(channels=config.conv_channels, latent_dim=d, activation=act)
-    decoder = ConvDecoder(channels=config.conv_channels[::-1], out_shape=likelihood.output_shape, activation=act)
+    _check_conv(config, data_shape)
+    encoder = ConvEncoder(channels=config.conv_channels, latent_dim=d, activation=act, context_dim=context)
   else:
-    encoder = MLPEncoder(hidden=config.hidden, latent_dim=d, activation=act)
-    decoder = MLPDecoder(hidden=config.hidden[::-1], out_shape=likelihood.output_shape, activation=act)
+    encoder = MLPEncoder(hidden=config.hidden, latent_dim=d, activation=act, context_dim=context)
+  posterior = flows.iaf(d, config.flow_steps, config.flow_hidden, context) if config.posterior == "iaf" else None
   prior = make_prior(config, encoder, data_shape, likelihood)
-  return VAE.from_modules(encoder, decoder, data_shape=data_shape, latent_dim=d, likelihood=likelihood, prior=prior)
+  return VAE.from_modules(encoder, _decoder(config, likelihood), data_shape=data_shape, latent_dim=d,
+                          likelihood=likelihood, prior=prior, posterior=posterior)  # fmt: skip
 
 
 def two_stochastic_layers(config: Config, data_shape: tuple[int, ...], dtype=np.uint8) -> VAE:
@@ -188,10 +205,27 @@ def two_stochastic_layers(config: Config, data_shape: tuple[int, ...], dtype=np.
   )
 
 
+def ladder_vae(config: Config, data_shape: tuple[int, ...], dtype=np.uint8) -> VAE:
+  """``ladder``, Sønderby et al. (2016): ``ladder_layers`` stochastic layers, top-down inference (:mod:`jaxvae.ladder`).
+
+  The bottom-up pass is an MLP (or, with ``--net conv``, strided convolutions then the MLP
+  layers); the decoder p_theta(x|z_1) is an MLP of ``hidden`` (or the conv decoder).
+  """
+  likelihood = make_likelihood(config, data_shape, dtype)
+  if config.net == "conv":
+    _check_conv(config, data_shape)
+  conv = config.conv_channels if config.net == "conv" else None
+  encoder = ladder.LadderEncoder(config.ladder_widths, config.ladder_layers, config.activation, conv)
+  prior, posterior = ladder.ladder(config.ladder_layers, config.ladder_widths, config.activation)
+  return VAE.from_modules(encoder, _decoder(config, likelihood), data_shape=data_shape, latent_dim=config.latent_dim,
+                          likelihood=likelihood, prior=prior, posterior=posterior)  # fmt: skip
+
+
 MODELS: dict[str, Callable[..., VAE]] = {
     "mlp": one_stochastic_layer,
     "burda1": one_stochastic_layer,
     "burda2": two_stochastic_layers,
+    "ladder": ladder_vae,
 }
 
 
@@ -318,5 +352,6 @@ def make_trainer(
   return make_values_trainer(
       vae, objective, make_optimizer(config, steps_per_epoch), batch_size=config.batch_size,
       eval_batch_size=config.eval_batch_size, analytic_kl=config.kl == "analytic",
-      skip_grad_norm=config.skip_grad_norm, on_progress=on_progress, batch_sharding=batch_sharding,
+      skip_grad_norm=config.skip_grad_norm, ema_decay=config.ema_decay or None, on_progress=on_progress,
+      batch_sharding=batch_sharding,
   )  # fmt: skip

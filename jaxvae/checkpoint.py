@@ -118,7 +118,8 @@ def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> Res
 def restore_params(workdir: str, like: Any, epoch: int | None = None) -> tuple[Any, int]:
   """The model parameters of a checkpoint (default: the newest), whatever objective and optimizer trained them.
 
-  Reads the checkpoint without a target and takes its ``state.params``, which must have the
+  Reads the checkpoint without a target and takes its ``state.params`` (the EMA's,
+  ``state.ema.params``, where the run kept one: those are the ones a run evaluates), which must have the
   structure and shapes of ``like`` (e.g. ``vae.init(key)``); evaluation needs nothing else.
 
   Returns:
@@ -128,8 +129,12 @@ def restore_params(workdir: str, like: Any, epoch: int | None = None) -> tuple[A
     JaxvaeError: no checkpoint, or one that cannot be read or holds other parameters.
   """
 
+  def evaluated(state):  # the EMA's parameters where the run kept an average (TrainState.ema)
+    ema = state.get("ema") if isinstance(state, dict) else None
+    return ema["params"] if isinstance(ema, dict) and "params" in ema else state["params"]
+
   def check(payload):
-    params = payload["state"]["params"]
+    params = evaluated(payload["state"])
     if jax.tree.structure(params) != jax.tree.structure(like):
       raise ValueError(f"parameters {jax.tree.structure(params)} where the model has {jax.tree.structure(like)}")
     shapes = [(np.shape(a), np.shape(b)) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(like))]
@@ -137,4 +142,4 @@ def restore_params(workdir: str, like: Any, epoch: int | None = None) -> tuple[A
       raise ValueError(f"parameter shapes {[a for a, _ in shapes]} where the model has {[b for _, b in shapes]}")
 
   payload, epoch = _restore(workdir, epoch, None, check)
-  return jax.tree.map(lambda a, b: np.asarray(a, np.asarray(b).dtype), payload["state"]["params"], like), epoch
+  return jax.tree.map(lambda a, b: np.asarray(a, np.asarray(b).dtype), evaluated(payload["state"]), like), epoch

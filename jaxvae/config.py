@@ -32,6 +32,7 @@ KL_ESTIMATORS = ("analytic", "mc")
 OBJECTIVES = ("vae", "iwae", "iwae-dreg")
 LR_SCHEDULES = ("constant", "burda")
 NETS = ("mlp", "conv")
+POSTERIORS = ("gaussian", "iaf")
 
 # Architecture defaults of each built-in model (applied to the fields left unset).
 MODEL_DEFAULTS = {
@@ -41,6 +42,11 @@ MODEL_DEFAULTS = {
     "burda1": dict(hidden=(200, 200), latent_dim=50, activation="tanh", hidden2=None, latent_dim2=None),
     # Burda et al. (2016), two stochastic layers: 784-200-200-100 (z1) -100-100-50 (z2), tanh.
     "burda2": dict(hidden=(200, 200), latent_dim=100, activation="tanh", hidden2=(100, 100), latent_dim2=50),
+    # Sønderby et al. (2016), MNIST: five stochastic layers 64-32-16-8-4, deterministic widths
+    # 512-256-128-64-32 (two Dense layers each), a 512-512 decoder; ELU (they use leaky ReLU and
+    # batch normalization). latent_dim is the first layer's size.
+    "ladder": dict(hidden=(512, 512), activation="elu", hidden2=None, latent_dim2=None,
+                   ladder_layers=(64, 32, 16, 8, 4), ladder_widths=(512, 256, 128, 64, 32)),
 }
 
 # A model, objective or dataset handed over in Python as a value (the run folder cannot rebuild it).
@@ -135,7 +141,7 @@ _NONNEG = dict(check=lambda v: _is_num(v) and v >= 0, must="a number >= 0")
 _PROB = dict(check=lambda v: _is_num(v) and 0 <= v < 1, must="in [0, 1)")
 _WIDTHS = dict(check=_widths, must="one or more positive widths, e.g. 400 or 200,200")
 _DATASET = re.compile(r"^(mnist|tfds:.+|npz:.+|custom(:.*)?)$")
-_MODEL_HELP = "mlp, burda1, burda2, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
+_MODEL_HELP = "mlp, burda1, burda2, ladder, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
 _OBJECTIVE_HELP = "vae (the beta-ELBO), iwae, iwae-dreg, or a factory FILE.py:FUNCTION returning a jaxvae.Objective"
 
 
@@ -168,7 +174,7 @@ class Config:
   # model
   model: str = _field("mlp", _MODEL_HELP, "str", "model",
                       check=lambda v: v in MODEL_DEFAULTS or v == CUSTOM or is_reference(v),
-                      must="mlp, burda1, burda2 or a factory reference such as my_models.py:make_vae")  # fmt: skip
+                      must="mlp, burda1, burda2, ladder or a factory reference such as my_models.py:make_vae")  # fmt: skip
   hidden: tuple[int, ...] | None = _field(None, "hidden widths between x and z (z1); the decoder mirrors them "
                                           "(mlp 400, burda 200,200)", "ints", "model", optional=True, **_WIDTHS)  # fmt: skip
   latent_dim: int | None = _field(None, "d, the size of z (z1 for burda2; mlp 20, burda1 50)", "int", "model",
@@ -194,6 +200,16 @@ class Config:
                       "str", "model", choices=PRIORS)  # fmt: skip
   prior_components: int | None = _field(None, "mixture components (mog, 10) or pseudo-inputs (vamp, 500)", "int",
                                         "model", optional=True, **_NAT)  # fmt: skip
+  posterior: str = _field("gaussian", "q_phi(z|x): gaussian (diagonal) or iaf (a diagonal Gaussian and --flow-steps "
+                          "inverse autoregressive flow steps; the KL becomes Monte Carlo)", "str", "model",
+                          choices=POSTERIORS)  # fmt: skip
+  flow_steps: int = _field(2, "--posterior iaf: the number of flow steps K", "int", "model", **_NAT)
+  flow_hidden: tuple[int, ...] = _field((320, 320), "--posterior iaf: hidden widths of each step's MADE network; the "
+                                        "encoder's context h(x) has the first width", "ints", "model", **_WIDTHS)  # fmt: skip
+  ladder_layers: tuple[int, ...] | None = _field(None, "ladder: the size of each stochastic layer, z_1 (next to x) first "
+                                                 "(64,32,16,8,4)", "ints", "model", optional=True, **_WIDTHS)  # fmt: skip
+  ladder_widths: tuple[int, ...] | None = _field(None, "ladder: the deterministic width of each layer, bottom first "
+                                                 "(512,256,128,64,32)", "ints", "model", optional=True, **_WIDTHS)  # fmt: skip
   # objective and optimisation
   objective: str = _field("vae", _OBJECTIVE_HELP, "str", "objective and optimisation",
                           check=lambda v: v in OBJECTIVES or v == CUSTOM or is_reference(v),
@@ -222,6 +238,9 @@ class Config:
                                         "always skipped)", "float", "objective and optimisation", optional=True, **_POS)  # fmt: skip
   max_consecutive_skips: int = _field(100, "stop the run after this many skipped updates in a row", "int",
                                       "objective and optimisation", resumable=True, **_NAT)  # fmt: skip
+  ema_decay: float = _field(0.0, "keep an exponential moving average of the parameters with this decay (e.g. 0.999); "
+                            "it is evaluated, sampled and checkpointed (0: none)", "float", "objective and optimisation",
+                            vmapped=True, **_PROB)  # fmt: skip
   seed: int = _field(0, "seed of the initialisation, the data order, the binarization draws and the z samples",
                      "int", "objective and optimisation", check=_is_int, must="an integer", vmapped=True)  # fmt: skip
   # run
@@ -232,7 +251,7 @@ class Config:
   keep_checkpoints: int = _field(3, "keep the newest N checkpoints", "int", "run", resumable=True, **_NAT)
 
   def __post_init__(self):
-    for name in ("hidden", "hidden2", "conv_channels"):
+    for name in ("hidden", "hidden2", "conv_channels", "flow_hidden", "ladder_layers", "ladder_widths"):
       if isinstance(getattr(self, name), list):
         object.__setattr__(self, name, tuple(getattr(self, name)))
     if self.activation is None and self.net == "conv" and self.model in MODEL_DEFAULTS:
@@ -243,6 +262,8 @@ class Config:
     for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
       if getattr(self, name) is None:
         object.__setattr__(self, name, value)
+    if self.model == "ladder" and self.latent_dim is None and self.ladder_layers:
+      object.__setattr__(self, "latent_dim", self.ladder_layers[0])
     if self.prior_components is None and self.prior in PRIOR_COMPONENTS:
       object.__setattr__(self, "prior_components", PRIOR_COMPONENTS[self.prior])
 
@@ -293,18 +314,33 @@ class Config:
         need(getattr(self, name) is not None, f"{name} is unset: the built-in model {self.model} needs it")
       if self.model == "burda2":
         need(self.hidden2 is not None and self.latent_dim2 is not None, "burda2 needs hidden2 and latent_dim2")
-        need(self.net == "mlp" and self.prior == "normal",
-             "burda2 is an MLP with its own hierarchical prior: use --net mlp and --prior normal with it")
+        need(self.net == "mlp" and self.prior == "normal" and self.posterior == "gaussian",
+             "burda2 is an MLP with its own hierarchical prior and posterior: use --net mlp, --prior normal and "
+             "--posterior gaussian with it")
       else:
         need(self.hidden2 is None and self.latent_dim2 is None,
              f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}")
+      if self.model == "ladder":
+        layers, widths = self.ladder_layers, self.ladder_widths
+        need(layers is not None and widths is not None and len(layers) == len(widths),
+             f"--ladder-layers {layers} and --ladder-widths {widths} need one width per stochastic layer: give as many of each")
+        need(self.latent_dim == layers[0],
+             f"latent_dim={self.latent_dim} is the ladder's first layer, --ladder-layers {','.join(map(str, layers))}: "
+             "leave --latent-dim unset")
+        need(self.prior == "normal" and self.posterior == "gaussian",
+             "the ladder model has its own top-down prior and posterior: use --prior normal and --posterior gaussian with it")
+      else:
+        need(self.ladder_layers is None and self.ladder_widths is None,
+             f"--ladder-layers/--ladder-widths describe the ladder model: use them with --model ladder, not {self.model}")
     if self.objective in ("iwae", "iwae-dreg"):
       need(self.beta == 1 and self.warmup_epochs == 0 and self.free_bits == 0,
            "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
            f"leave them at 1, 0, 0 with --objective {self.objective}")
     if self.free_bits > 0 and self.builtin_model:
-      need(self.model != "burda2" and self.prior == "normal" and self.kl == "analytic",
-           "free_bits needs the closed-form per-dimension KL: use one stochastic layer, --prior normal and --kl analytic")
+      one_layer = self.model in ("mlp", "burda1") and self.prior == "normal" and self.posterior == "gaussian"
+      need((one_layer or self.model == "ladder") and self.kl == "analytic",
+           "free_bits needs the closed-form per-dimension KL: use one stochastic layer with --prior normal and "
+           "--posterior gaussian, or --model ladder, and --kl analytic")
     return self
 
 

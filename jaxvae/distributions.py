@@ -105,9 +105,14 @@ def gaussian_kl(q: Gaussian, p: Gaussian) -> jax.Array:
   Returns:
     ``[...]`` KL divergences in nats, >= 0.
   """
+  return jnp.sum(gaussian_kl_per_dim(q, p), axis=-1)
+
+
+def gaussian_kl_per_dim(q: Gaussian, p: Gaussian) -> jax.Array:
+  """Closed-form KL(q || p) of each dimension of diagonal Gaussians: ``[..., d]`` (summed: :func:`gaussian_kl`)."""
   var_ratio = jnp.exp(2.0 * (q.log_scale - p.log_scale))
   t = (q.mean - p.mean) * jnp.exp(-p.log_scale)
-  return 0.5 * jnp.sum(var_ratio + t * t - 1.0 - 2.0 * (q.log_scale - p.log_scale), axis=-1)
+  return 0.5 * (var_ratio + t * t - 1.0 - 2.0 * (q.log_scale - p.log_scale))
 
 
 def gaussian_kl_to_standard_normal_per_dim(q: Gaussian) -> jax.Array:

@@ -1,5 +1,6 @@
 """Pure estimators of a trained model: log p_theta(x) by importance sampling, a Gaussian q's ELBO,
-the locally optimal Gaussian q*(z|x), and the posterior means behind active units.
+the locally optimal q*(z|x) within the model's posterior family, and the posterior means behind
+active units.
 
 The marginal likelihood log p_theta(x) = log E_{q(z|x)}[ p_theta(x, z) / q(z|x) ] is estimated
 with k samples z_i ~ q (q_phi(z|x), or another proposal) (Burda et al. 2016, k = 5000):
@@ -38,11 +39,18 @@ from jaxvae.train import map_batches
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
-def _proposal_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, q: Gaussian) -> ImportanceTerms:
-  """Like :func:`jaxvae.objectives.importance_terms`, with a given Gaussian proposal ``q [B, d]``."""
-  z = gaussian_sample(key, q, (k,))
+def _proposal_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, h: Any) -> ImportanceTerms:
+  """Like :func:`jaxvae.objectives.importance_terms`, with the proposal of another encoder output ``h`` (batch ``B``).
+
+  The proposal is the model's posterior family at ``h`` (for the Gaussian posterior, ``h`` is
+  the Gaussian ``[B, d]`` itself).
+  """
+  if vae.posterior is None:
+    z = gaussian_sample(key, h, (k,))
+    log_q = gaussian_log_prob(expand(h, 1), z)
+  else:
+    z, log_q = vae.posterior.sample(params, h, key, (k,))
   out = vae.p_theta(params, z)
-  log_q = gaussian_log_prob(expand(q, 1), z)
   return ImportanceTerms(vae.log_p_x_given_z(jnp.broadcast_to(x, (k,) + x.shape), out), vae.log_p_z(params, z), log_q)
 
 
@@ -58,8 +66,9 @@ def importance_sampled_log_px(
     key: PRNG key; chunk j of samples uses ``fold_in(key, j)``.
     k: samples per example.
     chunk: samples per chunk (``k`` is split into ``k // chunk`` chunks and a remainder).
-    proposal: another Gaussian proposal ``[B, d]`` than q_phi(z|x) (one stochastic
-      layer only), e.g. the optimized q* of :func:`optimize_local_q`.
+    proposal: another proposal than q_phi(z|x): the posterior family at another encoder
+      output ``h`` (batch ``B``; for the Gaussian posterior a Gaussian ``[B, d]``), e.g. the
+      optimized q* of :func:`optimize_local_q`.
 
   Returns:
     ``[B]`` arrays, in the dtype of the model's log-densities (float64 under
@@ -165,26 +174,44 @@ def gaussian_elbo(vae: VAE, params: Params, x: jax.Array, q: Gaussian, eps: jax.
   return jnp.mean(log_p_x_given_z) - jnp.sum(vae.kl_q_p_z(params, q))
 
 
+def family_elbo(vae: VAE, params: Params, x: jax.Array, h: Any, key: jax.Array, samples: int) -> jax.Array:
+  """The ELBO of one data point under the posterior family at encoder output ``h``, by Monte Carlo.
+
+  ELBO(q_h) ~= (1/S) sum_s [ log p_theta(x|z_s) + log p(z_s) - log q_h(z_s|x) ],  z_s ~ q_h,
+
+  with ``h`` for a batch of one (leading axis 1) and log q exact (a flow's log-determinant, a
+  hierarchy's layers). The same ``key`` scores two h's with common random numbers.
+  """
+  z, log_q = vae.posterior.sample(params, h, key, (samples,))
+  x_s = jnp.broadcast_to(x, (samples, 1) + x.shape)
+  return jnp.mean(vae.log_p_x_given_z(x_s, vae.p_theta(params, z)) + vae.log_p_z(params, z) - log_q)
+
+
 def optimize_local_q(
     vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, steps: int = 300, lr: float = 1e-2,
     samples: int = 16, eval_samples: int = 1000,
 ) -> dict[str, jax.Array]:  # fmt: skip
-  """q*(z|x): the best Gaussian for one data point, found by optimizing its own mean and scale.
+  """q*(z|x): the best member of the model's posterior family for one data point.
 
-  Starts from the encoder's q_phi(z|x) and maximizes the reparameterized ELBO with Adam
-  (``samples`` draws per step). Both q's are then scored with the same ``eval_samples``
-  draws; q* is the better of the two, so ELBO(q*) >= ELBO(q_phi) under that estimate.
+  The family is what the posterior makes of an encoder output h: for a Gaussian q, every
+  N(mu, diag sigma^2); for an IAF, the flow with its trained MADE networks applied to any base
+  Gaussian and context; for a hierarchy (burda2, the ladder), its shared upper networks with
+  any bottom-up outputs. q* optimizes h for this x alone, starting from the encoder's h_phi(x),
+  maximizing the reparameterized ELBO with Adam (``samples`` draws per step; the closed-form KL
+  where the model has one). Both q's are then scored with the same ``eval_samples`` draws; q*
+  is the better of the two, so ELBO(q*) >= ELBO(q_phi) under that estimate.
 
   Args:
     x: ``[*data_shape]``; vmap this function over a batch.
 
   Returns:
-    ``elbo_q_phi``, ``elbo_q_star`` (scalars) and ``q_star`` (a :class:`Gaussian`).
+    ``elbo_q_phi``, ``elbo_q_star`` (scalars) and ``q_star``, the optimized encoder output
+    (for the Gaussian posterior, a :class:`Gaussian` with ``[d]`` fields).
   """
   if vae.kl_q_p_z is None:
-    raise JaxvaeError(
-        "inference gaps need a Gaussian q with a closed-form KL to the prior: use a one-layer model with --prior normal"
-    )
+    if vae.posterior is None or vae.encode is None:
+      raise JaxvaeError("inference gaps need a model built with jaxvae.VAE.from_modules (its encoder and posterior)")
+    return _optimize_local_h(vae, params, x, key, steps=steps, lr=lr, samples=samples, eval_samples=eval_samples)
   q_phi = jax.tree.map(lambda a: a[0], vae.q_phi(params, x[None]))
   k_opt, k_eval = jax.random.split(key)
   optimizer = optax.adam(lr)
@@ -203,3 +230,24 @@ def optimize_local_q(
   better = elbo_opt > elbo_phi
   q_star = jax.tree.map(lambda a, b: jnp.where(better, a, b), q_opt, q_phi)
   return {"elbo_q_phi": elbo_phi, "elbo_q_star": jnp.maximum(elbo_opt, elbo_phi), "q_star": q_star}
+
+
+def _optimize_local_h(vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, steps: int, lr: float, samples: int,
+                      eval_samples: int) -> dict[str, jax.Array]:  # fmt: skip
+  """:func:`optimize_local_q` for a posterior without a closed-form KL: Adam on the encoder output h."""
+  h_phi = vae.encode(params, x[None])
+  k_opt, k_eval = jax.random.split(key)
+  optimizer = optax.adam(lr)
+
+  def step(carry, k):
+    h, opt_state = carry
+    grads = jax.grad(lambda h: -family_elbo(vae, params, x, h, k, samples))(h)
+    updates, opt_state = optimizer.update(grads, opt_state)
+    return (optax.apply_updates(h, updates), opt_state), None
+
+  (h_opt, _), _ = jax.lax.scan(step, (h_phi, optimizer.init(h_phi)), jax.random.split(k_opt, steps))
+  elbo_phi = family_elbo(vae, params, x, h_phi, k_eval, eval_samples)
+  elbo_opt = family_elbo(vae, params, x, h_opt, k_eval, eval_samples)
+  better = elbo_opt > elbo_phi
+  h_star = jax.tree.map(lambda a, b: jnp.where(better, a, b)[0], h_opt, h_phi)
+  return {"elbo_q_phi": elbo_phi, "elbo_q_star": jnp.maximum(elbo_opt, elbo_phi), "q_star": h_star}

@@ -107,6 +107,11 @@ class VAE(NamedTuple):
     latent_dim: d (of z1).
     data_shape: the shape of one example x, e.g. (28, 28, 1) or (2,).
     likelihood: the :class:`jaxvae.likelihoods.Likelihood` (how stored data become x, ...).
+    encode: ``(params, x [B, ...]) -> h``: the encoder's raw output, which the posterior turns
+      into q_phi(z|x) (for the Gaussian posterior, the Gaussian itself).
+    posterior: the :class:`jaxvae.posteriors.Posterior` (how h becomes q_phi(z|x)).
+    sample_kl: ``(params, x, key, sample_shape) -> (z, per-layer KL [*S, B, d_l] ...)``, the
+      posterior's layer-wise closed-form KL (:attr:`jaxvae.Posterior.sample_kl`), or None.
   """
 
   init: Callable[..., Params]
@@ -123,6 +128,9 @@ class VAE(NamedTuple):
   latent_dim: int
   data_shape: tuple[int, ...]
   likelihood: L.Likelihood
+  encode: Callable[[Params, jax.Array], Any] | None = None
+  posterior: posteriors.Posterior | None = None
+  sample_kl: Callable[..., tuple[Latent, tuple[jax.Array, ...]]] | None = None
 
   @classmethod
   def from_modules(
@@ -211,6 +219,9 @@ class VAE(NamedTuple):
     def latent_means(params: Params, x: jax.Array, key: jax.Array) -> tuple[jax.Array, ...]:
       return posterior.means(params, encode(params, x), key)
 
+    def sample_kl(params: Params, x: jax.Array, key: jax.Array, sample_shape: tuple[int, ...] = ()):
+      return posterior.sample_kl(params, encode(params, x), key, sample_shape)
+
     kl = prior.kl_per_dim if posterior.closed_form and prior.kl_per_dim is not None else None
     return cls(
         init=init,
@@ -227,4 +238,7 @@ class VAE(NamedTuple):
         latent_dim=latent_dim,
         data_shape=data_shape,
         likelihood=likelihood,
+        encode=encode,
+        posterior=posterior,
+        sample_kl=sample_kl if posterior.sample_kl is not None else None,
     )

@@ -25,12 +25,19 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def _gaussian_mlp(h: jax.Array, hidden: Sequence[int], out_dim: int, activation: str) -> Gaussian:
-  """Dense layers inside the calling module's ``@nn.compact`` scope: h -> (mu, log sigma)."""
+def _gaussian_mlp(h: jax.Array, hidden: Sequence[int], out_dim: int, activation: str, context_dim: int = 0):
+  """Dense layers inside the calling module's ``@nn.compact`` scope: h -> (mu, log sigma)
+  (and a context vector from the last hidden layer, if ``context_dim``)."""
   act = ACTIVATIONS[activation]
   for width in hidden:
     h = act(nn.Dense(width)(h))
+  return _head(h, out_dim, context_dim)
+
+
+def _head(h: jax.Array, out_dim: int, context_dim: int):
   mean, log_scale = jnp.split(nn.Dense(2 * out_dim)(h), 2, axis=-1)
+  if context_dim:
+    return Gaussian(mean, log_scale), nn.Dense(context_dim)(h)
   return Gaussian(mean, log_scale)
 
 
@@ -44,16 +51,21 @@ class MLPEncoder(nn.Module):
     hidden: widths of the hidden layers.
     latent_dim: d, the size of z.
     activation: a name in :data:`ACTIVATIONS`.
+    context_dim: if > 0, also return a context h(x) = W_c h + b_c of this size (for a flow
+      posterior, :func:`jaxvae.flows.iaf`).
   """
 
   hidden: Sequence[int]
   latent_dim: int
   activation: str = "relu"
+  context_dim: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> Gaussian:
-    """Args: x ``[B, ...]`` (images or vectors). Returns: a :class:`Gaussian` with ``[B, d]`` fields."""
-    return _gaussian_mlp(x.reshape(x.shape[:1] + (-1,)), self.hidden, self.latent_dim, self.activation)
+  def __call__(self, x: jax.Array):
+    """Args: x ``[B, ...]`` (images or vectors). Returns: a :class:`Gaussian` with ``[B, d]``
+    fields (with ``context_dim``: the pair (Gaussian, context ``[B, context_dim]``))."""
+    return _gaussian_mlp(x.reshape(x.shape[:1] + (-1,)), self.hidden, self.latent_dim, self.activation,
+                         self.context_dim)  # fmt: skip
 
 
 class GaussianMLP(nn.Module):
@@ -111,23 +123,23 @@ class ConvEncoder(nn.Module):
     channels: widths of the convolutions, e.g. (32, 64): 28x28 -> 14x14x32 -> 7x7x64.
     latent_dim: d.
     activation: a name in :data:`ACTIVATIONS`.
+    context_dim: if > 0, also return a context h(x) of this size (see :class:`MLPEncoder`).
   """
 
   channels: Sequence[int]
   latent_dim: int
   activation: str = "relu"
+  context_dim: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> Gaussian:
-    """Args: x ``[..., H, W, C]``. Returns: a :class:`Gaussian` with ``[..., d]`` fields."""
+  def __call__(self, x: jax.Array):
+    """Args: x ``[..., H, W, C]``. Returns: a :class:`Gaussian` with ``[..., d]`` fields (and a context)."""
     act = ACTIVATIONS[self.activation]
     lead = x.shape[:-3]
     h = x.reshape((-1,) + x.shape[-3:])
     for width in self.channels:
       h = act(nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME")(h))
-    h = h.reshape(lead + (-1,))
-    mean, log_scale = jnp.split(nn.Dense(2 * self.latent_dim)(h), 2, axis=-1)
-    return Gaussian(mean, log_scale)
+    return _head(h.reshape(lead + (-1,)), self.latent_dim, self.context_dim)
 
 
 class ConvDecoder(nn.Module):

@@ -51,14 +51,17 @@ class ELBOTerms(NamedTuple):
     log_p_x_given_z: log p_theta(x|z) averaged over the k samples z ~ q_phi(z|x).
     kl: KL(q_phi(z|x) || p(z)) (closed form, or the estimate averaged over the samples).
     elbo: log_p_x_given_z - kl.
-    kl_per_dim: ``[B, d]`` closed-form KL of each latent dimension (sums to ``kl``),
-      or None where the KL is estimated.
+    kl_per_dim: ``[B, d]`` closed-form KL of each latent dimension (sums to ``kl``; all
+      layers' dimensions side by side for a hierarchy), or None where the KL is estimated.
+    kl_per_layer: ``[B, L]`` the KL of each stochastic layer (z_1 first), where the
+      posterior gives it layer by layer (:attr:`jaxvae.Posterior.sample_kl`), else None.
   """
 
   log_p_x_given_z: jax.Array
   kl: jax.Array
   elbo: jax.Array
   kl_per_dim: jax.Array | None = None
+  kl_per_layer: jax.Array | None = None
 
 
 class ImportanceTerms(NamedTuple):
@@ -108,8 +111,10 @@ def elbo(
   ELBO(x) ~= (1/k) sum_i [ log p_theta(x|z_i) + log p(z_i) - log q_phi(z_i|x) ]  (otherwise)
 
   Both are unbiased estimates of the ELBO and differentiable in (theta, phi). The
-  closed form is used only where the model has one (``vae.kl_q_p_z``); otherwise
-  the estimate is used whatever ``analytic_kl`` says.
+  closed form is used only where the model has one (``vae.kl_q_p_z``); for a hierarchy
+  whose posterior gives it layer by layer (``vae.sample_kl``, e.g. the Ladder VAE),
+  KL ~= (1/k) sum_i sum_l KL(q(z_l | z_{>l,i}, x) || p(z_l | z_{>l,i})), closed-form per layer
+  at the drawn layers above; otherwise the estimate is used whatever ``analytic_kl`` says.
 
   Args:
     vae: the model.
@@ -131,10 +136,25 @@ def elbo(
     kl_per_dim = vae.kl_q_p_z(params, q)
     kl = jnp.sum(kl_per_dim, axis=-1)
     return ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim)
+  if analytic_kl and vae.sample_kl is not None:
+    z, kls = vae.sample_kl(params, x, key, (k,))
+    log_p_x_given_z = jnp.mean(_log_p_x_given_z(vae, params, x, z, k), axis=0)
+    kl_per_dim = jnp.concatenate([jnp.mean(layer, axis=0) for layer in kls], axis=-1)
+    kl_per_layer = jnp.stack([jnp.sum(jnp.mean(layer, axis=0), axis=-1) for layer in kls], axis=-1)
+    kl = jnp.sum(kl_per_layer, axis=-1)
+    return ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim, kl_per_layer)
   t = importance_terms(vae, params, x, key, k)
   log_p_x_given_z = jnp.mean(t.log_p_x_given_z, axis=0)
   kl = jnp.mean(t.log_q_z_given_x - t.log_p_z, axis=0)
   return ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl)
+
+
+def layer_metrics(terms: ELBOTerms) -> Metrics:
+  """``{"kl_layer1": ..., "kl_layer2": ...}``: the batch mean of each layer's KL, where the terms have them."""
+  if terms.kl_per_layer is None or terms.kl_per_layer.shape[-1] < 2:
+    return {}
+  means = jnp.mean(terms.kl_per_layer, axis=0)
+  return {f"kl_layer{l + 1}": means[l] for l in range(means.shape[0])}
 
 
 def iwae_bound(log_w: jax.Array) -> jax.Array:
@@ -268,6 +288,7 @@ def beta_elbo(
         "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
         "kl": jnp.mean(terms.kl),
         "kl_weight": kl_weight,
+        **layer_metrics(terms),
     }
 
   f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
@@ -297,6 +318,45 @@ def iwae(k: int) -> Objective:
     return -bound, metrics
 
   return Objective("iwae", loss)
+
+
+class SwitchHParams(NamedTuple):
+  """The traced hyperparameter of :func:`vae_or_iwae`.
+
+  Attributes:
+    iwae: ``[]`` float32, 1 for the IWAE bound, 0 for the k-sample ELBO.
+  """
+
+  iwae: jax.Array
+
+
+def vae_or_iwae(k: int, iwae: bool) -> Objective:
+  """Burda et al.'s VAE or IWAE with k samples, the choice a traced switch: one program trains both.
+
+  With log w_i = log p_theta(x, z_i) - log q_phi(z_i|x), z_1..z_k ~ q_phi(z|x):
+
+    VAE:   loss = -(1/B) sum_b (1/k) sum_i log w_bi          (the k-sample ELBO, KL by Monte Carlo)
+    IWAE:  loss = -(1/B) sum_b log (1/k) sum_i w_bi          (:func:`iwae_bound`)
+
+  Both have the same shapes, so ``hparams.iwae`` (1 or 0) selects the bound inside one compiled
+  step, and a sweep vmaps VAE and IWAE models of the same k together (:func:`jaxvae.sweep.train_group`).
+  Its values and gradients are those of ``beta_elbo(k=k, analytic_kl=False)`` and :func:`iwae`.
+  """
+
+  def loss(vae, params, x, key, hparams, step):
+    del step
+    t = importance_terms(vae, params, x, key, k)
+    iw = iwae_bound(t.log_w)
+    bound = jnp.mean(jnp.where(hparams.iwae > 0, iw, jnp.mean(t.log_w, axis=0)))
+    return -bound, {
+        "loss": -bound,
+        "iwae": jnp.mean(iw),
+        "elbo": jnp.mean(t.log_w),
+        "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
+        "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
+    }
+
+  return Objective("iwae" if iwae else "vae", loss, SwitchHParams(jnp.asarray(float(iwae), jnp.float32)))
 
 
 def iwae_dreg(k: int) -> Objective:

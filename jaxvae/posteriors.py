@@ -7,7 +7,9 @@ The encoder (a Linen module) maps x to h(x); a :class:`Posterior` turns h into q
 * :func:`hierarchical_gaussian`: two stochastic layers, q_phi(z1, z2 | x) = q_phi(z1|x) q_phi(z2|z1),
   with q_phi(z2|z1) a Gaussian from a Linen module (Burda et al. 2016); z = (z1, z2).
 
-A posterior of your own (a normalizing flow, a mixture) is a :class:`Posterior` too. Every
+Two more are built on this module: the inverse autoregressive flow (:func:`jaxvae.flows.iaf`) and
+the Ladder VAE's top-down posterior (:func:`jaxvae.ladder.ladder`). A posterior of your own (a
+normalizing flow, a mixture) is a :class:`Posterior` too. Every
 sample is reparameterized: z is a differentiable function of phi and the noise.
 """
 
@@ -39,6 +41,12 @@ class Posterior(NamedTuple):
     means: ``(params, h, key) -> tuple of [B, d_l]``: E_q[z_l|x] of each stochastic layer,
       for counting active units (Monte Carlo where there is no closed form).
     closed_form: q is exactly ``gaussian(params, h)``, so a prior's closed-form KL applies.
+    sample_kl: ``(params, h, key, sample_shape) -> (z, kls)`` or None: for a hierarchy whose
+      prior and posterior are built together (:mod:`jaxvae.ladder`), draws z as ``sample``
+      does and returns, per stochastic layer l, the closed-form KL of each dimension of
+      q(z_l | z_{>l}, x) to p(z_l | z_{>l}) at the drawn z_{>l}: a tuple of ``[*S, B, d_l]``.
+      Their sum is an unbiased estimate of KL(q || p) with less variance than
+      log q - log p; the objectives use it for per-layer KL, warm-up and free bits.
   """
 
   name: str
@@ -48,6 +56,7 @@ class Posterior(NamedTuple):
   log_prob: Callable[[Any, Any, Latent], jax.Array]
   means: Callable[[Any, Any, jax.Array], tuple[jax.Array, ...]]
   closed_form: bool = False
+  sample_kl: Callable[[Any, Any, jax.Array, tuple[int, ...]], tuple[Latent, tuple[jax.Array, ...]]] | None = None
 
 
 def expand(q: D.Gaussian, sample_ndim: int) -> D.Gaussian:

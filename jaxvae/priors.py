@@ -108,7 +108,10 @@ def vamp_prior(
 
   Args:
     encoder: the Linen encoder of q_phi (``u [K, *data_shape] -> Gaussian [K, d]``), applied
-      with ``params["encoder"]``: the module handed to :meth:`jaxvae.VAE.from_modules`.
+      with ``params["encoder"]``: the module handed to :meth:`jaxvae.VAE.from_modules`. An
+      encoder of a flow posterior returns ``(Gaussian, context)``: the components are then
+      the base Gaussians of the pseudo-inputs (a mixture of Gaussians still, whose log-density
+      and samples stay cheap, instead of the flow's densities).
     data_shape: the shape of one example.
     components: K.
     data_range: the range of the model's x (where the pseudo-inputs live), or None if unbounded.
@@ -137,6 +140,8 @@ def vamp_prior(
 
   def components_of(params):
     q = encoder.apply({"params": params["encoder"]}, pseudo_inputs(params))
+    if not isinstance(q, D.Gaussian):  # (Gaussian, context) of a flow posterior: its base Gaussian
+      q = q[0]
     return q.mean, q.log_scale
 
   def log_prob(params, z):

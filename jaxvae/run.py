@@ -47,7 +47,7 @@ from jaxvae.estimators import active_units, latent_variances
 from jaxvae.likelihoods import bits_per_dim
 from jaxvae.model import VAE, Params
 from jaxvae.objectives import Objective
-from jaxvae.train import Trainer
+from jaxvae.train import Trainer, eval_params
 
 # Per-epoch values that measure the machine, not the model (they differ between identical runs).
 TIMING_KEYS = ("images_per_sec", "seconds")
@@ -440,7 +440,7 @@ def run_epochs(
       if bar is not None:
         bar.close()
       train_seconds += seconds
-      test_m = jax.device_get(program.evaluate(state.params, test_x, k_eval))
+      test_m = jax.device_get(program.evaluate(eval_params(state), test_x, k_eval))
       live = [m for m in range(program.models) if diverged[m] is None]
       for m in live:
         row = metrics_row(epoch, program.take(train_m, m), program.take(test_m, m), examples / seconds, seconds)
@@ -615,7 +615,7 @@ def train_and_evaluate(
 
   t0 = time.perf_counter()
   trainer.train_epoch.compile(state, train_x, k_train)
-  trainer.evaluate.lower(state.params, test_x, keys.eval).compile()
+  trainer.evaluate.lower(eval_params(state), test_x, keys.eval).compile()
   compile_seconds = time.perf_counter() - t0
   log(
       f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test examples, "
@@ -649,7 +649,7 @@ def train_and_evaluate(
         f"resume with: jaxvae train --resume {workdir}",
         128 + outcome.signal,
     )
-  active = [int(a) for a in active_units(jax.device_get(program.variances(state.params, test_x, keys.eval)))]
+  active = [int(a) for a in active_units(jax.device_get(program.variances(eval_params(state), test_x, keys.eval)))]
   summary = summarize(
       config, rows, completed=stop is None, data_shape=trainer.vae.data_shape, active=active,
       train_seconds=outcome.train_seconds, compile_seconds=compile_seconds, t_start=t_start,
@@ -658,7 +658,7 @@ def train_and_evaluate(
   )  # fmt: skip
   if main_process:
     if stop is None:
-      save_figures(trainer.vae, state.params, test_x, keys.plot, workdir)
+      save_figures(trainer.vae, eval_params(state), test_x, keys.plot, workdir)
     write_json(os.path.join(workdir, "summary.json"), summary)
   if stop is not None:
     raise stop

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvae import objectives
 from jaxvae.config import SPECS, VMAPPED, Config, parse_value
 from jaxvae.data import Dataset, static_binarize
 from jaxvae.devices import model_shardings
@@ -45,7 +46,7 @@ from jaxvae.estimators import active_units, latent_variances
 from jaxvae.run import (EpochBar, Program, RunStopped, append_row, data_key, diverged_message, fixed_test_set,
                         make_objective, prepare, prepare_workdir, run_epochs, run_keys, save_figures, summarize,
                         write_json, write_run_files)  # fmt: skip
-from jaxvae.train import with_learning_rate
+from jaxvae.train import eval_params, with_learning_rate
 
 # ---------------------------------------------------------------------------
 # Grids and groups.
@@ -90,9 +91,32 @@ def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[Config
 
 
 def static_part(config: Config) -> Config:
-  """The config with its vmapped fields set to their defaults: equal for models of one group."""
+  """The config with its vmapped fields set to their defaults: equal for models of one group.
+
+  Whether a model keeps an EMA of its parameters changes its state's structure, so models with
+  ``ema_decay`` > 0 are grouped apart from those without (their decays are then vmapped).
+  """
   defaults = Config()
-  return config.replace(**{name: getattr(defaults, name) for name in VMAPPED})
+  static = config.replace(**{name: getattr(defaults, name) for name in VMAPPED})
+  if switchable(config):  # VAE and IWAE of one k: one group (the KL estimator is irrelevant to IWAE)
+    static = static.replace(objective="vae", kl="mc")
+  return static.replace(ema_decay=0.5) if config.ema_decay > 0 else static
+
+
+def switchable(config: Config) -> bool:
+  """Whether ``config`` trains Burda et al.'s VAE or IWAE (k samples, Monte-Carlo KL, no KL weighting).
+
+  VAE and IWAE models of the same k then share one program: the objective is the traced switch of
+  :func:`jaxvae.objectives.vae_or_iwae` (the same values and gradients as the two objectives).
+  """
+  if config.objective == "iwae":
+    return True
+  return (config.objective == "vae" and config.kl == "mc" and config.beta == 1 and config.warmup_epochs == 0
+          and config.free_bits == 0)  # fmt: skip
+
+
+def _switch_objective(config: Config) -> objectives.Objective:
+  return objectives.vae_or_iwae(config.k, iwae=config.objective == "iwae")
 
 
 def group_configs(configs: list[Config]) -> list[list[int]]:
@@ -195,13 +219,21 @@ def train_group(
   per_program = n_dev * max(1, min(models_per_program, math.ceil(len(configs) / n_dev)))
   stacked, replicated = model_shardings(devices)
 
+  # VAE and IWAE of the same k in one program, unless some models of the group are of one kind
+  # only (then each objective keeps its own metrics, e.g. the vae objective's kl_weight).
+  switched = objective is None and switchable(configs[0]) and len({c.objective for c in configs}) > 1
+  if switched:
+    objective = _switch_objective
+  else:  # one objective: build it as configured
+    static = static.replace(objective=configs[0].objective, kl=configs[0].kl)
   bar = EpochBar(progress)
   setup = prepare(static, model=model, objective=objective, data=data, on_progress=bar)
   trainer, vae = setup.trainer, setup.vae
   steps = trainer.steps_per_epoch(len(setup.train))
   checked_train = vae.likelihood.check(setup.data.train, "training data")
   checked_test = vae.likelihood.check(setup.data.test, "test data")
-  named = [setup.config.replace(**{n: getattr(c, n) for n in VMAPPED}) for c in configs]
+  own = lambda c: {"objective": c.objective, "kl": c.kl} if switched else {}  # noqa: E731
+  named = [setup.config.replace(**own(c), **{n: getattr(c, n) for n in VMAPPED}) for c in configs]
   for folder, config in zip(folders or [], named):
     write_run_files(folder, config, [])
 
@@ -248,7 +280,8 @@ def train_group(
     for c, k in zip(padded, keys):
       st = trainer.init(k.init, train_set(c))
       hparams = make_objective(c, objective, steps).hparams
-      states.append(st._replace(hparams=hparams, opt_state=with_learning_rate(st.opt_state, c.lr)))
+      ema = st.ema._replace(decay=jnp.float32(c.ema_decay)) if st.ema is not None else None
+      states.append(st._replace(hparams=hparams, opt_state=with_learning_rate(st.opt_state, c.lr), ema=ema))
     states = jax.device_put(_stack(states), stacked)
     if train_axis == 0:
       train_x = jax.device_put(np.stack([train_set(c) for c in padded]), stacked)
@@ -277,7 +310,7 @@ def train_group(
                          label=f"models {start + 1}-{start + len(chunk)} of {len(configs)}, ", line=line)  # fmt: skip
     train_seconds += outcome.train_seconds
     images += max(len(r) for r in outcome.rows) * steps * static.batch_size * len(chunk)
-    variances = jax.device_get(program.variances(jax.device_put(outcome.state.params, stacked), test_x, k_eval))
+    variances = jax.device_get(program.variances(jax.device_put(eval_params(outcome.state), stacked), test_x, k_eval))
     host_states = jax.device_get(outcome.state)
     for m in range(len(chunk)):
       out_states.append(jax.tree.map(lambda a: a[m], host_states))
@@ -432,7 +465,7 @@ def _write_best(result, folder: str) -> None:
   keys = run_keys(config.seed)
   save_checkpoint(folder, rows[-1]["epoch"], state, keys.train)
   test_x = jnp.asarray(fixed_test_set(config, setup.vae, setup.vae.likelihood.check(setup.data.test[:64], "test data")))
-  save_figures(setup.vae, state.params, test_x, keys.plot, folder)
+  save_figures(setup.vae, eval_params(state), test_x, keys.plot, folder)
 
 
 def format_table(table: list[dict[str, Any]], axes: list[str]) -> str:

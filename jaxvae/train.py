@@ -39,6 +39,7 @@ class TrainState(NamedTuple):
     hparams: the objective's hyperparameters (:attr:`jaxvae.Objective.hparams`), e.g. beta.
     consecutive_skips: ``[]`` int32, the updates skipped in a row so far (non-finite
       loss or gradients, or a gradient norm above ``skip_grad_norm``).
+    ema: an :class:`EMA` of the parameters (evaluated and checkpointed with the state), or None.
   """
 
   params: Params
@@ -46,6 +47,29 @@ class TrainState(NamedTuple):
   step: jax.Array
   hparams: Any
   consecutive_skips: jax.Array
+  ema: "EMA | None" = None
+
+
+class EMA(NamedTuple):
+  """An exponential moving average of the parameters: after each update,
+
+    params_ema <- decay * params_ema + (1 - decay) * params      (optax.incremental_update)
+
+  Deep VAEs (VDVAE, NVAE, Efficient-VDVAE) evaluate and sample with these smoothed weights.
+
+  Attributes:
+    decay: ``[]`` float32 (a sweep gives each model its own).
+    params: the averaged parameters, the structure of ``TrainState.params``; they start at
+      the initial parameters.
+  """
+
+  decay: jax.Array
+  params: Params
+
+
+def eval_params(state: TrainState) -> Params:
+  """The parameters a run evaluates, samples and reports: the EMA's where the state has one."""
+  return state.ema.params if state.ema is not None else state.params
 
 
 def learning_rate(opt_state) -> jax.Array:
@@ -107,7 +131,7 @@ def make_train_step(
   returns the new state and the batch means of the objective's metrics, with ``grad_norm``
   and ``skipped_steps``. An update whose loss or gradients are not finite (or whose gradient
   norm exceeds ``skip_grad_norm``) is skipped: parameters and optimizer state stay as they
-  were (vdvae's rule).
+  were (vdvae's rule). With an :class:`EMA` in the state, the average moves after the update.
 
   Args:
     vae: the model; its likelihood's ``preprocess`` makes x from the stored batch.
@@ -139,7 +163,10 @@ def make_train_step(
     params, opt_state = jax.lax.cond(ok, update, lambda _: (state.params, state.opt_state), None)
     skips = jnp.where(ok, 0, state.consecutive_skips + 1)
     metrics = {**metrics, "grad_norm": grad_norm, "skipped_steps": (~ok).astype(jnp.int32)}
-    return TrainState(params, opt_state, state.step + 1, state.hparams, skips), metrics
+    ema = state.ema
+    if ema is not None:
+      ema = EMA(ema.decay, optax.incremental_update(params, ema.params, 1.0 - ema.decay))
+    return TrainState(params, opt_state, state.step + 1, state.hparams, skips, ema), metrics
 
   return train_step
 
@@ -174,6 +201,7 @@ def make_train_epoch(
     batch_size: int,
     on_progress: Callable[[jax.Array], None] | None = None,
     batch_sharding: jax.sharding.Sharding | None = None,
+    unroll: int = 1,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
   """One epoch as one ``lax.scan`` of ``train_step`` over a shuffled pass through the data.
 
@@ -188,6 +216,9 @@ def make_train_epoch(
     batch_sharding: data parallelism: each batch is constrained to this sharding
       (e.g. its first axis over a mesh of devices); with the state replicated, XLA
       partitions the step and sums the gradients across devices.
+    unroll: steps per iteration of the scan's loop (``lax.scan(unroll=...)``): fewer loop
+      iterations, each with more work, for small steps whose time is the loop's overhead
+      (benchmarks/table1_steps.py measures it).
 
   Returns:
     ``train_epoch(state, data [N, ...], key) -> (state, metrics)`` (pure, un-jitted), the
@@ -209,7 +240,7 @@ def make_train_epoch(
         batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
       return train_step(state, batch, k)
 
-    state, metrics = jax.lax.scan(body, state, xs)
+    state, metrics = jax.lax.scan(body, state, xs, unroll=unroll)
     return state, epoch_means(metrics)
 
   return train_epoch
@@ -232,19 +263,21 @@ class Epoch:
   permutation, the same per-step keys and the same step, dispatched asynchronously; the host
   still waits once per epoch. The choice is made here, once, from the step's own jaxpr
   (``loop=None``), for single runs and sweeps alike; ``loop=True`` or ``False`` forces it.
+  ``unroll`` is the scan's (:func:`make_train_epoch`).
 
   Call it like the jitted epoch, ``epoch(state, data, key) -> (state, metrics)``;
   :meth:`compile` chooses and compiles the program for given arguments ahead of time.
   """
 
   def __init__(self, train_step, batch_size: int, *, stacked: bool = False, data_axis: int | None = None,
-               loop: bool | None = None, on_progress=None, batch_sharding=None):  # fmt: skip
+               loop: bool | None = None, on_progress=None, batch_sharding=None, unroll: int = 1):  # fmt: skip
     self._train_step = train_step
     self._batch_size = batch_size
     self._stacked = stacked
     self._data_axis = data_axis
     self._on_progress = on_progress
     self._batch_sharding = batch_sharding
+    self._unroll = unroll
     self.loop = loop
     self.program = None  # the jitted scanned epoch
     self.compiled = None  # its ahead-of-time compiled form, once compile() ran
@@ -279,7 +312,8 @@ class Epoch:
 
   def _scan(self):
     if self.program is None:
-      epoch = make_train_epoch(self._train_step, self._batch_size, self._on_progress, self._batch_sharding)
+      epoch = make_train_epoch(self._train_step, self._batch_size, self._on_progress, self._batch_sharding,
+                               self._unroll)  # fmt: skip
       if self._stacked:
         epoch = jax.vmap(epoch, in_axes=(0, self._data_axis, 0))
       self.program = jax.jit(epoch, donate_argnums=0)
@@ -326,7 +360,10 @@ def make_evaluate(
   def evaluate(params: Params, x: jax.Array, key: jax.Array) -> Metrics:
     def chunk(xb, i):
       terms = elbo(vae, params, xb, jax.random.fold_in(key, i), analytic_kl=analytic_kl)
-      return {"elbo": terms.elbo, "log_p_x_given_z": terms.log_p_x_given_z, "kl": terms.kl}
+      out = {"elbo": terms.elbo, "log_p_x_given_z": terms.log_p_x_given_z, "kl": terms.kl}
+      if terms.kl_per_layer is not None and terms.kl_per_layer.shape[-1] > 1:
+        out.update({f"kl_layer{l + 1}": terms.kl_per_layer[:, l] for l in range(terms.kl_per_layer.shape[-1])})
+      return out
 
     return {name: jnp.mean(value) for name, value in map_batches(chunk, x, batch_size).items()}
 
@@ -380,6 +417,7 @@ def make_trainer(
     eval_batch_size: int = 1000,
     analytic_kl: bool = True,
     skip_grad_norm: float | None = None,
+    ema_decay: float | None = None,
     on_progress: Callable[[jax.Array], None] | None = None,
     batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Trainer:
@@ -393,6 +431,7 @@ def make_trainer(
     eval_batch_size: test examples per evaluation chunk.
     analytic_kl: the test ELBO uses the closed-form KL where the model has one.
     skip_grad_norm: see :func:`make_train_step`.
+    ema_decay: keep an :class:`EMA` of the parameters with this decay (None: none).
     on_progress, batch_sharding: see :func:`make_train_epoch`.
 
   Returns:
@@ -408,7 +447,10 @@ def make_trainer(
   def init(key: jax.Array, data: jax.Array | None = None) -> TrainState:
     params = vae.init(key, data)
     hparams = jax.tree.map(jnp.array, objective.hparams)  # copies: the state's buffers are donated
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32))
+    ema = None
+    if ema_decay is not None:  # copies: the state's buffers are donated
+      ema = EMA(jnp.asarray(ema_decay, jnp.float32), jax.tree.map(jnp.array, params))
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32), ema)
 
   evaluate = make_evaluate(vae, eval_batch_size, analytic_kl)
   return Trainer(
