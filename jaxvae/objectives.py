@@ -149,12 +149,11 @@ def elbo(
   return ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl)
 
 
-def layer_metrics(terms: ELBOTerms) -> Metrics:
-  """``{"kl_layer1": ..., "kl_layer2": ...}``: the batch mean of each layer's KL, where the terms have them."""
+def layer_kls(terms: ELBOTerms) -> Metrics:
+  """``{"kl_layer1": [B], "kl_layer2": [B], ...}``: each layer's KL, where the terms have several layers."""
   if terms.kl_per_layer is None or terms.kl_per_layer.shape[-1] < 2:
     return {}
-  means = jnp.mean(terms.kl_per_layer, axis=0)
-  return {f"kl_layer{l + 1}": means[l] for l in range(means.shape[0])}
+  return {f"kl_layer{l + 1}": terms.kl_per_layer[:, l] for l in range(terms.kl_per_layer.shape[-1])}
 
 
 def iwae_bound(log_w: jax.Array) -> jax.Array:
@@ -288,7 +287,7 @@ def beta_elbo(
         "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
         "kl": jnp.mean(terms.kl),
         "kl_weight": kl_weight,
-        **layer_metrics(terms),
+        **{name: jnp.mean(v) for name, v in layer_kls(terms).items()},
     }
 
   f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731

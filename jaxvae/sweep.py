@@ -346,7 +346,8 @@ def run_sweep(
   ``workdir`` receives ``sweep.csv`` and ``sweep.json`` (one row per model: its swept
   fields, final train/test ELBO, KL, active units, whether it completed), ``sweep.png``
   (test ELBO against each swept axis), ``models/<name>/`` (each model's config.json,
-  metrics.jsonl and summary.json, as a run writes them) and ``best/``, the model with the
+  metrics.jsonl, summary.json and final checkpoint, as a run writes them: `jaxvae eval`
+  reads every one) and ``best/``, the model with the
   highest test ELBO as a complete run folder (`jaxvae eval --workdir W/best` reads it).
   The folder rules of :func:`jaxvae.run.train_and_evaluate` hold.
 
@@ -364,6 +365,7 @@ def run_sweep(
   """
   from jaxvae import plots
   from jaxvae.build import load_data
+  from jaxvae.checkpoint import save_checkpoint
 
   t_start = time.perf_counter()
   if not configs:
@@ -408,6 +410,7 @@ def run_sweep(
       if r.diverged[j] is not None:
         summary["stopped"] = diverged_message(*r.diverged[j], "the model's state at that epoch is kept")
       write_json(os.path.join(folders[i], "summary.json"), summary)
+      save_checkpoint(folders[i], r.rows[j][-1]["epoch"], r.states[j], run_keys(configs[i].seed).train, keep=1)
       results[i] = (r.configs[j], r.states[j], r.rows[j], summary, r.setup)
     if r.signal:
       stop_signal = r.signal

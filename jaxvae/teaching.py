@@ -104,6 +104,9 @@ def plot_run(
   layers = jax.eval_shape(lambda: vae.latent_means(params, jnp.asarray(test[:1]), jax.random.key(0)))
   if len(layers) != 1 or len(vae.data_shape) != 3:
     raise JaxvaeError("jaxvae plot draws image models with one stochastic layer: use a run of --model mlp or burda1")
+  if vae.posterior is not None and not vae.posterior.closed_form:
+    raise JaxvaeError(f"jaxvae plot draws a Gaussian q_phi(z|x) and its ellipses; this run's posterior is "
+                      f"{vae.posterior.name}: use a run of --posterior gaussian")  # fmt: skip
   out = out or workdir
   os.makedirs(out, exist_ok=True)
   labels = run.setup.data.test_labels[: len(test)]

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxvae.model import VAE, Params
-from jaxvae.objectives import Metrics, Objective, elbo
+from jaxvae.objectives import Metrics, Objective, elbo, layer_kls
 
 
 class TrainState(NamedTuple):
@@ -360,10 +360,7 @@ def make_evaluate(
   def evaluate(params: Params, x: jax.Array, key: jax.Array) -> Metrics:
     def chunk(xb, i):
       terms = elbo(vae, params, xb, jax.random.fold_in(key, i), analytic_kl=analytic_kl)
-      out = {"elbo": terms.elbo, "log_p_x_given_z": terms.log_p_x_given_z, "kl": terms.kl}
-      if terms.kl_per_layer is not None and terms.kl_per_layer.shape[-1] > 1:
-        out.update({f"kl_layer{l + 1}": terms.kl_per_layer[:, l] for l in range(terms.kl_per_layer.shape[-1])})
-      return out
+      return {"elbo": terms.elbo, "log_p_x_given_z": terms.log_p_x_given_z, "kl": terms.kl, **layer_kls(terms)}
 
     return {name: jnp.mean(value) for name, value in map_batches(chunk, x, batch_size).items()}
 

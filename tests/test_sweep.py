@@ -84,6 +84,8 @@ def test_sweep_cli_writes_the_table_the_figure_and_a_best_run_that_eval_reads(tm
   assert os.path.getsize(os.path.join(workdir, "sweep.png")) > 10_000
   assert len(os.listdir(os.path.join(workdir, "models"))) == 4
   assert main(["eval", "--workdir", os.path.join(workdir, "best"), "--k", "20", "--n-test", "20", "--no-progress"]) == 0
+  model = os.path.join(workdir, "models", sorted(os.listdir(os.path.join(workdir, "models")))[0])
+  assert main(["eval", "--workdir", model, "--k", "20", "--n-test", "20", "--no-progress"]) == 0  # every model is a run
   # The run-folder rules hold: the same command again changes nothing.
   assert main(["sweep", "--grid", "beta=0.5,4", "--workdir", workdir, *flags]) == 2
   assert "exists" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
   python experiments/iwae_table1/run.py --schedule paper   # the paper's protocol (3280 epochs per cell)
   python experiments/iwae_table1/run.py --schedule short   # a CPU-sized version (13 epochs per cell)
+  python experiments/iwae_table1/run.py --schedule paper --together   # 6 vmapped programs, not 10 runs
 
 Each cell of the table is a config in ``configs/`` (the model, the objective, k and the
 paper's optimizer: Adam with eps 1e-4, lr 1e-3 * 10^(-i/7) for 3^i epochs). The schedule
@@ -16,6 +17,11 @@ Every cell trains into ``--workdir/<cell>`` and is evaluated there by
 cell already trained or evaluated is not run again, so an interrupted table continues where
 it stopped. The k = 1 cells of VAE and IWAE are the same objective (the
 single-sample ELBO), trained once. The table goes to ``results.md`` beside this file.
+
+With ``--together``, the VAE and IWAE cells of one (layers, k) train as one vmapped program
+(``jaxvae.run_sweep`` over the objective: the traced switch ``objectives.vae_or_iwae``) into
+``--workdir/<schedule>/programs/burda<L>_k<k>``, and each model folder of the sweep is evaluated:
+6 programs for the 12 cells, each model equal to its cell trained alone.
 """
 
 from __future__ import annotations
@@ -59,6 +65,32 @@ def run_cell(cell: dict, schedule: dict, workdir: str, seed: int) -> dict:
       config, os.path.join(workdir, cell["run"]), k=schedule["eval_k"], n_test=schedule["eval_n_test"]
   )
   return {"summary": summary, "eval": evaluation}
+
+
+def run_program(cells: list[dict], schedule: dict, workdir: str, seed: int) -> dict[str, dict]:
+  """The cells of one (layers, k) as one sweep over the objective, then each model evaluated."""
+  from jaxvae.evaluate import evaluate_run
+  from jaxvae.sweep import model_name, run_sweep
+
+  trained = [c for c in cells if c["run"] == c["name"]]
+  configs = [Config(**c["config"], epochs=schedule["epochs"], batch_size=schedule["batch_size"], seed=seed)
+             for c in trained]  # fmt: skip
+  folder = os.path.join(workdir, "programs", f"burda{cells[0]['layers']}_k{cells[0]['k']}")
+  if not os.path.exists(os.path.join(folder, "sweep.json")):
+    print(f"== {folder}: {len(configs)} models in one program", flush=True)
+    run_sweep(configs, folder, overwrite=True, progress=False)
+  axes = ["objective"] if len(configs) > 1 else []
+  out = {}
+  for cell, config in zip(trained, configs):
+    model = os.path.join(folder, "models", model_name(config, axes))
+    eval_path = os.path.join(model, "eval.json")
+    if not os.path.exists(eval_path):
+      evaluate_run(model, k=schedule["eval_k"], n_test=schedule["eval_n_test"], progress=False)
+    with open(os.path.join(model, "summary.json")) as f, open(eval_path) as g:
+      out[cell["name"]] = {"summary": json.load(f), "eval": json.load(g)}
+  for cell in cells:  # the k = 1 IWAE cell is the VAE's model
+    out.setdefault(cell["name"], out.get(cell["run"]))
+  return out
 
 
 def write_results(cells: list[dict], results: dict, schedule_name: str, schedule: dict, path: str) -> None:
@@ -112,6 +144,8 @@ def main(argv=None):
   parser.add_argument("--cells", nargs="*", help="cell names to run (default: all), e.g. burda1_vae_k1")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default=os.path.join(HERE, "results.md"))
+  parser.add_argument("--together", action="store_true",
+                      help="train VAE and IWAE of each (layers, k) as one vmapped program (6 programs)")
   args = parser.parse_args(argv)
   schedule = SCHEDULES[args.schedule]
   cells = load_cells()
@@ -122,7 +156,11 @@ def main(argv=None):
   workdir = os.path.join(args.workdir, args.schedule)
   results = {}
   t0 = time.perf_counter()
-  for cell in chosen:
+  if args.together:
+    for key in sorted({(c["layers"], c["k"]) for c in chosen}):
+      results.update(run_program([c for c in cells if (c["layers"], c["k"]) == key], schedule, workdir, args.seed))
+      write_results(cells, results, args.schedule, schedule, args.out)
+  for cell in chosen if not args.together else []:
     results[cell["name"]] = run_cell(cell, schedule, workdir, args.seed)
     write_results(cells, results, args.schedule, schedule, args.out)
   print(f"{len(chosen)} cells in {(time.perf_counter() - t0) / 60:.1f} min; table in {args.out}")
