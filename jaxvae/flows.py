@@ -173,7 +173,7 @@ def iaf_flow(latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), co
 
 
 def iaf(latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), context_dim: int = 0, *,
-        activation: str = "elu", mean_samples: int = 16) -> Posterior:  # fmt: skip
+        activation: str = "elu", mean_samples: int = 1024) -> Posterior:  # fmt: skip
   """q_phi(z|x): a diagonal Gaussian followed by ``steps`` IAF steps (Kingma et al. 2016).
 
   The encoder returns ``(Gaussian(mu, log sigma) [B, d], context [B, context_dim])``, or only
@@ -210,8 +210,20 @@ def iaf(latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), context
     return D.gaussian_log_prob(expand(q0, z.ndim - q0.mean.ndim), z0) - log_det
 
   def means(params, h, key):
-    z, _ = sample(params, h, key, (mean_samples,))
-    return (jnp.mean(z, axis=0),)
+    """E_q[z|x] by Monte Carlo, ``mean_samples`` draws in chunks of 64 (memory of one chunk).
+
+    The estimate's own variance, about Var_q[z_i] / mean_samples, adds to Cov_x(E_q[z_i|x]): with
+    1024 draws it stays under a tenth of the 0.01 that makes a unit active.
+    """
+    chunk = min(64, mean_samples)
+
+    def add(total, k):
+      z, _ = sample(params, h, k, (chunk,))
+      return total + jnp.sum(z, axis=0), None
+
+    q0 = _split(h)[0]
+    total, _ = jax.lax.scan(add, jnp.zeros_like(q0.mean), jax.random.split(key, mean_samples // chunk))
+    return (total / (chunk * (mean_samples // chunk)),)
 
   return Posterior(
       name=f"iaf{steps}",

@@ -88,7 +88,7 @@ def merge(bottom_up: D.Gaussian, top_down: D.Gaussian) -> D.Gaussian:
 
 
 def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu", *,
-           mean_samples: int = 16) -> tuple[Prior, Posterior]:  # fmt: skip
+           mean_samples: int = 64) -> tuple[Prior, Posterior]:  # fmt: skip
   """The Ladder VAE's prior p(z_L) prod p(z_l|z_{l+1}) and top-down posterior, sharing their networks.
 
   The encoder is a :class:`LadderEncoder` with the same ``latents``; the decoder maps z_1 to
@@ -143,8 +143,9 @@ def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu
     """Draws (or takes) z_L, ..., z_1; returns z, log q per layer and the layer KLs per dimension."""
     keys = jax.random.split(key, n)
     s = len(sample_shape) if z_given is None else z_given[-1].ndim - h[-1].mean.ndim
-    z, log_q, kl = [None] * n, [None] * n, [None] * n
+    z, log_q, kl, q_means = [None] * n, [None] * n, [None] * n, [None] * n
     q = expand(h[-1], s)
+    q_means[-1] = h[-1].mean
     z[-1] = D.gaussian_sample(keys[-1], h[-1], sample_shape) if z_given is None else z_given[-1]
     log_q[-1] = D.gaussian_log_prob(q, z[-1])
     kl[-1] = jnp.broadcast_to(D.gaussian_kl_to_standard_normal_per_dim(q), z[-1].shape)
@@ -155,22 +156,24 @@ def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu
               if z_given is None else z_given[l])  # fmt: skip
       log_q[l] = D.gaussian_log_prob(q, z[l])
       kl[l] = D.gaussian_kl_per_dim(q, p)
-    return tuple(z), sum(log_q), tuple(kl)
+      q_means[l] = jnp.broadcast_to(q.mean, p.mean.shape)
+    return tuple(z), sum(log_q), tuple(kl), tuple(q_means)
 
   def sample(params, h, key, sample_shape=()):
-    z, log_q, _ = top_down_pass(params, h, key, sample_shape)
+    z, log_q, _, _ = top_down_pass(params, h, key, sample_shape)
     return z, log_q
 
   def sample_kl(params, h, key, sample_shape=()):
-    z, _, kl = top_down_pass(params, h, key, sample_shape)
+    z, _, kl, _ = top_down_pass(params, h, key, sample_shape)
     return z, kl
 
   def log_q(params, h, z):
     return top_down_pass(params, h, jax.random.key(0), (), z_given=z)[1]
 
   def means(params, h, key):
-    z, _, _ = top_down_pass(params, h, key, (mean_samples,))
-    return tuple(jnp.mean(zl, axis=0) for zl in z)
+    """E_q[z_L|x] = mu^_L exactly; E_q[z_l|x] = E[ mean of q(z_l|z_{l+1}, x) ], averaged over draws of the layers above."""
+    _, _, _, q_means = top_down_pass(params, h, key, (mean_samples,))
+    return tuple(m if m.ndim == h[-1].mean.ndim else jnp.mean(m, axis=0) for m in q_means)
 
   prior = Prior(f"ladder{n}", init, log_prob, sample_prior, None)
   posterior = Posterior(

@@ -101,6 +101,10 @@ def test_ladder_posterior_is_the_precision_weighted_merge_and_its_layer_kls_are_
   kl2_np = 0.5 * np.sum(var_hat2 + mu_hat2**2 - 1 - np.log(var_hat2), axis=-1)
   np.testing.assert_allclose(np.asarray(jnp.sum(kl1, -1)), kl1_np, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(np.asarray(jnp.sum(kl2, -1)), np.broadcast_to(kl2_np, (2, 4)), rtol=1e-4, atol=1e-6)
+  # E_q[z_2|x] is mu^_2 itself; E_q[z_1|x] averages q(z_1|z_2, x)'s means over draws of z_2.
+  means = vae.latent_means(params, x, jax.random.key(4))
+  np.testing.assert_array_equal(np.asarray(means[1]), np.asarray(h[1].mean))
+  assert means[0].shape == (4, 3)
 
 
 def test_ladder_elbo_with_layer_kls_estimates_the_same_elbo_as_log_q_minus_log_p():
