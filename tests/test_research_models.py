@@ -24,7 +24,7 @@ from helpers import MNIST_SHAPE, mnist_trainer
 
 TINY = dict(batch_size=32, n_train=256, n_test=64, epochs=2)
 TINY_IAF = dict(TINY, hidden=(32,), latent_dim=4, posterior="iaf", flow_steps=2, flow_hidden=(16, 16))
-TINY_LADDER = dict(TINY, model="ladder", hidden=(32,), ladder_layers=(6, 4, 2), ladder_widths=(32, 16, 8))
+TINY_LADDER = dict(TINY, model="ladder", hidden=(32,), ladder_layers=(4, 2), ladder_widths=(16, 8))
 
 
 def _perturbed(tree, key, scale=0.3):
@@ -121,17 +121,15 @@ def test_ladder_elbo_with_layer_kls_estimates_the_same_elbo_as_log_q_minus_log_p
 
 def test_ladder_trains_with_warmup_and_free_bits_per_layer_and_reports_each_layer(tmp_path, mnist):
   config = Config(**TINY_LADDER, warmup_epochs=1, free_bits=0.05)
-  train_and_evaluate(config, str(tmp_path / "ladder"), data=mnist, progress=False, verbose=False)
+  summary = train_and_evaluate(config, str(tmp_path / "ladder"), data=mnist, progress=False, verbose=False)
   with open(tmp_path / "ladder" / "metrics.jsonl") as f:
     rows = [json.loads(line) for line in f]
   for row in rows:
-    layers = [row[f"train_kl_layer{l}"] for l in (1, 2, 3)]
-    np.testing.assert_allclose(sum(layers), row["train_kl"], rtol=1e-4)
-    np.testing.assert_allclose(sum(row[f"test_kl_layer{l}"] for l in (1, 2, 3)), row["test_kl"], rtol=1e-4)
+    np.testing.assert_allclose(row["train_kl_layer1"] + row["train_kl_layer2"], row["train_kl"], rtol=1e-4)
+    np.testing.assert_allclose(row["test_kl_layer1"] + row["test_kl_layer2"], row["test_kl"], rtol=1e-4)
   assert rows[0]["train_kl_weight"] < 1.0 == rows[1]["train_kl_weight"]
-  result = evaluate_run(str(tmp_path / "ladder"), k=20, progress=False)
-  assert len(result["active_units_per_layer"]) == 3
-  assert [n <= d for n, d in zip(result["active_units_per_layer"], (6, 4, 2))] == [True] * 3
+  assert len(summary["active_units_per_layer"]) == 2  # the estimator jaxvae eval uses, per layer
+  assert all(n <= d for n, d in zip(summary["active_units_per_layer"], (4, 2)))
 
 
 def test_swept_iaf_and_ladder_models_equal_the_same_models_trained_alone(tmp_path, mnist):
