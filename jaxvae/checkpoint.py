@@ -79,7 +79,8 @@ def _restore(workdir: str, epoch: int | None, abstract: Any, check=lambda payloa
   """The payload of checkpoint ``epoch`` (default: the newest), restored into ``abstract`` (None: as saved)."""
   found = latest_epoch(workdir)
   if found is None:
-    raise JaxvaeError(f"no checkpoint in {_directory(workdir)}: train first with `jaxvae train --workdir {workdir}`")
+    raise JaxvaeError(f"no checkpoint in {_directory(workdir)}: the run saved none yet; "
+                      f"`jaxvae train --resume {workdir}` trains it from its first epoch")
   epoch = found if epoch is None else epoch
   try:
     with ocp.CheckpointManager(_directory(workdir), options=ocp.CheckpointManagerOptions(create=False)) as manager:

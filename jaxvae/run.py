@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from typing import Any, Callable, NamedTuple
@@ -205,8 +206,14 @@ def make_objective(config: Config, objective=None, steps_per_epoch: int = 1) -> 
 # ---------------------------------------------------------------------------
 
 
+CLAIM = ".claimed"  # in a run or sweep folder: which process created it (host, pid, time)
+
+
 def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
-  """Creates the run folder; refuses (changing nothing) if it exists and is not empty.
+  """Creates and claims the run folder; refuses (changing nothing) if it exists and is not empty.
+
+  The claim is the file :data:`CLAIM`, created with ``O_EXCL``: two processes that both found
+  the folder empty cannot both claim it.
 
   Raises:
     JaxvaeError: the folder is not empty and ``overwrite`` is False, or it cannot be written.
@@ -222,12 +229,15 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
     shutil.rmtree(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write-test")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
+    # The claim: creating a file that must not exist is atomic, so of two processes started
+    # into the same new folder at the same moment exactly one goes on (check-then-create is not).
+    fd = os.open(os.path.join(workdir, CLAIM), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+  except FileExistsError:
+    raise JaxvaeError(f"run folder {workdir} was just claimed by another jaxvae process: choose a new --workdir") from None
   except OSError as e:
     raise JaxvaeError(f"cannot write run folder {workdir} ({e.strerror}): choose a writable --workdir") from None
+  with os.fdopen(fd, "w") as f:
+    f.write(f"{socket.gethostname()} pid {os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -554,7 +564,8 @@ def train_and_evaluate(
     data: a :class:`jaxvae.data.Dataset` (e.g. ``Dataset.from_arrays(train, test)``);
       default: ``config.dataset``.
     overwrite: replace a non-empty ``workdir``.
-    resume: continue the run in ``workdir`` from its newest checkpoint.
+    resume: continue the run in ``workdir`` from its newest checkpoint (from its first epoch
+      if it stopped before saving one: its config.json is all there is to continue).
     progress: show a progress bar per epoch (on terminals).
     verbose: print a line per epoch and a summary line.
     data_parallel: shard every batch over all devices (of all processes), with the
@@ -584,7 +595,10 @@ def train_and_evaluate(
   k_train = keys.train
   state = trainer.init(keys.init, setup.train)
   start_epoch, rows = 0, []
-  if resume:
+  # A run stopped before its first checkpoint (a config.json, no checkpoint) saved nothing, so
+  # nothing is lost by training it from the first epoch; the rows written so far are dropped below.
+  from_scratch = resume and latest_epoch(workdir) is None
+  if resume and not from_scratch:
     restored = restore_checkpoint(workdir, state)  # raises before anything is written
     state, start_epoch, k_train = restored.state, restored.epoch, restored.train_key
     rows = [r for r in read_metrics(workdir) if r["epoch"] <= start_epoch]
@@ -622,7 +636,9 @@ def train_and_evaluate(
       f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
       f"{jax.devices()[0].platform} device(s)"
       + (" (a host loop of jitted steps: convolutions on a CPU)" if trainer.train_epoch.loop else "")
-      + f"; compiled in {compile_seconds:.1f} s" + (f"; resuming after epoch {start_epoch}" if resume else "")
+      + f"; compiled in {compile_seconds:.1f} s"
+      + (("; no checkpoint was saved before it stopped: training from epoch 1" if from_scratch
+          else f"; resuming after epoch {start_epoch}") if resume else "")  # fmt: skip
   )
 
   checkpointer = Checkpointer(workdir, config.keep_checkpoints)

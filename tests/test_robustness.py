@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -102,7 +103,7 @@ def test_sigint_stops_with_status_130_and_a_checkpoint(tmp_path):
   assert _params(workdir).epoch == len(read_metrics(workdir))
 
 
-def test_resume_refuses_a_changed_config_a_missing_or_damaged_checkpoint(tmp_path, capsys, snapshot):
+def test_resume_refuses_a_changed_config_or_a_damaged_checkpoint_and_continues_a_run_without_one(tmp_path, capsys, snapshot):
   workdir = str(tmp_path / "D")
   assert main(["train", *TINY, "--epochs", "2", "--workdir", workdir]) == 0
   before = snapshot(workdir)
@@ -126,13 +127,47 @@ def test_resume_refuses_a_changed_config_a_missing_or_damaged_checkpoint(tmp_pat
           f.write(b"\x00garbage" * 7)
   before = snapshot(workdir)
   refused(["train", "--resume", workdir, "--epochs", "4"], ["checkpoint 2", "cannot be restored"])
-  # No checkpoint at all.
+  # Stopped before its first checkpoint: a config.json and a row of an epoch in flight, no
+  # checkpoint. --resume trains it from epoch 1, and it ends as the straight run ended.
   os.makedirs(tmp_path / "E")
   with open(os.path.join(workdir, "config.json")) as f, open(tmp_path / "E" / "config.json", "w") as g:
     g.write(f.read())
-  workdir = str(tmp_path / "E")
-  before = snapshot(workdir)
-  refused(["train", "--resume", workdir, "--epochs", "4"], ["no checkpoint"])
+  with open(tmp_path / "E" / "metrics.jsonl", "w") as f:
+    f.write(json.dumps({"epoch": 1, "test_elbo": -1.0}) + "\n")
+  assert main(["train", "--resume", str(tmp_path / "E"), "--no-progress"]) == 0
+  assert "training from epoch 1" in capsys.readouterr().out
+  assert _without_timing(read_metrics(tmp_path / "E")) == _without_timing(read_metrics(tmp_path / "D"))
+
+
+def test_two_processes_started_into_one_new_folder_one_runs_the_other_exits_2(tmp_path):
+  workdir = str(tmp_path / "same")
+  procs = [_jaxvae("train", *TINY, "--epochs", "1", "--workdir", workdir) for _ in range(2)]
+  results = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
+  assert [rc for rc, _ in results] == [0, 2], results
+  err = results[1][1].strip()
+  assert len(err.splitlines()) == 1 and workdir in err and ("claimed" in err or "not empty" in err), err
+  assert len(read_metrics(workdir)) == 1
+
+
+def test_the_folder_claim_is_atomic_between_threads(tmp_path):
+  from jaxvae.run import prepare_workdir
+
+  barrier, outcomes = threading.Barrier(8), []
+
+  def claim():
+    barrier.wait()
+    try:
+      prepare_workdir(str(tmp_path / "raced"))
+      outcomes.append("claimed")
+    except JaxvaeError as e:
+      outcomes.append(str(e))
+
+  threads = [threading.Thread(target=claim) for _ in range(8)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert outcomes.count("claimed") == 1, outcomes
 
 
 def test_resume_can_extend_a_finished_run(tmp_path):
