@@ -10,6 +10,7 @@ and renames it when complete, so a run killed mid-save keeps its previous checkp
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -112,8 +113,44 @@ def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> Res
   """
   key_like = np.asarray(jax.random.key_data(jax.random.key(0)))
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"state": like, "train_key": key_like})
-  payload, epoch = _restore(workdir, epoch, abstract)
+  if epoch is None:
+    payload, epoch = _newest_intact(workdir, abstract)
+  else:
+    payload, epoch = _restore(workdir, epoch, abstract)
   return Restored(payload["state"], epoch, jax.random.wrap_key_data(payload["train_key"]))
+
+
+DAMAGED_DIR = "damaged-checkpoints"
+
+
+def _newest_intact(workdir: str, abstract: Any) -> tuple[Any, int]:
+  """The newest checkpoint that restores; newer damaged ones are moved to ``W/damaged-checkpoints``.
+
+  A checkpoint cut off half-written (truncated or missing files) is skipped with one line on
+  stderr naming it, for the previous intact one; it is moved aside, not deleted, so that the
+  resumed run can write its epoch again. If none restores, the newest one's error is raised
+  (a checkpoint of another model or config fails every time: nothing is moved then).
+  """
+  with ocp.CheckpointManager(_directory(workdir), options=ocp.CheckpointManagerOptions(create=False)) as manager:
+    steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    _restore(workdir, None, abstract)  # raises the "no checkpoint" error
+  damaged, first_error = [], None
+  for step in steps:
+    try:
+      payload, epoch = _restore(workdir, step, abstract)
+    except JaxvaeError as e:
+      damaged.append(step)
+      first_error = first_error or e
+      continue
+    if damaged:
+      os.makedirs(os.path.join(workdir, DAMAGED_DIR), exist_ok=True)
+      for bad in damaged:
+        os.replace(os.path.join(_directory(workdir), str(bad)), os.path.join(workdir, DAMAGED_DIR, str(bad)))
+      print(f"jaxvae: checkpoint {', '.join(map(str, damaged))} in {workdir} cannot be restored (moved to "
+            f"{DAMAGED_DIR}/): resuming from checkpoint {epoch}", file=sys.stderr, flush=True)  # fmt: skip
+    return payload, epoch
+  raise first_error
 
 
 def restore_params(workdir: str, like: Any, epoch: int | None = None) -> tuple[Any, int]:

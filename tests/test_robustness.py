@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,15 +119,27 @@ def test_resume_refuses_a_changed_config_or_a_damaged_checkpoint_and_continues_a
   refused(["train", "--resume", workdir], ["complete", "--epochs"])
   refused(["train", "--resume", str(tmp_path / "nothing")], ["nothing to resume"])
   refused(["train", "--resume", workdir, "--workdir", str(tmp_path / "other")], ["--resume", "--workdir"])
-  # A damaged checkpoint: every data file of the newest checkpoint overwritten with garbage.
-  ckpt = os.path.join(workdir, "checkpoints", "2")
-  for root, _, files in os.walk(ckpt):
-    for name in files:
-      if name not in ("_CHECKPOINT_METADATA", "commit_success.txt"):
-        with open(os.path.join(root, name), "wb") as f:
-          f.write(b"\x00garbage" * 7)
+  # Damaged checkpoints: every data file overwritten with garbage. All of them: refused.
+  def damage(epoch, folder=workdir):
+    for root, _, files in os.walk(os.path.join(folder, "checkpoints", str(epoch))):
+      for name in files:
+        if name not in ("_CHECKPOINT_METADATA", "commit_success.txt"):
+          with open(os.path.join(root, name), "wb") as f:
+            f.write(b"\x00garbage" * 7)
+
+  shutil.copytree(workdir, tmp_path / "D2")
+  damage(1)
+  damage(2)
   before = snapshot(workdir)
   refused(["train", "--resume", workdir, "--epochs", "4"], ["checkpoint 2", "cannot be restored"])
+  # Only the newest: one line names it, the run resumes from checkpoint 1 and recomputes epoch 2 as it was.
+  damage(2, str(tmp_path / "D2"))
+  straight = _without_timing(read_metrics(workdir))
+  assert main(["train", "--resume", str(tmp_path / "D2"), "--epochs", "3"]) == 0
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "checkpoint 2" in err and "resuming from checkpoint 1" in err, err
+  resumed = _without_timing(read_metrics(tmp_path / "D2"))
+  assert resumed[:2] == straight and [r["epoch"] for r in resumed] == [1, 2, 3]
   # Stopped before its first checkpoint: a config.json and a row of an epoch in flight, no
   # checkpoint. --resume trains it from epoch 1, and it ends as the straight run ended.
   os.makedirs(tmp_path / "E")
