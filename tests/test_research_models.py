@@ -129,7 +129,6 @@ def test_ladder_trains_with_warmup_and_free_bits_per_layer_and_reports_each_laye
     np.testing.assert_allclose(row["test_kl_layer1"] + row["test_kl_layer2"], row["test_kl"], rtol=1e-4)
   assert rows[0]["train_kl_weight"] < 1.0 == rows[1]["train_kl_weight"]
   assert len(summary["active_units_per_layer"]) == 2  # the estimator jaxvae eval uses, per layer
-  assert all(n <= d for n, d in zip(summary["active_units_per_layer"], (4, 2)))
 
 
 def test_swept_iaf_and_ladder_models_equal_the_same_models_trained_alone(tmp_path, mnist):
