@@ -9,7 +9,9 @@ and renames it when complete, so a run killed mid-save keeps its previous checkp
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sys
 from typing import Any, NamedTuple
 
@@ -37,11 +39,24 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3):
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
-    self._manager = ocp.CheckpointManager(_directory(workdir), options=options)
+    self._directory = _directory(workdir)
+    self._manager = ocp.CheckpointManager(self._directory, options=options)
 
   def save(self, epoch: int, state: Any, train_key: jax.Array) -> None:
+    """Starts writing checkpoint ``epoch``.
+
+    Raises:
+      OSError: ``ENOSPC`` before anything is written when the disk has less room than the
+        checkpoint's arrays (a write that fails later, in the background, raises at the next
+        save or at :meth:`close`).
+    """
     # Host copies: the device buffers are donated to the next epoch while orbax writes.
     payload = {"state": jax.device_get(state), "train_key": np.asarray(jax.random.key_data(train_key))}
+    needed = sum(np.asarray(a).nbytes for a in jax.tree.leaves(payload)) + (1 << 20)
+    free = shutil.disk_usage(self._directory).free
+    if free < needed:
+      raise OSError(errno.ENOSPC, f"No space left on device: checkpoint {epoch} needs {needed / 2**20:.1f} MB, "
+                                  f"{free / 2**20:.1f} MB free")  # fmt: skip
     self._manager.save(epoch, args=ocp.args.StandardSave(payload))
 
   def wait(self) -> None:

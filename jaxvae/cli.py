@@ -6,6 +6,7 @@
   jaxvae plot --workdir runs/z2;  jaxvae gaps --workdir runs/first
   jaxvae train --model my_models.py:make_vae --workdir runs/mine   (a model of one's own)
   jaxvae flags                                                      (every flag, as a table)
+  jaxvae launch -n 2 train --data-parallel --workdir runs/dp       (2 processes as one JAX job)
 
 Every error in the input is one line on stderr naming the problem and the fix,
 with exit status 2, and nothing written.
@@ -105,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
   gp.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
   gp.add_argument("--seed", type=int, default=0)
   gp.add_argument("--no-progress", action="store_true")
+  la = sub.add_parser(
+      "launch",
+      help="run `jaxvae train` or `jaxvae sweep` as N processes of one JAX job on this machine",
+      description="Start N processes of one JAX job on this machine (coordinator on 127.0.0.1; gloo collectives "
+      "on CPUs), each running the command that follows; the local stand-in for srun or a TPU slice.",
+  )
+  la.add_argument("-n", "--processes", type=int, default=2, help="processes (default 2)")
+  la.add_argument("--port", type=int, help="the coordinator's port on 127.0.0.1 (default: a free one)")
+  la.add_argument("job", nargs=argparse.REMAINDER, help="the jaxvae command and its flags, e.g. train --data-parallel ...")
   sub.add_parser("flags", help="every config flag as a markdown table (the README's)",
                  description="Print the table of every config flag: default, sweep and resume rules, meaning.")  # fmt: skip
   return parser
@@ -161,6 +171,9 @@ def _sweep(args: argparse.Namespace) -> int:
   configs = [c for base in bases for c in expand_grid(base, grid)]
   if args.models_per_program is not None and args.models_per_program < 1:
     raise JaxvaeError(f"models_per_program={args.models_per_program} must be an integer >= 1")
+  from jaxvae.devices import initialize_distributed
+
+  initialize_distributed()
   run_sweep(
       configs, args.workdir, overwrite=args.overwrite, models_per_program=args.models_per_program,
       progress=not args.no_progress,
@@ -215,6 +228,12 @@ def _gaps(args: argparse.Namespace) -> int:
   return 0
 
 
+def _launch(args: argparse.Namespace) -> int:
+  from jaxvae.launch import launch
+
+  return launch(args.processes, args.job, args.port)
+
+
 def _flags(args: argparse.Namespace) -> int:
   from jaxvae.config import flag_table
 
@@ -226,17 +245,47 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of the ``jaxvae`` console script; returns the exit status."""
   try:
     args = build_parser().parse_args(argv)
-    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps, "flags": _flags}
+    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps, "flags": _flags,
+                "launch": _launch}  # fmt: skip
     return commands[args.command](args)
   except JaxvaeError as e:
-    print(f"jaxvae: error: {e}", file=sys.stderr)
+    _say(f"jaxvae: error: {e}")
     return 2
   except RunStopped as e:
-    print(str(e), file=sys.stderr)
+    _say(str(e))
     return e.exit_code
   except KeyboardInterrupt:
-    print("jaxvae: interrupted", file=sys.stderr)
+    _say("jaxvae: interrupted")
     return 130
+  except Exception as e:
+    if not _several_processes():
+      raise
+    # A process of a job that lost another (killed, crashed): the collective it was in failed.
+    # Exit at once, past JAX's shutdown barrier, which would wait for the dead process.
+    import jax
+
+    from jaxvae.devices import EXIT_PEER_LOST
+
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    print(f"jaxvae: error: process {jax.process_index()} of {jax.process_count()} lost the job ({type(e).__name__}: "
+          f"{first}): another process stopped or died, see its output; restart the job with --resume",
+          file=sys.stderr, flush=True)  # fmt: skip
+    sys.stdout.flush()
+    os._exit(EXIT_PEER_LOST)
+
+
+def _several_processes() -> bool:
+  if "jax" not in sys.modules:
+    return False
+  import jax
+
+  return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def _say(line: str) -> None:
+  """A run's last line: from process 0 only when several processes run one job (they all stop alike)."""
+  if not _several_processes() or __import__("jax").process_index() == 0:
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

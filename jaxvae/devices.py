@@ -5,9 +5,10 @@
 * One big model uses data parallelism (:func:`data_parallel_shardings`): every batch is split
   over a mesh named ``"data"``, the parameters and data replicated; XLA partitions the step
   and sums the gradients.
-* Across hosts, :func:`initialize_distributed` calls ``jax.distributed.initialize()`` when it
-  finds a cluster environment, and :func:`replicate` builds global arrays from the data every
-  process holds.
+* Across processes (hosts, or ``jaxvae launch`` on one machine), :func:`initialize_distributed`
+  calls ``jax.distributed.initialize()`` when it finds a job environment, :func:`place` builds
+  global arrays from the data every process holds, :func:`to_host` brings them back, and
+  :func:`on_process_0` and :func:`all_processes_max` keep the processes in step.
 """
 
 from __future__ import annotations
@@ -50,26 +51,113 @@ def data_parallel_shardings(batch_size: int, devices=None) -> tuple[NamedShardin
   return NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
 
 
-def replicate(tree: Any, replicated: NamedSharding) -> Any:
-  """Host arrays that every process holds whole, as global arrays replicated on every device."""
-  return jax.tree.map(lambda a: jax.make_array_from_process_local_data(replicated, np.asarray(a)), tree)
+def place(tree: Any, sharding: NamedSharding) -> Any:
+  """Host values that every process holds whole, as global arrays laid out by ``sharding``.
+
+  One process: ``jax.device_put``. Several: each process builds its own shards from its
+  copy (``jax.make_array_from_callback``), which works for any sharding; PRNG keys go as their data.
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def one(a):
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+  return jax.tree.map(one, tree)
+
+
+# How long the JAX coordination service waits for a silent process before it declares it dead
+# (JAX's default is 100 s). A process killed outright is noticed at once by the collective
+# it leaves hanging (:data:`EXIT_PEER_LOST`); this bounds the other cases.
+HEARTBEAT_SECONDS = 30
+# Exit status of a process that lost another process of its job (killed, crashed, out of memory).
+EXIT_PEER_LOST = 4
+# The variables of a job started by hand or by ``jaxvae launch`` (JAX reads the coordinator
+# address itself; the process count and index have no JAX variable outside a cluster manager).
+NUM_PROCESSES, PROCESS_ID = "JAXVAE_NUM_PROCESSES", "JAXVAE_PROCESS_ID"
 
 
 def initialize_distributed() -> bool:
-  """Calls ``jax.distributed.initialize()`` when a multi-process cluster environment is present.
+  """Calls ``jax.distributed.initialize()`` when a multi-process job environment is present.
 
-  Recognised: an explicit coordinator (``JAX_COORDINATOR_ADDRESS``), a SLURM job step with
-  more than one task, an Open MPI job with more than one rank, and a multi-host Cloud TPU
-  slice; JAX then reads the process count and ids from that environment. Returns whether
-  it initialised. Call it before any other JAX call.
+  Recognised: ``jaxvae launch`` (or by hand: ``JAX_COORDINATOR_ADDRESS``,
+  ``JAXVAE_NUM_PROCESSES``, ``JAXVAE_PROCESS_ID``), a SLURM job step with more than one task,
+  an Open MPI job with more than one rank, and a multi-host Cloud TPU slice (JAX reads those
+  environments itself). CPU devices talk through gloo collectives. Returns whether it
+  initialised. Call it before any other JAX call.
+
+  Raises:
+    JaxvaeError: a coordinator address without the process count and index.
   """
   env = os.environ
-  multi = (
-      "JAX_COORDINATOR_ADDRESS" in env
-      or int(env.get("SLURM_NTASKS", "1")) > 1
+  explicit = {}
+  if NUM_PROCESSES in env or PROCESS_ID in env:
+    try:
+      explicit = dict(num_processes=int(env[NUM_PROCESSES]), process_id=int(env[PROCESS_ID]))
+    except (KeyError, ValueError):
+      raise JaxvaeError(f"set both {NUM_PROCESSES} and {PROCESS_ID} to integers (or start the job with `jaxvae launch`)") from None
+    if "JAX_COORDINATOR_ADDRESS" not in env:
+      raise JaxvaeError(f"{NUM_PROCESSES} is set but not JAX_COORDINATOR_ADDRESS: set it to HOST:PORT of process 0")
+    if explicit["num_processes"] < 2:
+      return False
+  elif "JAX_COORDINATOR_ADDRESS" in env and not _cluster(env):
+    raise JaxvaeError(f"JAX_COORDINATOR_ADDRESS is set without {NUM_PROCESSES} and {PROCESS_ID}: set them too")
+  elif not _cluster(env):
+    return False
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.config.update("jax_enable_preemption_service", False)
+  jax.distributed.initialize(**explicit, heartbeat_timeout_seconds=HEARTBEAT_SECONDS)
+  return True
+
+
+def _cluster(env) -> bool:
+  return (
+      int(env.get("SLURM_NTASKS", "1")) > 1
       or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
       or "," in env.get("TPU_WORKER_HOSTNAMES", "")
   )
-  if multi:
-    jax.distributed.initialize()
-  return multi
+
+
+def all_processes_max(value: int) -> int:
+  """The largest of ``value`` over all processes (each passes its own; one tiny collective)."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+
+  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+
+
+def on_process_0(fn):
+  """Runs ``fn()`` on process 0 only; every process then returns or raises as process 0 did.
+
+  The run folder is written by process 0 alone; when it refuses one (a :class:`JaxvaeError`),
+  the other processes must not wait for it in the next collective.
+  """
+  if jax.process_count() == 1:
+    return fn()
+  from jax.experimental import multihost_utils
+
+  error = None
+  if jax.process_index() == 0:
+    try:
+      fn()
+    except JaxvaeError as e:
+      error = e
+  ok = int(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+  if error is not None:
+    raise error
+  if not ok:
+    raise JaxvaeError("process 0 refused the run folder (its error names the fix)")
+
+
+def to_host(tree: Any) -> Any:
+  """``jax.device_get``, for arrays spread over several processes too (then a collective: call it on every process)."""
+  leaves = jax.tree.leaves(tree)
+  if all(not isinstance(a, jax.Array) or a.is_fully_addressable or a.is_fully_replicated for a in leaves):
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils
+
+  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))

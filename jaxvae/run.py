@@ -18,6 +18,11 @@ The run folder ``W`` holds ``config.json``, ``metrics.jsonl`` (one row per epoch
 * **divergence**: updates whose loss or gradients are not finite are skipped inside the
   step; after ``max_consecutive_skips`` in a row the run stops (exit status 3) and keeps
   its last good checkpoint (a sweep's model stops recording and keeps its state there).
+* **SIGKILL**: checkpoints are renamed into place when complete and the JSON files replaced
+  atomically, so a run killed at any moment resumes from its newest intact checkpoint; one
+  killed after its last checkpoint, before its summary, is finished by ``resume``.
+* **a failed write** (a full disk): one line and exit status 5 (:func:`stop_on_write_errors`);
+  the earlier files stay intact and resumable.
 * **bad input**: every check runs before anything is written; a refusal changes nothing.
 
 A model, an objective and data handed over in Python are used as they are; factories given
@@ -29,7 +34,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,6 +50,7 @@ import numpy as np
 from jaxvae import build
 from jaxvae.config import CUSTOM, RESUMABLE, Config
 from jaxvae.data import Dataset, check_shape, static_binarize
+from jaxvae.devices import all_processes_max, on_process_0, place, to_host
 from jaxvae.errors import JaxvaeError
 from jaxvae.estimators import active_units, latent_variances
 from jaxvae.likelihoods import bits_per_dim
@@ -53,6 +61,7 @@ from jaxvae.train import Trainer, eval_params
 # Per-epoch values that measure the machine, not the model (they differ between identical runs).
 TIMING_KEYS = ("images_per_sec", "seconds")
 EXIT_DIVERGED = 3
+EXIT_WRITE_FAILED = 5  # a write to the run folder failed (a full disk, a lost mount): earlier files are intact
 LOADABLE_DATA = ("tfds:", "npz:")  # besides "mnist": datasets a run folder can load again by name
 
 
@@ -220,6 +229,8 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise JaxvaeError(f"run folder {workdir} is a file: choose another --workdir")
+  if _abandoned_claim(workdir):  # claimed by a process of this host that died before writing its config
+    os.remove(os.path.join(workdir, CLAIM))
   if os.path.isdir(workdir) and os.listdir(workdir):
     if not overwrite:
       raise JaxvaeError(
@@ -231,7 +242,7 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
     os.makedirs(workdir, exist_ok=True)
     # The claim: creating a file that must not exist is atomic, so of two processes started
     # into the same new folder at the same moment exactly one goes on (check-then-create is not).
-    fd = os.open(os.path.join(workdir, CLAIM), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    fd = os.open(os.path.join(workdir, CLAIM), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
     raise JaxvaeError(f"run folder {workdir} was just claimed by another jaxvae process: choose a new --workdir") from None
   except OSError as e:
@@ -240,22 +251,47 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
     f.write(f"{socket.gethostname()} pid {os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
 
 
+def _abandoned_claim(workdir: str) -> bool:
+  """Whether ``workdir`` holds nothing but the claim of a process of this host that no longer runs."""
+  try:
+    if {n for n in os.listdir(workdir) if not n.endswith(".tmp")} != {CLAIM}:
+      return False
+    with open(os.path.join(workdir, CLAIM)) as f:
+      host, _, pid = f.read().split()[:3]
+    if host != socket.gethostname():
+      return False
+    os.kill(int(pid), 0)  # raises if no such process
+  except ProcessLookupError:
+    return True
+  except (OSError, ValueError):
+    return False
+  return False
+
+
 def write_json(path: str, obj: Any) -> None:
   """Writes JSON atomically (a temporary file, then a rename)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  _write_atomically(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """The rows of ``metrics.jsonl`` (none if the file does not exist)."""
+  """The rows of ``metrics.jsonl`` (none if the file does not exist).
+
+  A last line cut off by a kill or a full disk in the middle of its write is dropped: its
+  epoch comes after the newest checkpoint, so a resumed run writes it again.
+  """
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  rows = []
+  for i, line in enumerate(lines):
+    try:
+      rows.append(json.loads(line))
+    except ValueError:
+      if i < len(lines) - 1 or line.endswith("\n"):
+        raise JaxvaeError(f"{path} line {i + 1} cannot be read: the run folder is damaged; start a new --workdir") from None
+  return rows
 
 
 def read_config(workdir: str, missing: str) -> Config:
@@ -276,12 +312,23 @@ def read_config(workdir: str, missing: str) -> Config:
 
 
 def write_run_files(folder: str, config: Config, rows: list[dict[str, Any]]) -> None:
-  """``config.json`` and ``metrics.jsonl`` (one row per epoch) of a run folder."""
+  """``config.json`` and ``metrics.jsonl`` (one row per epoch) of a run folder, each replaced atomically."""
   os.makedirs(folder, exist_ok=True)
-  with open(os.path.join(folder, "config.json"), "w") as f:
-    f.write(config.to_json() + "\n")
-  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(row) + "\n" for row in rows)
+  _write_atomically(os.path.join(folder, "config.json"), config.to_json() + "\n")
+  _write_atomically(os.path.join(folder, "metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """A kill or a full disk in the middle leaves the old file whole (a temporary file, then a rename)."""
+  tmp = path + ".tmp"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+  except OSError:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+  os.replace(tmp, path)
 
 
 def append_row(folder: str, row: dict[str, Any]) -> None:
@@ -445,12 +492,12 @@ def run_epochs(
         bar.start(f"{label}epoch {epoch}/{config.epochs}", steps)
       t0 = time.perf_counter()
       state, train_m = program.epoch(state, train_x, program.fold(k_train, epoch))
-      train_m, skips = jax.device_get((train_m, state.consecutive_skips))  # the epoch's one host sync
+      train_m, skips = to_host((train_m, state.consecutive_skips))  # the epoch's one host sync
       seconds = time.perf_counter() - t0
       if bar is not None:
         bar.close()
       train_seconds += seconds
-      test_m = jax.device_get(program.evaluate(eval_params(state), test_x, k_eval))
+      test_m = to_host(program.evaluate(eval_params(state), test_x, k_eval))
       live = [m for m in range(program.models) if diverged[m] is None]
       for m in live:
         row = metrics_row(epoch, program.take(train_m, m), program.take(test_m, m), examples / seconds, seconds)
@@ -459,20 +506,22 @@ def run_epochs(
       if line is not None:
         log(line([rows[m][-1] for m in live]))
       stopping = [m for m in live if int(program.take(skips, m)) >= config.max_consecutive_skips]
-      host = jax.device_get(state) if stopping and program.stacked else None  # only when a model diverges
+      host = to_host(state) if stopping and program.stacked else None  # only when a model diverges
       for m in stopping:
         diverged[m] = (epoch, int(program.take(skips, m)))
         if host is not None:
           frozen[m] = program.take(host, m)
       if all(d is not None for d in diverged):
         break
-      if checkpoint is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs or received["signal"]):
+      # Several processes stop together: a signal to any of them stops all after this epoch.
+      signal_now = all_processes_max(received["signal"] or 0)
+      if checkpoint is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs or signal_now):
         checkpoint(epoch, state)
-      if received["signal"] and epoch < config.epochs:
-        received_signal = received["signal"]
+      if signal_now and epoch < config.epochs:
+        received_signal = signal_now
         break
   if frozen:
-    host = jax.device_get(state)
+    host = to_host(state)
     state = jax.tree.map(lambda *parts: np.stack(parts), *[frozen.get(m, program.take(host, m))
                                                            for m in range(len(jax.tree.leaves(host)[0]))])  # fmt: skip
   return Outcome(state, rows, diverged, received_signal, train_seconds)
@@ -582,13 +631,13 @@ def train_and_evaluate(
     >>> summary = jaxvae.train_and_evaluate(jaxvae.Config(epochs=5), "runs/mine", model=my_vae)
   """
   from jaxvae.checkpoint import Checkpointer, latest_epoch, restore_checkpoint
-  from jaxvae.devices import data_parallel_shardings, replicate
+  from jaxvae.devices import data_parallel_shardings
 
   t_start = time.perf_counter()
   batch_sharding = replicated = None
   if data_parallel:
     batch_sharding, replicated = data_parallel_shardings(config.batch_size)
-  bar = EpochBar(progress)
+  bar = EpochBar(progress and jax.process_index() == 0)
   setup = prepare(config, model=model, objective=objective, data=data, on_progress=bar, batch_sharding=batch_sharding)
   config, trainer = setup.config, setup.trainer
   keys = run_keys(config.seed)
@@ -602,7 +651,8 @@ def train_and_evaluate(
     restored = restore_checkpoint(workdir, state)  # raises before anything is written
     state, start_epoch, k_train = restored.state, restored.epoch, restored.train_key
     rows = [r for r in read_metrics(workdir) if r["epoch"] <= start_epoch]
-    if start_epoch >= config.epochs:
+    # A run killed after its last checkpoint, before its summary, is finished (summary, pictures), not refused.
+    if start_epoch > config.epochs or (start_epoch == config.epochs and _summarized(workdir, start_epoch)):
       raise JaxvaeError(
           f"the run in {workdir} is complete ({start_epoch} of {config.epochs} epochs): pass --epochs N > {start_epoch} "
           "to train it further"
@@ -611,78 +661,141 @@ def train_and_evaluate(
   # With several processes (multi-host data parallelism) only process 0 writes files;
   # every process takes part in the checkpoints.
   main_process = jax.process_index() == 0
-  if main_process:
+
+  def start_folder():
     if resume:
       write_run_files(workdir, config, rows)  # drops rows after the checkpoint: they are recomputed identically
     else:
       prepare_workdir(workdir, overwrite)
       write_run_files(workdir, config, [])
 
-  log = (lambda s: print(s, flush=True)) if verbose and main_process else (lambda s: None)
-  if replicated is None:
-    train_x, test_x = jax.device_put(setup.train), jax.device_put(setup.test)
-  else:  # every process holds the whole (small) dataset and the same state
-    train_x, test_x = replicate((setup.train, setup.test), replicated)
-    state = jax.device_put(state, replicated)
-  steps = trainer.steps_per_epoch(train_x.shape[0])
-  program = single_program(trainer, config.eval_batch_size)
+  with stop_on_write_errors(workdir):
+    on_process_0(start_folder)
 
-  t0 = time.perf_counter()
-  trainer.train_epoch.compile(state, train_x, k_train)
-  trainer.evaluate.lower(eval_params(state), test_x, keys.eval).compile()
-  compile_seconds = time.perf_counter() - t0
-  log(
-      f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test examples, "
-      f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
-      f"{jax.devices()[0].platform} device(s)"
-      + (" (a host loop of jitted steps: convolutions on a CPU)" if trainer.train_epoch.loop else "")
-      + f"; compiled in {compile_seconds:.1f} s"
-      + (("; no checkpoint was saved before it stopped: training from epoch 1" if from_scratch
-          else f"; resuming after epoch {start_epoch}") if resume else "")  # fmt: skip
-  )
+    log = (lambda s: print(s, flush=True)) if verbose and main_process else (lambda s: None)
+    if replicated is None:
+      train_x, test_x = jax.device_put(setup.train), jax.device_put(setup.test)
+    else:  # every process holds the whole (small) dataset and the same state
+      train_x, test_x = place((setup.train, setup.test), replicated)
+      state = place(state, replicated)
+    steps = trainer.steps_per_epoch(train_x.shape[0])
+    program = single_program(trainer, config.eval_batch_size)
 
-  checkpointer = Checkpointer(workdir, config.keep_checkpoints)
-  try:
-    outcome = run_epochs(
-        program, state, train_x, test_x, k_train, keys.eval, config=config, start_epoch=start_epoch, steps=steps,
-        rows=[rows], on_row=(lambda m, row: append_row(workdir, row)) if main_process else (lambda m, row: None),
-        checkpoint=lambda epoch, state: checkpointer.save(epoch, state, k_train), log=log, bar=bar,
-        line=lambda last: epoch_line(config, last[0]),
-    )  # fmt: skip
-  finally:
-    checkpointer.close()
-  state, rows = outcome.state, outcome.rows[0]
-
-  stop = None
-  if outcome.diverged[0] is not None:
-    last = latest_epoch(workdir)
-    kept = f"the last good checkpoint (epoch {last}) is kept" if last is not None else "no checkpoint was saved"
-    stop = RunStopped(diverged_message(*outcome.diverged[0], kept), EXIT_DIVERGED)
-  elif outcome.signal:
-    name = signal.Signals(outcome.signal).name
-    stop = RunStopped(
-        f"jaxvae: stopped by {name} after epoch {rows[-1]['epoch']}/{config.epochs}; checkpoint saved; "
-        f"resume with: jaxvae train --resume {workdir}",
-        128 + outcome.signal,
+    t0 = time.perf_counter()
+    trainer.train_epoch.compile(state, train_x, k_train)
+    trainer.evaluate.lower(eval_params(state), test_x, keys.eval).compile()
+    compile_seconds = time.perf_counter() - t0
+    log(
+        f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test examples, "
+        f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
+        f"{jax.devices()[0].platform} device(s)"
+        + (" (a host loop of jitted steps: convolutions on a CPU)" if trainer.train_epoch.loop else "")
+        + f"; compiled in {compile_seconds:.1f} s"
+        + (("; no checkpoint was saved before it stopped: training from epoch 1" if from_scratch
+            else f"; resuming after epoch {start_epoch}") if resume else "")  # fmt: skip
+        + ("; it stopped before its summary: writing it" if start_epoch == config.epochs else "")
     )
-  active = [int(a) for a in active_units(jax.device_get(program.variances(eval_params(state), test_x, keys.eval)))]
-  summary = summarize(
-      config, rows, completed=stop is None, data_shape=trainer.vae.data_shape, active=active,
-      train_seconds=outcome.train_seconds, compile_seconds=compile_seconds, t_start=t_start,
-      n_train=train_x.shape[0], n_test=test_x.shape[0], devices=jax.device_count() if data_parallel else 1,
-      start_epoch=start_epoch,
-  )  # fmt: skip
-  if main_process:
-    if stop is None:
-      save_figures(trainer.vae, eval_params(state), test_x, keys.plot, workdir)
-    write_json(os.path.join(workdir, "summary.json"), summary)
+
+    checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+    try:
+      outcome = run_epochs(
+          program, state, train_x, test_x, k_train, keys.eval, config=config, start_epoch=start_epoch, steps=steps,
+          rows=[rows], on_row=(lambda m, row: append_row(workdir, row)) if main_process else (lambda m, row: None),
+          checkpoint=lambda epoch, state: checkpointer.save(epoch, state, k_train), log=log, bar=bar,
+          line=lambda last: epoch_line(config, last[0]),
+      )  # fmt: skip
+    finally:
+      checkpointer.close()
+    state, rows = outcome.state, outcome.rows[0]
+
+    stop = None
+    if outcome.diverged[0] is not None:
+      last = latest_epoch(workdir)
+      kept = f"the last good checkpoint (epoch {last}) is kept" if last is not None else "no checkpoint was saved"
+      stop = RunStopped(diverged_message(*outcome.diverged[0], kept), EXIT_DIVERGED)
+    elif outcome.signal:
+      name = signal.Signals(outcome.signal).name
+      stop = RunStopped(
+          f"jaxvae: stopped by {name} after epoch {rows[-1]['epoch']}/{config.epochs}; checkpoint saved; "
+          f"resume with: jaxvae train --resume {workdir}",
+          128 + outcome.signal,
+      )
+    active = [int(a) for a in active_units(to_host(program.variances(eval_params(state), test_x, keys.eval)))]
+    summary = summarize(
+        config, rows, completed=stop is None, data_shape=trainer.vae.data_shape, active=active,
+        train_seconds=outcome.train_seconds, compile_seconds=compile_seconds, t_start=t_start,
+        n_train=train_x.shape[0], n_test=test_x.shape[0], devices=jax.device_count() if data_parallel else 1,
+        start_epoch=start_epoch,
+    )  # fmt: skip
+    if main_process:
+      if stop is None:
+        save_figures(trainer.vae, eval_params(state), test_x, keys.plot, workdir)
+      write_json(os.path.join(workdir, "summary.json"), summary)
   if stop is not None:
     raise stop
+  speed = f"{summary['images_per_sec']:,.0f} images/s, " if summary["images_per_sec"] else ""
   log(
       f"done: test ELBO {summary['test_elbo']:.3f} nats after {config.epochs} epochs, "
-      f"{summary['images_per_sec']:,.0f} images/s, {summary['seconds']:.1f} s in all; results in {workdir}"
+      f"{speed}{summary['seconds']:.1f} s in all; results in {workdir}"
   )
   return summary
+
+
+@contextlib.contextmanager
+def stop_on_write_errors(workdir: str):
+  """Turns a failed write to the run folder (a full disk, a quota, a lost mount) into :class:`RunStopped`.
+
+  The run stops with one line and exit status :data:`EXIT_WRITE_FAILED`. What was written before
+  stays intact: checkpoints are written to a temporary folder and renamed when complete, JSON files
+  are replaced atomically, and a ``metrics.jsonl`` line cut off in its write is dropped on resume.
+  orbax reports a background write's failure at the next save; its own log line of it is muted.
+  """
+  muted = _MuteWriteErrors()
+  logging.getLogger("absl").addFilter(muted)
+  try:
+    yield
+  except Exception as e:
+    reason = _write_error(e)
+    if reason is None:
+      raise
+    from jaxvae.checkpoint import latest_epoch
+
+    last = latest_epoch(workdir)
+    kept = f"checkpoint {last} and the metrics up to it are intact" if last is not None else "no checkpoint was saved"
+    raise RunStopped(f"jaxvae: cannot write to {workdir} ({reason}): the run stopped; {kept}; make room "
+                     f"and resume with: jaxvae train --resume {workdir}", EXIT_WRITE_FAILED) from None  # fmt: skip
+  finally:
+    logging.getLogger("absl").removeFilter(muted)
+
+
+def _write_error(e: BaseException) -> str | None:
+  """The reason of a failed write (an OSError, or orbax/tensorstore's error naming one), else None."""
+  if isinstance(e, OSError) and e.errno is not None:
+    return e.strerror or os.strerror(e.errno)
+  code = re.search(r"os_error_code='(\d+)'", str(e))
+  return os.strerror(int(code.group(1))) if code else None
+
+
+class _MuteWriteErrors(logging.Filter):
+  """Drops orbax's log records of a failed write: :func:`stop_on_write_errors` reports it in one line."""
+
+  def filter(self, record):
+    e = record.exc_info[1] if record.exc_info else None
+    while e is not None:
+      if _write_error(e) is not None:
+        return False
+      e = e.__cause__ or e.__context__
+    return "os_error_code=" not in record.getMessage()
+
+
+def _summarized(workdir: str, epoch: int) -> bool:
+  """Whether the run folder's ``summary.json`` is that of a run completed at ``epoch``."""
+  try:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return bool(summary.get("completed")) and summary.get("epochs") == epoch
 
 
 # ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import numpy as np
 from jaxvae import objectives
 from jaxvae.config import SPECS, VMAPPED, Config, parse_value
 from jaxvae.data import Dataset, static_binarize
-from jaxvae.devices import model_shardings
+from jaxvae.devices import model_shardings, on_process_0, place, to_host
 from jaxvae.errors import JaxvaeError
 from jaxvae.estimators import active_units, latent_variances
 from jaxvae.run import (EpochBar, Program, RunStopped, append_row, data_key, diverged_message, fixed_test_set,
@@ -199,7 +199,7 @@ def train_group(
       called per config, so that its hyperparameters follow each config.
     models_per_program: models per device in one program (default: 4 on CPU, where
       larger stacks stop fitting the caches; all on accelerators).
-    devices: devices for the models axis (default: all local devices).
+    devices: devices for the models axis (default: all devices, of all processes).
     progress: a progress bar per epoch.
     log: ``str -> None`` for a line per epoch (default: silent).
     folders: a run folder per config: its ``config.json`` is written, and rows are appended to its
@@ -211,7 +211,8 @@ def train_group(
   static = static_part(configs[0])
   if any(static_part(c) != static for c in configs):
     raise ValueError("train_group needs configs that differ only in vmapped fields; use run_sweep")
-  devices = list(devices if devices is not None else jax.local_devices())
+  devices = list(devices if devices is not None else jax.devices())
+  main = jax.process_index() == 0  # several processes: process 0 writes
   if models_per_program is None:
     models_per_program = 4 if devices[0].platform == "cpu" else len(configs)
   n_dev = len(devices)
@@ -226,7 +227,7 @@ def train_group(
     objective = _switch_objective
   else:  # one objective: build it as configured
     static = static.replace(objective=configs[0].objective, kl=configs[0].kl)
-  bar = EpochBar(progress)
+  bar = EpochBar(progress and jax.process_index() == 0)
   setup = prepare(static, model=model, objective=objective, data=data, on_progress=bar)
   trainer, vae = setup.trainer, setup.vae
   steps = trainer.steps_per_epoch(len(setup.train))
@@ -234,7 +235,7 @@ def train_group(
   checked_test = vae.likelihood.check(setup.data.test, "test data")
   own = lambda c: {"objective": c.objective, "kl": c.kl} if switched else {}  # noqa: E731
   named = [setup.config.replace(**own(c), **{n: getattr(c, n) for n in VMAPPED}) for c in configs]
-  for folder, config in zip(folders or [], named):
+  for folder, config in zip((folders or []) if main else [], named):
     write_run_files(folder, config, [])
 
   # Data: shared by all models unless their binarization seeds differ.
@@ -282,21 +283,21 @@ def train_group(
       hparams = make_objective(c, objective, steps).hparams
       ema = st.ema._replace(decay=jnp.float32(c.ema_decay)) if st.ema is not None else None
       states.append(st._replace(hparams=hparams, opt_state=with_learning_rate(st.opt_state, c.lr), ema=ema))
-    states = jax.device_put(_stack(states), stacked)
+    states = place(_stack(states), stacked)
     if train_axis == 0:
-      train_x = jax.device_put(np.stack([train_set(c) for c in padded]), stacked)
+      train_x = place(np.stack([train_set(c) for c in padded]), stacked)
     else:
-      train_x = jax.device_put(train_set(padded[0]), replicated)
-    test_x = jax.device_put(np.stack([test_set(c) for c in padded]) if test_axis == 0 else test_set(padded[0]),
-                            stacked if test_axis == 0 else replicated)  # fmt: skip
-    k_train, k_eval = jax.device_put((jnp.stack([k.train for k in keys]), jnp.stack([k.eval for k in keys])), stacked)
+      train_x = place(train_set(padded[0]), replicated)
+    test_x = place(np.stack([test_set(c) for c in padded]) if test_axis == 0 else test_set(padded[0]),
+                   stacked if test_axis == 0 else replicated)  # fmt: skip
+    k_train, k_eval = place((jnp.stack([k.train for k in keys]), jnp.stack([k.eval for k in keys])), stacked)
     if not compiled:
       t0 = time.perf_counter()
       epoch.compile(states, train_x, k_train)
       compile_seconds, compiled = time.perf_counter() - t0, True
 
     def on_row(m, row, start=start):
-      if folders is not None:
+      if folders is not None and main:
         append_row(folders[start + m], row)
 
     def line(last, start=start, n=len(chunk)):
@@ -310,8 +311,8 @@ def train_group(
                          label=f"models {start + 1}-{start + len(chunk)} of {len(configs)}, ", line=line)  # fmt: skip
     train_seconds += outcome.train_seconds
     images += max(len(r) for r in outcome.rows) * steps * static.batch_size * len(chunk)
-    variances = jax.device_get(program.variances(jax.device_put(eval_params(outcome.state), stacked), test_x, k_eval))
-    host_states = jax.device_get(outcome.state)
+    variances = to_host(program.variances(place(to_host(eval_params(outcome.state)), stacked), test_x, k_eval))
+    host_states = to_host(outcome.state)
     for m in range(len(chunk)):
       out_states.append(jax.tree.map(lambda a: a[m], host_states))
       out_rows.append(outcome.rows[m])
@@ -363,7 +364,6 @@ def run_sweep(
   Raises:
     RunStopped: a signal stopped the sweep after the epoch in flight; what was trained is written.
   """
-  from jaxvae import plots
   from jaxvae.build import load_data
   from jaxvae.checkpoint import save_checkpoint
 
@@ -381,8 +381,9 @@ def run_sweep(
     data = load_data(configs[0].replace(**limits))
   axes = [f.name for f in dataclasses.fields(Config) if len({getattr(c, f.name) for c in configs}) > 1]
   names = [model_name(c, axes) for c in configs]
-  prepare_workdir(workdir, overwrite)
-  log = (lambda s: print(s, flush=True)) if verbose else None
+  on_process_0(lambda: prepare_workdir(workdir, overwrite))
+  main = jax.process_index() == 0  # several processes: process 0 writes, all take part in the checkpoints
+  log = (lambda s: print(s, flush=True)) if verbose and main else None
 
   groups = group_configs(configs)
   if log:
@@ -409,7 +410,8 @@ def run_sweep(
       summary.update(trained_in="jaxvae sweep", group=g)
       if r.diverged[j] is not None:
         summary["stopped"] = diverged_message(*r.diverged[j], "the model's state at that epoch is kept")
-      write_json(os.path.join(folders[i], "summary.json"), summary)
+      if main:
+        write_json(os.path.join(folders[i], "summary.json"), summary)
       save_checkpoint(folders[i], r.rows[j][-1]["epoch"], r.states[j], run_keys(configs[i].seed).train, keep=1)
       results[i] = (r.configs[j], r.states[j], r.rows[j], summary, r.setup)
     if r.signal:
@@ -432,15 +434,9 @@ def run_sweep(
   table.sort(key=lambda r: -r["test_elbo"])
 
   best = names.index(table[0]["name"])
-  _write_best(results[best], os.path.join(workdir, "best"))
-  write_json(os.path.join(workdir, "sweep.json"), {"axes": axes, "rows": table, "groups": timing,
-                                                    "seconds": time.perf_counter() - t_start})  # fmt: skip
-  with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(table[0]))
-    writer.writeheader()
-    for r in table:
-      writer.writerow({k: ("/".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
-  plots.save_sweep(os.path.join(workdir, "sweep.png"), table, axes)
+  _write_best(results[best], os.path.join(workdir, "best"), main)
+  if main:
+    _write_table(workdir, table, axes, timing, t_start)
   if log:
     log(format_table(table, axes))
     log(f"best: {table[0]['name']} (test ELBO {table[0]['test_elbo']:.3f}); run folder {os.path.join(workdir, 'best')}; "
@@ -458,15 +454,34 @@ def run_sweep(
   return table
 
 
-def _write_best(result, folder: str) -> None:
-  """The best model as a `jaxvae train` run folder: config, metrics, summary, checkpoint, figures."""
+def _write_table(workdir: str, table: list[dict[str, Any]], axes: list[str], timing: list[dict], t_start: float) -> None:
+  """``sweep.json``, ``sweep.csv`` and ``sweep.png``."""
+  from jaxvae import plots
+
+  write_json(os.path.join(workdir, "sweep.json"), {"axes": axes, "rows": table, "groups": timing,
+                                                    "seconds": time.perf_counter() - t_start})  # fmt: skip
+  with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(table[0]))
+    writer.writeheader()
+    for r in table:
+      writer.writerow({k: ("/".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()})
+  plots.save_sweep(os.path.join(workdir, "sweep.png"), table, axes)
+
+
+def _write_best(result, folder: str, main: bool = True) -> None:
+  """The best model as a `jaxvae train` run folder: config, metrics, summary, checkpoint, figures.
+
+  Several processes call it together (the checkpoint is written by all); ``main``: this process writes the files.
+  """
   from jaxvae.checkpoint import save_checkpoint
 
   config, state, rows, summary, setup = result
-  write_run_files(folder, config, rows)
-  write_json(os.path.join(folder, "summary.json"), summary)
   keys = run_keys(config.seed)
   save_checkpoint(folder, rows[-1]["epoch"], state, keys.train)
+  if not main:
+    return
+  write_run_files(folder, config, rows)
+  write_json(os.path.join(folder, "summary.json"), summary)
   test_x = jnp.asarray(fixed_test_set(config, setup.vae, setup.vae.likelihood.check(setup.data.test[:64], "test data")))
   save_figures(setup.vae, eval_params(state), test_x, keys.plot, folder)
 

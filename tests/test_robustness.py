@@ -92,6 +92,93 @@ def test_sigterm_mid_run_then_resume_is_bit_identical_to_a_straight_run(straight
   assert sb["completed"] is True and sb["resumed_after_epoch"] == stopped
 
 
+def test_sigkill_in_an_epoch_a_checkpoint_write_or_the_final_evaluation_loses_nothing(straight, tmp_path):
+  """SIGKILL cannot be caught: each resume continues from the newest intact checkpoint, and the run ends as a straight one."""
+  workdir = str(tmp_path / "K")
+  checkpoints = os.path.join(workdir, "checkpoints")
+
+  def killed_when(args, moment):
+    proc = _jaxvae("train", *args)
+    deadline = time.time() + 300
+    while not moment() and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.001)
+    assert proc.poll() is None, f"the run ended before the moment: {proc.stderr.read()[-2000:]}"
+    proc.kill()
+    proc.wait()
+
+  def in_a_checkpoint_write():
+    return os.path.isdir(checkpoints) and any("tmp" in name for name in os.listdir(checkpoints))
+
+  killed_when([*RUN, "--workdir", workdir], lambda: len(read_metrics(workdir)) >= 2)  # in epoch 3
+  killed_when(["--resume", workdir, "--no-progress"], in_a_checkpoint_write)
+  assert in_a_checkpoint_write()  # a half-written checkpoint is left behind
+  killed_when(["--resume", workdir, "--no-progress"],  # all epochs recorded, the summary not yet written
+              lambda: len(read_metrics(workdir)) == 6 and not os.path.exists(os.path.join(workdir, "summary.json")))  # fmt: skip
+  resumed = _jaxvae("train", "--resume", workdir, "--no-progress")
+  assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+  assert _without_timing(read_metrics(workdir)) == _without_timing(read_metrics(straight))
+  for x, y in zip(jax.tree.leaves(_params(straight).state), jax.tree.leaves(_params(workdir).state)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  with open(os.path.join(workdir, "summary.json")) as f:
+    assert json.load(f)["completed"] is True
+  assert os.path.exists(os.path.join(workdir, "samples.png"))
+
+
+@contextlib.contextmanager
+def _small_disk(folder, megabytes):
+  """A tmpfs of ``megabytes`` mounted at ``folder`` (root only), unmounted after."""
+  if not hasattr(os, "geteuid") or os.geteuid() != 0:
+    pytest.skip("a size-limited filesystem needs `mount -t tmpfs`, which needs root")
+  os.makedirs(folder)
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+                           capture_output=True, text=True)  # fmt: skip
+  if mounted.returncode:
+    pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+  try:
+    yield
+  finally:
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder, leave):
+  """A file taking all but ``leave`` bytes of the filesystem of ``folder``."""
+  path = os.path.join(folder, "filler")
+  size = shutil.disk_usage(folder).free - leave
+  with open(path, "wb") as f:
+    os.posix_fallocate(f.fileno(), 0, max(size, 4096))
+  return path
+
+
+def test_a_full_disk_stops_the_run_in_one_line_keeps_its_files_and_a_resume_finishes_it(tmp_path, capsys, snapshot):
+  disk = tmp_path / "disk"
+  with _small_disk(disk, 16):
+    workdir = str(disk / "W")
+    assert main(["train", *TINY, "--epochs", "2", "--workdir", workdir]) == 0
+    capsys.readouterr()
+
+    def stops(args, at_epoch):
+      assert main(args) == 5
+      err = capsys.readouterr().err.strip()
+      assert len(err.splitlines()) == 1 and "No space left on device" in err and f"checkpoint {at_epoch}" in err, err
+
+    # 64 KB free: epoch 3 trains and its row is written; its checkpoint does not fit.
+    filler = _fill(disk, 64 << 10)
+    stops(["train", "--resume", workdir, "--epochs", "4"], 2)
+    assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2, 3] and _params(workdir).epoch == 2
+    # Nothing free: the resume's first write fails, and leaves every file as it was.
+    os.remove(filler)
+    filler = _fill(disk, 0)
+    before = snapshot(workdir)
+    stops(["train", "--resume", workdir, "--epochs", "4"], 2)
+    assert snapshot(workdir) == before
+    os.remove(filler)
+    assert main(["train", "--resume", workdir, "--epochs", "4"]) == 0
+    rows = _without_timing(read_metrics(workdir))
+  straight = str(tmp_path / "straight")
+  assert main(["train", *TINY, "--epochs", "4", "--workdir", straight]) == 0
+  assert rows == _without_timing(read_metrics(straight))
+
+
 def test_sigint_stops_with_status_130_and_a_checkpoint(tmp_path):
   workdir = str(tmp_path / "C")
   proc = _jaxvae("train", *RUN, "--workdir", workdir)
