@@ -1,10 +1,11 @@
 """A fault soak: a run killed with SIGKILL at random moments, resumed after each kill.
 
-  python benchmarks/faults.py [--kills 20] [--epochs 8] [--seed 0] [--out FOLDER]
+  python benchmarks/faults.py [--kills 20] [--epochs 40] [--window-epochs 4] [--seed 0] [--out FOLDER]
 
 A straight run of the same config gives the reference. The soaked run is started, killed
-with SIGKILL at a moment drawn uniformly over the straight run's wall time (starting up,
-in an epoch, writing a checkpoint, in the final evaluation), and restarted each time, with
+with SIGKILL at a random moment (every fourth kill uniform over the straight run's start-up, the
+others uniform over a few epochs after the start's compile line: in an epoch, writing a
+checkpoint, in the final evaluation), and restarted each time, with
 `jaxvae train --resume W` once the folder has a config.json and with the first command
 before. After the last kill it runs to the end. The script prints each kill (when, and what
 the folder showed at that moment), and whether the final `metrics.jsonl` (timing fields
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import jax
@@ -44,18 +46,20 @@ def rows(workdir: str) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in f if line.endswith("\n")]
 
 
-def phase(workdir: str, epochs: int) -> str:
-  """What the folder shows at the moment of a kill."""
+def phase(workdir: str, epochs: int, started: bool, since: float) -> str:
+  """Where a start was when it was killed: its output (``started``: it printed its compile line) and its folder."""
   if not os.path.exists(os.path.join(workdir, "config.json")):
-    return "starting (no config.json yet)"
+    return "starting up (no config.json yet)"
+  if not started:
+    return "starting up (loading, restoring, compiling)"
   ckpts = os.path.join(workdir, "checkpoints")
   names = os.listdir(ckpts) if os.path.isdir(ckpts) else []
-  if any("tmp" in n for n in names):
-    return "writing a checkpoint"
+  if any("tmp" in n and os.path.getmtime(os.path.join(ckpts, n)) >= since for n in names):
+    return "writing a checkpoint"  # a temporary checkpoint folder made by this start (older ones are left by kills)
   done = len(rows(workdir))
   if done == epochs:
     return "final evaluation (all epochs done, no summary yet)" if not os.path.exists(os.path.join(workdir, "summary.json")) else "finished"
-  return f"epoch {done + 1} (or starting up)"
+  return f"epoch {done + 1}"
 
 
 def params(workdir: str):
@@ -68,7 +72,9 @@ def params(workdir: str):
 def main() -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--kills", type=int, default=20)
-  ap.add_argument("--epochs", type=int, default=8)
+  ap.add_argument("--epochs", type=int, default=40)
+  ap.add_argument("--window-epochs", type=float, default=4,
+                  help="kills after the compile line land in this many epochs (default 4)")
   ap.add_argument("--n-train", type=int, default=6000)
   ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
   ap.add_argument("--out", help="folder for the two runs and faults.json (default: a temporary folder)")
@@ -80,33 +86,60 @@ def main() -> int:
     shutil.rmtree(w, ignore_errors=True)
   flags = ["--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-test", "1000", "--checkpoint-every", "1"]
 
+  # The straight run, timed: its start-up (to the first row) and its epochs set the kill window.
   t0 = time.perf_counter()
-  subprocess.run(command([*flags, "--workdir", straight]), check=True, capture_output=True)
-  wall = time.perf_counter() - t0
-  print(f"straight run: {wall:.1f} s; kills at moments uniform in [0, {wall:.1f}] s of each start", flush=True)
+  proc = subprocess.Popen(command([*flags, "--workdir", straight]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  seen = {}
+  while proc.poll() is None:
+    seen.setdefault(len(rows(straight)), time.perf_counter() - t0)
+    time.sleep(0.005)
+  assert proc.returncode == 0, proc.stderr.read()
+  first, last = seen[1], seen.get(args.epochs, time.perf_counter() - t0)
+  per_epoch = (last - first) / max(args.epochs - 1, 1)
+  window = args.window_epochs * per_epoch
+  print(f"straight run: {time.perf_counter() - t0:.1f} s, first row after {first:.1f} s, {per_epoch:.2f} s per epoch; "
+        f"kills uniform in [0, {first:.1f}] s after a start (every 4th) or in [0, {window:.1f}] s after its compile line",
+        flush=True)  # fmt: skip
 
   rng = random.Random(args.seed)
   kills, starts = [], 0
   for i in range(args.kills):
     resume = os.path.exists(os.path.join(soaked, "config.json"))
     proc = subprocess.Popen(command(["--resume", soaked] if resume else [*flags, "--workdir", soaked]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    compiled = threading.Event()
+
+    def watch(p=proc, compiled=compiled):
+      for line in p.stdout:
+        if "compiled in" in line:
+          compiled.set()
+
+    threading.Thread(target=watch, daemon=True).start()
     starts += 1
-    at = rng.uniform(0, wall)
+    since = time.time()
+    # Every fourth kill (the first among them) lands in the start-up; the others in the epochs after the compile line.
+    in_startup = i % 4 == 0  # the first: before config.json, or a claim without one
+    at = rng.uniform(0, first) if in_startup else rng.uniform(0, window)
     try:
+      if not in_startup:
+        while not compiled.wait(0.01):
+          if proc.poll() is not None:
+            break
       proc.wait(timeout=at)
     except subprocess.TimeoutExpired:
-      where = phase(soaked, args.epochs)
+      where = phase(soaked, args.epochs, started=compiled.is_set(), since=since)
       proc.send_signal(signal.SIGKILL)
       proc.wait()
-      kills.append({"kill": len(kills) + 1, "after_seconds": round(at, 2), "phase": where, "rows": len(rows(soaked))})
-      print(f"kill {len(kills):2d} after {at:5.2f} s: {where}; {len(rows(soaked))} rows on disk", flush=True)
+      kills.append({"kill": len(kills) + 1, "after_seconds": round(at, 2), "clock": "start" if in_startup else "compile line",
+                    "phase": where, "rows": len(rows(soaked))})  # fmt: skip
+      print(f"kill {len(kills):2d} {at:5.2f} s after its {'start' if in_startup else 'compile line'}: {where}; "
+            f"{len(rows(soaked))} rows on disk", flush=True)  # fmt: skip
       continue
     err = proc.stderr.read()
     if proc.returncode != 0:
       print(f"start {starts} exited {proc.returncode} before its kill: {err.strip()[-400:]}", flush=True)
       return 1
-    print(f"start {starts} finished the run before its kill moment ({at:.2f} s)", flush=True)
+    print(f"start {starts} finished the run before its kill moment ({at:.2f} s): raise --epochs for more kills", flush=True)
     break
 
   while True:  # run to the end
@@ -124,10 +157,9 @@ def main() -> int:
              zip(jax.tree.leaves(params(soaked)), jax.tree.leaves(params(straight))))  # fmt: skip
   with open(os.path.join(soaked, "summary.json")) as f:
     completed = json.load(f)["completed"]
-  phases = dict(collections.Counter("in an epoch" if k["phase"].startswith("epoch") else k["phase"].split(" (")[0]
-                                    for k in kills))  # fmt: skip
+  phases = dict(collections.Counter("in an epoch" if k["phase"].startswith("epoch") else k["phase"] for k in kills))
   result = {"kills": len(kills), "starts": starts, "phases": phases, "metrics_equal": same_rows,
-            "max_param_difference": diff, "completed": completed, "straight_seconds": wall, "kill_log": kills}  # fmt: skip
+            "max_param_difference": diff, "completed": completed, "startup_seconds": first, "seconds_per_epoch": per_epoch, "kill_log": kills}  # fmt: skip
   with open(os.path.join(out, "faults.json"), "w") as f:
     json.dump(result, f, indent=2)
   print(f"survived {len(kills)} SIGKILLs in {starts} starts; kills by phase: {phases}")

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxvae.devices import all_processes_max
 from jaxvae.errors import JaxvaeError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -53,10 +54,12 @@ class Checkpointer:
     # Host copies: the device buffers are donated to the next epoch while orbax writes.
     payload = {"state": jax.device_get(state), "train_key": np.asarray(jax.random.key_data(train_key))}
     needed = sum(np.asarray(a).nbytes for a in jax.tree.leaves(payload)) + (1 << 20)
-    free = shutil.disk_usage(self._directory).free
-    if free < needed:
-      raise OSError(errno.ENOSPC, f"No space left on device: checkpoint {epoch} needs {needed / 2**20:.1f} MB, "
-                                  f"{free / 2**20:.1f} MB free")  # fmt: skip
+    free = _free_bytes(self._directory) if jax.process_index() == 0 else needed  # process 0 writes the arrays
+    if all_processes_max(int(free < needed)):  # every process of a job stops, not process 0 alone
+      error = OSError(errno.ENOSPC, f"No space left on device: checkpoint {epoch} needs {needed / 2**20:.1f} MB, "
+                                    f"{free / 2**20:.1f} MB free")  # fmt: skip
+      error.everywhere = True
+      raise error
     self._manager.save(epoch, args=ocp.args.StandardSave(payload))
 
   def wait(self) -> None:
@@ -65,6 +68,13 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _free_bytes(path: str) -> int:
+  """Free bytes on the filesystem that holds ``path`` (or would hold it: its nearest existing parent)."""
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  return shutil.disk_usage(path).free
 
 
 def save_checkpoint(workdir: str, epoch: int, state: Any, train_key: jax.Array | None = None, *, keep: int = 3) -> None:

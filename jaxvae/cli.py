@@ -252,8 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"jaxvae: error: {e}")
     return 2
   except RunStopped as e:
-    _say(str(e))
-    return e.exit_code
+    if e.everywhere or not _several_processes():
+      _say(str(e))
+      return e.exit_code
+    print(str(e), file=sys.stderr, flush=True)  # this process alone: exit past JAX's shutdown barrier
+    sys.stdout.flush()
+    os._exit(e.exit_code)
   except KeyboardInterrupt:
     _say("jaxvae: interrupted")
     return 130

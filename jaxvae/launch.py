@@ -62,8 +62,10 @@ def launch(processes: int, argv: list[str], port: int | None = None) -> int:
   if not argv or argv[0] not in ("train", "sweep"):
     raise JaxvaeError("give the command to run after the launcher's flags, e.g. `jaxvae launch -n 2 train --data-parallel --workdir W`")
   port = port or free_port()
-  procs = [subprocess.Popen([sys.executable, "-m", "jaxvae.cli", *argv], env=job_env(processes, i, port))
-           for i in range(processes)]  # fmt: skip
+  # Each process in a session of its own: a Ctrl-C at the terminal reaches the launcher alone, which
+  # forwards it once (a second SIGINT would interrupt a process at once, without its checkpoint).
+  procs = [subprocess.Popen([sys.executable, "-m", "jaxvae.cli", *argv], env=job_env(processes, i, port),
+                            start_new_session=True) for i in range(processes)]  # fmt: skip
 
   def forward(signum, frame):
     for p in procs:

@@ -66,11 +66,16 @@ LOADABLE_DATA = ("tfds:", "npz:")  # besides "mnist": datasets a run folder can 
 
 
 class RunStopped(Exception):
-  """The run stopped before its last epoch; ``exit_code`` is the status for the shell."""
+  """The run stopped before its last epoch; ``exit_code`` is the status for the shell.
 
-  def __init__(self, message: str, exit_code: int):
+  ``everywhere``: every process of a multi-process job stops alike (a signal, divergence);
+  False where this process alone stopped (a failed write on process 0), so the others cannot wait for it.
+  """
+
+  def __init__(self, message: str, exit_code: int, everywhere: bool = True):
     super().__init__(message)
     self.exit_code = exit_code
+    self.everywhere = everywhere
 
 
 class RunKeys(NamedTuple):
@@ -717,7 +722,7 @@ def train_and_evaluate(
       name = signal.Signals(outcome.signal).name
       stop = RunStopped(
           f"jaxvae: stopped by {name} after epoch {rows[-1]['epoch']}/{config.epochs}; checkpoint saved; "
-          f"resume with: jaxvae train --resume {workdir}",
+          f"resume with: {resume_command(workdir, data_parallel)}",
           128 + outcome.signal,
       )
     active = [int(a) for a in active_units(to_host(program.variances(eval_params(state), test_x, keys.eval)))]
@@ -749,6 +754,8 @@ def stop_on_write_errors(workdir: str):
   stays intact: checkpoints are written to a temporary folder and renamed when complete, JSON files
   are replaced atomically, and a ``metrics.jsonl`` line cut off in its write is dropped on resume.
   orbax reports a background write's failure at the next save; its own log line of it is muted.
+  A checkpoint that does not fit is refused by every process of a job (the error's ``everywhere``);
+  another failed write stops process 0 alone, and the others exit when they miss it (status 4).
   """
   muted = _MuteWriteErrors()
   logging.getLogger("absl").addFilter(muted)
@@ -763,7 +770,8 @@ def stop_on_write_errors(workdir: str):
     last = latest_epoch(workdir)
     kept = f"checkpoint {last} and the metrics up to it are intact" if last is not None else "no checkpoint was saved"
     raise RunStopped(f"jaxvae: cannot write to {workdir} ({reason}): the run stopped; {kept}; make room "
-                     f"and resume with: jaxvae train --resume {workdir}", EXIT_WRITE_FAILED) from None  # fmt: skip
+                     f"and resume with: jaxvae train --resume {workdir}", EXIT_WRITE_FAILED,
+                     everywhere=getattr(e, "everywhere", False)) from None  # fmt: skip
   finally:
     logging.getLogger("absl").removeFilter(muted)
 
@@ -786,6 +794,13 @@ class _MuteWriteErrors(logging.Filter):
         return False
       e = e.__cause__ or e.__context__
     return "os_error_code=" not in record.getMessage()
+
+
+def resume_command(workdir: str, data_parallel: bool = False) -> str:
+  """The command that continues the run in ``workdir`` (in as many processes as this one had)."""
+  command = f"jaxvae train --resume {workdir}" + (" --data-parallel" if data_parallel else "")
+  n = jax.process_count()
+  return command if n == 1 else f"{command}, started as {n} processes again (e.g. jaxvae launch -n {n} {command[7:]})"
 
 
 def _summarized(workdir: str, epoch: int) -> bool:
