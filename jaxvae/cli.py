@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from jaxvae.config import Config, add_flags, overrides_from_args
@@ -231,7 +232,7 @@ def _gaps(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace) -> int:
   from jaxvae.launch import launch
 
-  return launch(args.processes, args.job, args.port)
+  return launch(args.processes, args.job[1:] if args.job[:1] == ["--"] else args.job, args.port)
 
 
 def _flags(args: argparse.Namespace) -> int:
@@ -264,18 +265,30 @@ def main(argv: list[str] | None = None) -> int:
   except Exception as e:
     if not _several_processes():
       raise
-    # A process of a job that lost another (killed, crashed): the collective it was in failed.
-    # Exit at once, past JAX's shutdown barrier, which would wait for the dead process.
+    # In a job of several processes, exit at once, past JAX's shutdown barrier, which would
+    # wait for a process that died or for one still waiting in a collective for this one.
+    import traceback
+
     import jax
 
     from jaxvae.devices import EXIT_PEER_LOST
 
     first = (str(e).strip().splitlines() or [""])[0][:200]
+    if not _LOST.search(f"{type(e).__name__}: {e}"):
+      traceback.print_exc()
+      sys.stderr.flush()
+      os._exit(1)
+    # The collective this process was in failed: another process was killed or crashed.
     print(f"jaxvae: error: process {jax.process_index()} of {jax.process_count()} lost the job ({type(e).__name__}: "
           f"{first}): another process stopped or died, see its output; restart the job with --resume",
           file=sys.stderr, flush=True)  # fmt: skip
     sys.stdout.flush()
     os._exit(EXIT_PEER_LOST)
+
+
+# What a collective or barrier says when another process of the job is gone.
+_LOST = re.compile(r"Gloo|JaxRuntimeError|UNAVAILABLE|DEADLINE_EXCEEDED|Connection (reset|closed)|sync_global_devices|"
+                   r"[Bb]arrier|heartbeat")
 
 
 def _several_processes() -> bool:

@@ -1,12 +1,25 @@
-"""Strict numerics for every test: implicit rank promotion is an error (as in Equinox's suite)."""
+"""Strict numerics for every test (implicit rank promotion is an error, as in Equinox's suite), one XLA cache per session."""
 
+import atexit
 import hashlib
 import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One XLA compilation cache for the session, shared with the jaxvae processes the tests start
+# (they inherit the environment): the same small programs are compiled once, not in every process.
+_CACHE = tempfile.mkdtemp(prefix="jaxvae-tests-xla-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.update(JAX_COMPILATION_CACHE_DIR=_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")  # fmt: skip
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="session")

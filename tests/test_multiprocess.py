@@ -69,7 +69,7 @@ def max_difference(a, b):
 
 def test_data_parallel_over_two_processes_trains_as_one_process_stops_together_and_resumes_bit_identically(tmp_path):
   """Straight 2-process run = one process (float32 rounding), written by process 0 only; SIGTERM + resume = straight."""
-  args = ["train", "--data-parallel", "--epochs", "3", "--n-train", "4000", *SMALL]
+  args = ["train", "--data-parallel", "--epochs", "3", "--n-train", "2560", *SMALL]
   (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
   # Process 1 runs in another folder: the relative --workdir shows whatever it writes.
   assert finish(start([*args, "--workdir", "W"], cwds=(tmp_path / "a", tmp_path / "b")))[0][0] == 0
