@@ -7,11 +7,13 @@ ELBO = E_q[log p_theta(x|z)] - KL(q_phi(z|x) || p(z)).
 The extension points are values: a model (:meth:`VAE.from_modules` from two Linen modules,
 a :class:`Likelihood`, a :class:`Prior` and a :class:`Posterior`), an :class:`Objective`, and
 a :class:`Dataset`; :func:`train_and_evaluate`, :func:`run_sweep`, :func:`evaluate_run` and
-:func:`inference_gaps` take them (see docs/extending.md). :mod:`jaxvae.flows` (the inverse
+:func:`inference_gaps` take them (see docs/extending.md), and so does a :class:`Callback`, which
+a run calls on the host after each epoch. :mod:`jaxvae.flows` (the inverse
 autoregressive flow posterior) and :mod:`jaxvae.ladder` (the Ladder VAE) are built on them.
 """
 
-from jaxvae import flows, ladder, likelihoods, objectives, posteriors, priors
+from jaxvae import callbacks, flows, ladder, likelihoods, objectives, posteriors, priors
+from jaxvae.callbacks import Callback
 from jaxvae.config import Config
 from jaxvae.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
 from jaxvae.distributions import (
@@ -47,6 +49,7 @@ from jaxvae.train import EMA, Trainer, TrainState, make_trainer
 __version__ = "0.2.0"
 
 __all__ = [
+    "Callback",
     "Config",
     "Dataset",
     "EMA",
@@ -64,6 +67,7 @@ __all__ = [
     "VAE",
     "bernoulli_log_prob",
     "beta_elbo_loss",
+    "callbacks",
     "dynamic_binarize",
     "elbo",
     "evaluate_run",

@@ -42,12 +42,13 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
 
 from jaxvae import build
+from jaxvae.callbacks import Callback, Run, call
 from jaxvae.config import CUSTOM, RESUMABLE, Config
 from jaxvae.data import Dataset, check_shape, static_binarize
 from jaxvae.devices import all_processes_max, on_process_0, place, to_host
@@ -604,6 +605,7 @@ def train_and_evaluate(
     progress: bool = True,
     verbose: bool = True,
     data_parallel: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
   """Trains a model and writes (or, with ``resume``, continues) the run folder ``workdir``.
 
@@ -624,6 +626,8 @@ def train_and_evaluate(
     verbose: print a line per epoch and a summary line.
     data_parallel: shard every batch over all devices (of all processes), with the
       parameters and the data replicated (:func:`jaxvae.devices.data_parallel_shardings`).
+    callbacks: :class:`jaxvae.Callback` values, called on the host (process 0) when the folder
+      is ready, after each epoch with its metrics row, and at the end with the summary.
 
   Returns:
     The summary (also in ``summary.json``).
@@ -676,6 +680,14 @@ def train_and_evaluate(
 
   with stop_on_write_errors(workdir):
     on_process_0(start_folder)
+    run = Run(workdir, config, None, start_epoch)
+    if main_process:
+      call(callbacks, "start", run)
+
+    def on_row(m, row):
+      if main_process:
+        append_row(workdir, row)
+        call(callbacks, "epoch", run, row)
 
     log = (lambda s: print(s, flush=True)) if verbose and main_process else (lambda s: None)
     if replicated is None:
@@ -705,7 +717,7 @@ def train_and_evaluate(
     try:
       outcome = run_epochs(
           program, state, train_x, test_x, k_train, keys.eval, config=config, start_epoch=start_epoch, steps=steps,
-          rows=[rows], on_row=(lambda m, row: append_row(workdir, row)) if main_process else (lambda m, row: None),
+          rows=[rows], on_row=on_row,
           checkpoint=lambda epoch, state: checkpointer.save(epoch, state, k_train), log=log, bar=bar,
           line=lambda last: epoch_line(config, last[0]),
       )  # fmt: skip
@@ -736,6 +748,7 @@ def train_and_evaluate(
       if stop is None:
         save_figures(trainer.vae, eval_params(state), test_x, keys.plot, workdir)
       write_json(os.path.join(workdir, "summary.json"), summary)
+      call(callbacks, "end", run, summary)
   if stop is not None:
     raise stop
   speed = f"{summary['images_per_sec']:,.0f} images/s, " if summary["images_per_sec"] else ""

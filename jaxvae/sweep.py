@@ -31,13 +31,14 @@ import itertools
 import math
 import os
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxvae import objectives
+from jaxvae.callbacks import Callback, Run, call
 from jaxvae.config import SPECS, VMAPPED, Config, parse_value
 from jaxvae.data import Dataset, static_binarize
 from jaxvae.devices import model_shardings, on_process_0, place, to_host
@@ -184,6 +185,8 @@ def train_group(
     progress: bool = False,
     log=None,
     folders: list[str] | None = None,
+    names: list[str] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> GroupResult:
   """Trains models whose configs differ only in :data:`jaxvae.config.VMAPPED` fields, as stacked states.
 
@@ -204,6 +207,9 @@ def train_group(
     log: ``str -> None`` for a line per epoch (default: silent).
     folders: a run folder per config: its ``config.json`` is written, and rows are appended to its
       ``metrics.jsonl`` as they come.
+    names: each config's name (its swept values), for the callbacks.
+    callbacks: :class:`jaxvae.Callback` values: ``start`` and ``epoch`` per model (with
+      ``folders``); :func:`run_sweep` calls ``end``.
 
   Returns:
     A :class:`GroupResult`.
@@ -235,8 +241,10 @@ def train_group(
   checked_test = vae.likelihood.check(setup.data.test, "test data")
   own = lambda c: {"objective": c.objective, "kl": c.kl} if switched else {}  # noqa: E731
   named = [setup.config.replace(**own(c), **{n: getattr(c, n) for n in VMAPPED}) for c in configs]
-  for folder, config in zip((folders or []) if main else [], named):
-    write_run_files(folder, config, [])
+  runs = [Run(folder, config, name) for folder, config, name in zip(folders or [], named, names or [None] * len(named))]
+  for run in runs if main else []:
+    write_run_files(run.workdir, run.config, [])
+    call(callbacks, "start", run)
 
   # Data: shared by all models unless their binarization seeds differ.
   per_model_data = len({c.binarization_seed for c in configs}) > 1
@@ -299,6 +307,7 @@ def train_group(
     def on_row(m, row, start=start):
       if folders is not None and main:
         append_row(folders[start + m], row)
+        call(callbacks, "epoch", runs[start + m], row)
 
     def line(last, start=start, n=len(chunk)):
       elbos = [r["test_elbo"] for r in last]
@@ -341,6 +350,7 @@ def run_sweep(
     models_per_program: int | None = None,
     progress: bool = True,
     verbose: bool = True,
+    callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, Any]]:
   """Trains every config, grouped by shapes, and writes the sweep folder ``workdir``.
 
@@ -357,6 +367,8 @@ def run_sweep(
     workdir: the sweep folder.
     model, objective: factories (or values) as in :func:`jaxvae.run.train_and_evaluate`.
     data: the dataset (default: the configs' ``dataset``, which must be one).
+    callbacks: :class:`jaxvae.Callback` values, called for each model as for a run (its
+      :class:`jaxvae.callbacks.Run` names it and its folder ``W/models/<name>``).
 
   Returns:
     The rows, sorted by test ELBO (best first).
@@ -397,7 +409,8 @@ def run_sweep(
     t_group = time.perf_counter()
     r = train_group([configs[i] for i in indices], data, model=model, objective=objective,
                     models_per_program=models_per_program, progress=progress, log=log,
-                    folders=[folders[i] for i in indices])  # fmt: skip
+                    folders=[folders[i] for i in indices], names=[names[i] for i in indices],
+                    callbacks=callbacks)  # fmt: skip
     timing.append({"group": g, "models": len(indices), "compile_seconds": r.compile_seconds,
                    "train_seconds": r.train_seconds, "images_per_sec": r.images / max(r.train_seconds, 1e-9)})  # fmt: skip
     for j, i in enumerate(indices[: len(r.rows)]):
@@ -412,6 +425,7 @@ def run_sweep(
         summary["stopped"] = diverged_message(*r.diverged[j], "the model's state at that epoch is kept")
       if main:
         write_json(os.path.join(folders[i], "summary.json"), summary)
+        call(callbacks, "end", Run(folders[i], r.configs[j], names[i]), summary)
       save_checkpoint(folders[i], r.rows[j][-1]["epoch"], r.states[j], run_keys(configs[i].seed).train, keep=1)
       results[i] = (r.configs[j], r.states[j], r.rows[j], summary, r.setup)
     if r.signal:
