@@ -236,7 +236,8 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise JaxvaeError(f"run folder {workdir} is a file: choose another --workdir")
   if _abandoned_claim(workdir):  # claimed by a process of this host that died before writing its config
-    os.remove(os.path.join(workdir, CLAIM))
+    for name in os.listdir(workdir):  # the claim, and a config.json.tmp it may have been writing
+      os.remove(os.path.join(workdir, name))
   if os.path.isdir(workdir) and os.listdir(workdir):
     if not overwrite:
       raise JaxvaeError(

@@ -270,6 +270,26 @@ def test_the_folder_claim_is_atomic_between_threads(tmp_path):
   assert outcomes.count("claimed") == 1, outcomes
 
 
+def test_a_claim_whose_process_died_before_its_config_is_taken_over_and_a_live_one_is_not(tmp_path):
+  import socket
+
+  from jaxvae.run import CLAIM, prepare_workdir
+
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  for pid, taken in ((dead.pid, True), (os.getpid(), False)):
+    workdir = tmp_path / str(pid)
+    workdir.mkdir()
+    (workdir / CLAIM).write_text(f"{socket.gethostname()} pid {pid} 2026-11-30T00:00:00\n")
+    (workdir / "config.json.tmp").write_text("{")  # killed in the middle of writing its config
+    if taken:
+      prepare_workdir(str(workdir))
+      assert os.listdir(workdir) == [CLAIM] and f"pid {os.getpid()}" in (workdir / CLAIM).read_text()
+    else:
+      with pytest.raises(JaxvaeError, match="not empty"):
+        prepare_workdir(str(workdir))
+
+
 def test_resume_can_extend_a_finished_run(tmp_path):
   config = Config(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2)
   train_and_evaluate(config, str(tmp_path / "F"), progress=False, verbose=False)
