@@ -12,8 +12,9 @@ a run calls on the host after each epoch. :mod:`jaxvae.flows` (the inverse
 autoregressive flow posterior) and :mod:`jaxvae.ladder` (the Ladder VAE) are built on them.
 """
 
-from jaxvae import callbacks, flows, ladder, likelihoods, objectives, posteriors, priors
+from jaxvae import callbacks, flows, ladder, likelihoods, objectives, posteriors, priors, writers
 from jaxvae.callbacks import Callback
+from jaxvae.writers import tensorboard
 from jaxvae.config import Config
 from jaxvae.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
 from jaxvae.distributions import (
@@ -93,6 +94,8 @@ __all__ = [
     "run_sweep",
     "standard_normal_log_prob",
     "static_binarize",
+    "tensorboard",
     "train_and_evaluate",
     "train_group",
+    "writers",
 ]

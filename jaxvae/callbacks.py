@@ -35,12 +35,16 @@ class Run(NamedTuple):
     config: its config.
     name: the model's name in a sweep (its swept values), or None for a single run.
     resumed_after: the epoch of the checkpoint it resumed from (0 for a new run).
+    pictures: ``() -> {name: [N, H, W, C] array in [0, 1]}``, the current model's ``samples``,
+      ``test_images`` and their ``reconstructions``, computed when called (from ``epoch``);
+      None where the run has none (data that are not images, a sweep's models).
   """
 
   workdir: str
   config: Config
   name: str | None = None
   resumed_after: int = 0
+  pictures: Callable[[], dict[str, Any] | None] | None = None
 
 
 class Callback(NamedTuple):

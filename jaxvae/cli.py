@@ -38,6 +38,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--workdir", help="run folder; must not exist or be empty")
   g.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
   g.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
+  g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files in W/tensorboard/")
+  g.add_argument("--log-images-every", type=int, default=5, metavar="N",
+                 help="samples and reconstructions to TensorBoard every N epochs and at the last (0: none; default 5)")  # fmt: skip
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -140,9 +143,18 @@ def _train(args: argparse.Namespace) -> int:
   initialize_distributed()
   train_and_evaluate(
       config, workdir, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.no_progress,
-      data_parallel=args.data_parallel,
+      data_parallel=args.data_parallel, callbacks=_callbacks(args),
   )  # fmt: skip
   return 0
+
+
+def _callbacks(args: argparse.Namespace) -> list:
+  """The CLI's callbacks: TensorBoard event files unless --no-tensorboard."""
+  from jaxvae.writers import tensorboard
+
+  if args.log_images_every < 0:
+    raise JaxvaeError(f"--log-images-every {args.log_images_every} must be an integer >= 0 (0: no images)")
+  return [] if args.no_tensorboard else [tensorboard(images_every=args.log_images_every)]
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -177,7 +189,7 @@ def _sweep(args: argparse.Namespace) -> int:
   initialize_distributed()
   run_sweep(
       configs, args.workdir, overwrite=args.overwrite, models_per_program=args.models_per_program,
-      progress=not args.no_progress,
+      progress=not args.no_progress, callbacks=_callbacks(args),
   )  # fmt: skip
   return 0
 

@@ -477,7 +477,8 @@ def metrics_row(epoch: int, train_m: dict, test_m: dict, images_per_sec: float, 
 def run_epochs(
     program: Program, state: Any, train_x: jax.Array, test_x: jax.Array, k_train: jax.Array, k_eval: jax.Array, *,
     config: Config, start_epoch: int, steps: int, rows: list[list[dict]] | None = None,
-    on_row: Callable[[int, dict], None] = lambda m, row: None, checkpoint: Callable[[int, Any], None] | None = None,
+    on_row: Callable[[int, dict], None] = lambda m, row: None, on_state: Callable[[Any], None] = lambda state: None,
+    checkpoint: Callable[[int, Any], None] | None = None,
     log: Callable[[str], None] = lambda s: None, bar: EpochBar | None = None, label: str = "",
     line: Callable[[list[dict]], str] | None = None,
 ) -> Outcome:  # fmt: skip
@@ -506,6 +507,7 @@ def run_epochs(
       train_seconds += seconds
       test_m = to_host(program.evaluate(eval_params(state), test_x, k_eval))
       live = [m for m in range(program.models) if diverged[m] is None]
+      on_state(state)  # before the rows: their callbacks may look at the model
       for m in live:
         row = metrics_row(epoch, program.take(train_m, m), program.take(test_m, m), examples / seconds, seconds)
         rows[m].append(row)
@@ -681,7 +683,9 @@ def train_and_evaluate(
 
   with stop_on_write_errors(workdir):
     on_process_0(start_folder)
-    run = Run(workdir, config, None, start_epoch)
+    current = {}  # the state after the epoch in flight, for pictures during training
+    run = Run(workdir, config, None, start_epoch,
+              pictures=lambda: images(trainer.vae, eval_params(current["state"]), test_x, keys.plot))  # fmt: skip
     if main_process:
       call(callbacks, "start", run)
 
@@ -718,7 +722,7 @@ def train_and_evaluate(
     try:
       outcome = run_epochs(
           program, state, train_x, test_x, k_train, keys.eval, config=config, start_epoch=start_epoch, steps=steps,
-          rows=[rows], on_row=on_row,
+          rows=[rows], on_row=on_row, on_state=lambda state: current.update(state=state),
           checkpoint=lambda epoch, state: checkpointer.save(epoch, state, k_train), log=log, bar=bar,
           line=lambda last: epoch_line(config, last[0]),
       )  # fmt: skip
@@ -832,6 +836,24 @@ def _summarized(workdir: str, epoch: int) -> bool:
 # ---------------------------------------------------------------------------
 
 
+def images(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, n: int = 64) -> dict[str, np.ndarray] | None:
+  """A model's pictures as ``[n, H, W, C]`` arrays in [0, 1], or None for data that are not images.
+
+  ``samples``: E[x|z] of z ~ p(z); ``test_images``: the first ``n`` test images as the model sees
+  them; ``reconstructions``: E[x|z] at z = the mean of q_phi(z|x) of each of them.
+  """
+  if len(vae.data_shape) != 3:
+    return None
+  k_z, k_means = jax.random.split(key)
+  samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
+  x = test_x[:n]
+  means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
+  shown = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
+  # mean_x shows E[x|z] in [0, 1] already; the test images are in the model's data range.
+  return {name: np.clip(np.asarray(a), 0.0, 1.0) for name, a in
+          (("samples", samples), ("test_images", _display(x, vae)), ("reconstructions", shown))}  # fmt: skip
+
+
 def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, workdir: str, n: int = 64) -> list[str]:
   """The pictures of a model that apply to its data; returns their paths.
 
@@ -841,16 +863,13 @@ def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, wo
   """
   from jaxvae import plots
 
-  k_z, k_means = jax.random.split(key)
+  k_z, _ = jax.random.split(key)  # images() splits the key the same way
   shape = vae.data_shape
   if len(shape) == 3:
-    samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
-    x = test_x[:n]
-    means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
-    shown = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
+    pictures = images(vae, params, test_x, key, n)
     paths = [os.path.join(workdir, "samples.png"), os.path.join(workdir, "reconstructions.png")]
-    plots.save_samples(paths[0], np.asarray(samples), f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as the means E[x|z]")
-    plots.save_reconstructions(paths[1], np.asarray(_display(x, vae)), np.asarray(shown),
+    plots.save_samples(paths[0], pictures["samples"], f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as the means E[x|z]")
+    plots.save_reconstructions(paths[1], pictures["test_images"], pictures["reconstructions"],
                                "test images (as the model sees them) and their reconstructions E[x|z] at z = mean of q_phi(z|x)")  # fmt: skip
     return paths
   if shape == (2,):

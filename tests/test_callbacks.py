@@ -62,3 +62,72 @@ def test_a_callback_that_raises_stops_the_run_after_writing_the_epoch(tmp_path):
     train_and_evaluate(Config(**SMALL, epochs=3), workdir, progress=False, verbose=False,
                        callbacks=[jaxvae.Callback(epoch=fail_at_2)])  # fmt: skip
   assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2]
+
+
+# ---------------------------------------------------------------------------
+# TensorBoard, read back with TensorBoard's own reader.
+# ---------------------------------------------------------------------------
+
+
+def events(workdir):
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  accumulator = EventAccumulator(os.path.join(workdir, "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+  accumulator.Reload()
+  return accumulator
+
+
+def session_hparams(accumulator):
+  from tensorboard.plugins.hparams import plugin_data_pb2
+
+  for content in accumulator.PluginTagToContent("hparams").values():
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    if data.HasField("session_start_info"):
+      return {k: v.number_value if v.HasField("number_value") else v.string_value
+              for k, v in data.session_start_info.hparams.items()}  # fmt: skip
+  return None
+
+
+def test_tensorboard_has_every_epoch_once_across_a_resume_with_the_values_of_metrics_jsonl(tmp_path, capsys):
+  import shutil
+
+  from jaxvae.cli import main
+  from jaxvae.writers import tag
+
+  workdir = str(tmp_path / "run")
+  tiny = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "256", "--n-test", "64"]
+  assert main(["train", *tiny, "--epochs", "3", "--no-progress", "--workdir", workdir]) == 0
+  # Killed after epoch 3's row and scalars, before its checkpoint: resumed from checkpoint 2.
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "3"))
+  assert main(["train", "--resume", workdir, "--no-progress"]) == 0
+  rows, accumulator = read_metrics(workdir), events(workdir)
+  assert [r["epoch"] for r in rows] == [1, 2, 3]
+  for key in ("train_elbo", "test_elbo", "train_kl", "test_log_p_x_given_z", "train_grad_norm", "images_per_sec"):
+    scalars = accumulator.Scalars(tag(key))
+    assert [s.step for s in scalars] == [1, 2, 3], key
+    assert [s.value for s in scalars] == pytest.approx([r[key] for r in rows], rel=1e-6), key
+  assert session_hparams(accumulator)["latent_dim"] == 4
+  # Images at the last epoch (the default: every 5 epochs and at the last), decoded as PNGs.
+  import io
+
+  from PIL import Image
+
+  for name in ("samples", "test_images", "reconstructions"):
+    shown = accumulator.Images(f"images/{name}")
+    assert [i.step for i in shown] == [3], name
+    picture = Image.open(io.BytesIO(shown[0].encoded_image_string))
+    assert picture.size[0] >= 8 * 28 and picture.size[1] >= 8 * 28, (name, picture.size)
+  capsys.readouterr()
+  assert main(["train", *tiny, "--epochs", "1", "--no-progress", "--no-tensorboard", "--workdir", str(tmp_path / "off")]) == 0
+  assert not os.path.exists(tmp_path / "off" / "tensorboard")
+
+
+def test_tensorboard_has_one_run_per_swept_model_with_its_hyperparameters(tmp_path):
+  run_sweep([Config(**SMALL, epochs=2, beta=b) for b in (0.5, 2.0)], str(tmp_path / "sweep"), progress=False,
+            verbose=False, callbacks=[jaxvae.tensorboard()])  # fmt: skip
+  for name, beta in (("beta=0.5", 0.5), ("beta=2", 2.0)):
+    folder = str(tmp_path / "sweep" / "models" / name)
+    accumulator = events(folder)
+    assert session_hparams(accumulator)["beta"] == beta
+    assert [s.value for s in accumulator.Scalars("test/elbo")] == pytest.approx(
+        [r["test_elbo"] for r in read_metrics(folder)], rel=1e-6)  # fmt: skip

@@ -29,6 +29,7 @@ def run_dir(tmp_path_factory):
 def test_run_folder_holds_every_file(run_dir):
   assert sorted(os.listdir(run_dir)) == [
       ".claimed", "checkpoints", "config.json", "metrics.jsonl", "reconstructions.png", "samples.png", "summary.json",
+      "tensorboard",
   ]  # fmt: skip
   with open(os.path.join(run_dir, "config.json")) as f:
     config = Config.from_dict(json.load(f))
