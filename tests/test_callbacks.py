@@ -131,3 +131,45 @@ def test_tensorboard_has_one_run_per_swept_model_with_its_hyperparameters(tmp_pa
     assert session_hparams(accumulator)["beta"] == beta
     assert [s.value for s in accumulator.Scalars("test/elbo")] == pytest.approx(
         [r["test_elbo"] for r in read_metrics(folder)], rel=1e-6)  # fmt: skip
+
+
+def test_tensorboard_serves_the_run_on_127_0_0_1_with_a_test_elbo_curve_of_3_points(tmp_path):
+  """`jaxvae train --epochs 3 --workdir W`, then `tensorboard --logdir W`: asked over HTTP, as a browser would."""
+  import subprocess
+  import sys
+  import time
+  import urllib.request
+
+  from jaxvae.cli import main
+  from jaxvae.launch import free_port
+
+  pytest.importorskip("tensorboard")
+  workdir = str(tmp_path / "W")
+  tiny = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "256", "--n-test", "64"]
+  assert main(["train", *tiny, "--epochs", "3", "--no-progress", "--workdir", workdir]) == 0
+  port = free_port()
+  server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", workdir, "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+  def get(path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+      return json.loads(response.read())
+
+  try:
+    deadline = time.time() + 60
+    while True:
+      try:
+        runs = get("/data/runs")
+        if runs:
+          break
+      except OSError:
+        pass
+      assert time.time() < deadline and server.poll() is None, server.stderr.read() if server.poll() is not None else ""
+      time.sleep(0.2)
+    assert runs == ["tensorboard"]
+    curve = get("/data/plugin/scalars/scalars?run=tensorboard&tag=test/elbo")
+    assert [step for _, step, _ in curve] == [1, 2, 3]
+    assert [value for _, _, value in curve] == pytest.approx([r["test_elbo"] for r in read_metrics(workdir)], rel=1e-6)
+  finally:
+    server.terminate()
+    server.wait(timeout=30)
