@@ -31,19 +31,15 @@ import time
 import jax
 import numpy as np
 
-TIMING = ("images_per_sec", "seconds")
-
+from jaxvae.run import TIMING_KEYS, read_metrics
 
 def command(args: list[str]) -> list[str]:
   return [sys.executable, "-m", "jaxvae.cli", "train", *args, "--no-progress"]
 
 
 def rows(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in f if line.endswith("\n")]
+  """The folder's rows, timing fields aside (a line cut off by a kill is dropped, as a resume drops it)."""
+  return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in read_metrics(workdir)]
 
 
 def phase(workdir: str, epochs: int, started: bool, since: float) -> str:
