@@ -14,7 +14,7 @@ autoregressive flow posterior) and :mod:`jaxvae.ladder` (the Ladder VAE) are bui
 
 from jaxvae import callbacks, flows, ladder, likelihoods, objectives, posteriors, priors, writers
 from jaxvae.callbacks import Callback
-from jaxvae.writers import tensorboard
+from jaxvae.writers import tensorboard, wandb
 from jaxvae.config import Config
 from jaxvae.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
 from jaxvae.distributions import (
@@ -95,6 +95,7 @@ __all__ = [
     "standard_normal_log_prob",
     "static_binarize",
     "tensorboard",
+    "wandb",
     "train_and_evaluate",
     "train_group",
     "writers",

@@ -41,6 +41,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files in W/tensorboard/")
   g.add_argument("--log-images-every", type=int, default=5, metavar="N",
                  help="samples and reconstructions to TensorBoard every N epochs and at the last (0: none; default 5)")  # fmt: skip
+  g.add_argument("--wandb", action="store_true",
+                 help="also log to Weights & Biases, files in W/wandb/ (pip install 'jaxvae[wandb]'; "
+                      "WANDB_MODE=offline: no network, `wandb sync` later)")  # fmt: skip
+  g.add_argument("--wandb-project", default="jaxvae", metavar="NAME", help="the W&B project (default jaxvae)")
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -149,12 +153,18 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _callbacks(args: argparse.Namespace) -> list:
-  """The CLI's callbacks: TensorBoard event files unless --no-tensorboard."""
-  from jaxvae.writers import tensorboard
+  """The CLI's callbacks: TensorBoard event files unless --no-tensorboard; W&B with --wandb."""
+  from jaxvae import writers
 
   if args.log_images_every < 0:
     raise JaxvaeError(f"--log-images-every {args.log_images_every} must be an integer >= 0 (0: no images)")
-  return [] if args.no_tensorboard else [tensorboard(images_every=args.log_images_every)]
+  callbacks = [] if args.no_tensorboard else [writers.tensorboard(images_every=args.log_images_every)]
+  if args.wandb:
+    problem = writers.wandb_problem()
+    if problem:
+      raise JaxvaeError(f"--wandb: {problem}")
+    callbacks.append(writers.wandb(project=args.wandb_project, images_every=args.log_images_every))
+  return callbacks
 
 
 def _sweep(args: argparse.Namespace) -> int:

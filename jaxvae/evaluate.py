@@ -3,7 +3,9 @@
 These drivers read a run folder (its config, its data, its checkpoint), run the pure
 estimators of :mod:`jaxvae.estimators` over the test set in batches (one loop,
 :func:`over_batches`), and write ``eval.json`` or ``gaps.json``. A model or data handed over
-in Python when the run was trained are handed over again (``model=``, ``data=``).
+in Python when the run was trained are handed over again (``model=``, ``data=``). The results
+also go to the run's TensorBoard and W&B runs where it has them (``eval/...``, ``gaps/...`` at
+step = the checkpoint's epoch; :func:`jaxvae.writers.log_results`).
 
 Inference gaps (Cremer, Li & Duvenaud 2018) split log p(x) - ELBO(q_phi) into the
 approximation gap of the Gaussian family and the amortization gap of the encoder.
@@ -25,7 +27,9 @@ from jaxvae.errors import JaxvaeError
 from jaxvae.estimators import active_units, importance_sampled_log_px, make_batch_evaluator, optimize_local_q
 from jaxvae.likelihoods import bits_per_dim
 from jaxvae.model import VAE, Params
+from jaxvae.progress import Progress
 from jaxvae.run import Setup, prepare_model, read_config, write_json
+from jaxvae.writers import log_results
 
 
 class Loaded(NamedTuple):
@@ -63,17 +67,19 @@ def over_batches(
     fn: Callable[[jax.Array, int], dict[str, Any]], x: np.ndarray, batch_size: int, desc: str, progress: bool
 ) -> dict[str, Any]:
   """``fn(batch, i)`` over consecutive batches of ``x`` (the last padded to one compiled shape), concatenated on the host."""
-  import tqdm
-
   n = len(x)
   parts = []
-  for i, start in enumerate(tqdm.tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=None if progress else True)):
+  bar = Progress(progress)
+  bar.start(desc, total=-(-n // batch_size), unit="batch")
+  for i, start in enumerate(range(0, n, batch_size)):
+    bar.update_to(i)
     batch = x[start : start + batch_size]
     valid = len(batch)
     if valid < batch_size:
       batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
     out = jax.device_get(fn(jnp.asarray(batch), i))
     parts.append(jax.tree.map(lambda a: a[:valid], out))
+  bar.close()
   return jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
 
@@ -107,7 +113,7 @@ def evaluate_run(
     n_test: evaluate the first ``n_test`` test examples (default: all of the run's).
     seed: seed of the importance samples.
     progress: show a progress bar.
-    write: write ``workdir/eval.json``.
+    write: write ``workdir/eval.json`` (and add the results to the run's TensorBoard and W&B runs).
     model, data: the model (or its factory) and data, if they were handed over in Python.
 
   Returns:
@@ -152,6 +158,7 @@ def evaluate_run(
   }
   if write:
     write_json(os.path.join(workdir, "eval.json"), summary)
+    log_results(workdir, "eval", summary, run.epoch)
   return summary
 
 
@@ -228,4 +235,5 @@ def inference_gaps(
   }
   plots.save_gap_histograms(os.path.join(workdir, "gaps.png"), amortization, approximation, result)
   write_json(os.path.join(workdir, "gaps.json"), result)
+  log_results(workdir, "gaps", result, run.epoch)
   return result

@@ -57,6 +57,7 @@ from jaxvae.estimators import active_units, latent_variances
 from jaxvae.likelihoods import bits_per_dim
 from jaxvae.model import VAE, Params
 from jaxvae.objectives import Objective
+from jaxvae.progress import Progress
 from jaxvae.train import Trainer, eval_params
 
 # Per-epoch values that measure the machine, not the model (they differ between identical runs).
@@ -362,28 +363,11 @@ def resume_config(workdir: str, overrides: dict[str, Any]) -> Config:
   return saved.replace(**changed).validate()
 
 
-class EpochBar:
-  """A tqdm bar for the epoch in flight (shown on terminals only), advanced from inside the jitted epoch."""
-
-  def __init__(self, enabled: bool):
-    self.enabled = enabled
-    self.bar = None
-
-  def start(self, desc: str, total: int):
-    if self.enabled:
-      import tqdm
-
-      self.bar = tqdm.tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=None)
+class EpochBar(Progress):
+  """The epoch in flight's progress (a :class:`jaxvae.progress.Progress`), advanced from inside the jitted epoch."""
 
   def __call__(self, steps_done):
-    bar = self.bar
-    if bar is not None:  # steps_done is an array of one value per model inside a vmapped sweep
-      bar.update(int(np.max(steps_done)) - bar.n)
-
-  def close(self):
-    if self.bar is not None:
-      self.bar.close()
-      self.bar = None
+    self.update_to(int(np.max(steps_done)))  # steps_done: one value per model inside a vmapped sweep
 
 
 @contextlib.contextmanager

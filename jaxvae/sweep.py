@@ -45,7 +45,7 @@ from jaxvae.devices import model_shardings, on_process_0, place, to_host
 from jaxvae.errors import JaxvaeError
 from jaxvae.estimators import active_units, latent_variances
 from jaxvae.run import (EpochBar, Program, RunStopped, append_row, data_key, diverged_message, fixed_test_set,
-                        make_objective, prepare, prepare_workdir, run_epochs, run_keys, save_figures, summarize,
+                        images, make_objective, prepare, prepare_workdir, run_epochs, run_keys, save_figures, summarize,
                         write_json, write_run_files)  # fmt: skip
 from jaxvae.train import eval_params, with_learning_rate
 
@@ -241,7 +241,19 @@ def train_group(
   checked_test = vae.likelihood.check(setup.data.test, "test data")
   own = lambda c: {"objective": c.objective, "kl": c.kl} if switched else {}  # noqa: E731
   named = [setup.config.replace(**own(c), **{n: getattr(c, n) for n in VMAPPED}) for c in configs]
-  runs = [Run(folder, config, name) for folder, config, name in zip(folders or [], named, names or [None] * len(named))]
+  live: dict[str, Any] = {}  # the chunk in flight: its first model's index, keys, test data and latest state
+
+  def pictures(i: int):
+    """Model i's pictures from its state after the epoch in flight (see :func:`jaxvae.run.images`)."""
+    m = i - live["start"]
+    params = jax.tree.map(lambda a: a[m], eval_params(live["state"]))
+    x = live["test_x"][m] if test_axis == 0 else live["test_x"]
+    return images(vae, params, x.astype(jnp.float32), live["keys"][m].plot)
+
+  # Pictures index the stacked state on this process: not in a job of several processes.
+  shown = (lambda i: functools.partial(pictures, i)) if jax.process_count() == 1 else (lambda i: None)
+  runs = [Run(folder, config, name, pictures=shown(i))
+          for i, (folder, config, name) in enumerate(zip(folders or [], named, names or [None] * len(named)))]  # fmt: skip
   for run in runs if main else []:
     write_run_files(run.workdir, run.config, [])
     call(callbacks, "start", run)
@@ -280,7 +292,7 @@ def train_group(
   out_states, out_rows, out_active, out_diverged = [], [], [], []
   compile_seconds = train_seconds = 0.0
   compiled = False
-  images, stop_signal = 0, None
+  examples, stop_signal = 0, None
   for start in range(0, len(configs), per_program):
     chunk = configs[start : start + per_program]
     padded = chunk + [chunk[-1]] * (per_program - len(chunk))
@@ -304,6 +316,8 @@ def train_group(
       epoch.compile(states, train_x, k_train)
       compile_seconds, compiled = time.perf_counter() - t0, True
 
+    live.update(start=start, keys=keys, test_x=test_x)
+
     def on_row(m, row, start=start):
       if folders is not None and main:
         append_row(folders[start + m], row)
@@ -316,10 +330,11 @@ def train_group(
               f"{last[0]['seconds']:.2f} s")  # fmt: skip
 
     outcome = run_epochs(program._replace(models=len(chunk)), states, train_x, test_x, k_train, k_eval, config=static,
-                         start_epoch=0, steps=steps, on_row=on_row, log=log or (lambda s: None), bar=bar,
+                         start_epoch=0, steps=steps, on_row=on_row, on_state=lambda state: live.update(state=state),
+                         log=log or (lambda s: None), bar=bar,
                          label=f"models {start + 1}-{start + len(chunk)} of {len(configs)}, ", line=line)  # fmt: skip
     train_seconds += outcome.train_seconds
-    images += max(len(r) for r in outcome.rows) * steps * static.batch_size * len(chunk)
+    examples += max(len(r) for r in outcome.rows) * steps * static.batch_size * len(chunk)
     variances = to_host(program.variances(place(to_host(eval_params(outcome.state)), stacked), test_x, k_eval))
     host_states = to_host(outcome.state)
     for m in range(len(chunk)):
@@ -331,7 +346,7 @@ def train_group(
       stop_signal = outcome.signal
       break
   return GroupResult(named[: len(out_rows)], out_states, out_rows, out_active, out_diverged, stop_signal,
-                     compile_seconds, train_seconds, images, setup)  # fmt: skip
+                     compile_seconds, train_seconds, examples, setup)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
