@@ -114,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
   gp.add_argument("--batch-size", type=int, default=100, help="test images per batch (default 100)")
   gp.add_argument("--seed", type=int, default=0)
   gp.add_argument("--no-progress", action="store_true")
+  ex = sub.add_parser(
+      "explore",
+      help="write W/explorer.html: p and q of the run's model in one self-contained page",
+      description="Write one HTML page (no server, no network) with the run's model evaluated in the browser: "
+      "the latent plane and the decoder, and q_phi(z|x) against the true posterior p_theta(z|x) of a test image or "
+      "one you draw. MLP models with a Bernoulli or Gaussian likelihood, the normal prior and the Gaussian posterior.",
+  )
+  ex.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
+  ex.add_argument("--out", help="the page's path (default W/explorer.html)")
+  ex.add_argument("--points", type=int, default=2000, help="test codes drawn on the latent plane (default 2000)")
+  ex.add_argument("--images", type=int, default=100, help="test images to explain (default 100)")
   la = sub.add_parser(
       "launch",
       help="run `jaxvae train` or `jaxvae sweep` as N processes of one JAX job on this machine",
@@ -251,6 +262,16 @@ def _gaps(args: argparse.Namespace) -> int:
   return 0
 
 
+def _explore(args: argparse.Namespace) -> int:
+  from jaxvae.explorer import write_explorer
+
+  if args.points < 1 or args.images < 1:
+    raise JaxvaeError(f"--points {args.points} and --images {args.images} must be at least 1")
+  path = write_explorer(args.workdir, args.out, n_points=args.points, n_images=args.images)
+  print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB): open it in a browser, no server needed")
+  return 0
+
+
 def _launch(args: argparse.Namespace) -> int:
   from jaxvae.launch import launch
 
@@ -268,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of the ``jaxvae`` console script; returns the exit status."""
   try:
     args = build_parser().parse_args(argv)
-    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps, "flags": _flags,
-                "launch": _launch}  # fmt: skip
+    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps, "explore": _explore,
+                "flags": _flags, "launch": _launch}  # fmt: skip
     return commands[args.command](args)
   except JaxvaeError as e:
     _say(f"jaxvae: error: {e}")

@@ -40,15 +40,36 @@ def log_joint_on_grid(vae: VAE, params: Params, x: jax.Array, z1: jax.Array, z2:
   """log p_theta(x|z) + log p(z) = log p_theta(z|x) + log p_theta(x) at every grid point ``[G2, G1]``."""
   z = jnp.stack(jnp.meshgrid(z1, z2), axis=-1)  # [G2, G1, 2]
   out = vae.p_theta(params, z)
-  return vae.log_p_x_given_z(jnp.broadcast_to(x, out.shape), out) + vae.log_p_z(params, z)
+  return vae.log_p_x_given_z(jnp.broadcast_to(x, z.shape[:-1] + x.shape), out) + vae.log_p_z(params, z)
+
+
+def posterior_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: int = 160, coarse: int = 81):
+  """The grid that covers the true posterior p_theta(z|x) of one image and q, and log p(x, z) on it.
+
+  A coarse pass (``coarse`` x ``coarse`` points on [-4, 4]^2, spacing h) finds where the
+  posterior is above 1e-4 of its maximum; the fine grid (``size`` x ``size`` points) spans
+  those points +- h and q's mean +- 4 sigma. The explorer page (:mod:`jaxvae.explorer`) draws
+  the same grid by the same rule.
+
+  Returns:
+    ``z1 [size]``, ``z2 [size]`` (float64) and ``log_joint [size, size]`` = log p_theta(x, z)
+    (float64; rows follow z2).
+  """
+  c = np.linspace(-4.0, 4.0, coarse)
+  h = c[1] - c[0]
+  lj = np.asarray(log_joint_on_grid(vae, params, x, c, c))
+  rows, cols = np.nonzero(lj > lj.max() + np.log(1e-4))
+  mean, scale = np.asarray(q.mean, np.float64), np.exp(np.asarray(q.log_scale, np.float64))
+  lo1, hi1 = min(c[cols.min()] - h, mean[0] - 4 * scale[0]), max(c[cols.max()] + h, mean[0] + 4 * scale[0])
+  lo2, hi2 = min(c[rows.min()] - h, mean[1] - 4 * scale[1]), max(c[rows.max()] + h, mean[1] + 4 * scale[1])
+  z1, z2 = np.linspace(lo1, hi1, size), np.linspace(lo2, hi2, size)
+  return z1, z2, np.asarray(log_joint_on_grid(vae, params, x, z1, z2), np.float64)
 
 
 def posterior_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: int = 160) -> dict[str, np.ndarray]:
-  """The true posterior p_theta(z|x) of one image on a grid that covers its mass and q's.
+  """The true posterior p_theta(z|x) of one image on the grid of :func:`posterior_grid`.
 
-  A coarse pass over [-4, 4]^2 finds where the posterior is above 1e-4 of its maximum; the
-  fine grid covers that box and q's mean +- 4 sigma. The density is normalized on the grid:
-  p(z|x) = exp(log p(x, z)) / sum_grid exp(log p(x, z)) / cell area.
+  The density is normalized on the grid: p(z|x) = exp(log p(x, z)) / sum_grid exp(log p(x, z)) / cell area.
 
   Args:
     x: ``[H, W, C]`` one image.
@@ -57,20 +78,37 @@ def posterior_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size:
   Returns:
     ``z1 [size]``, ``z2 [size]``, ``density [size, size]`` (rows follow z2).
   """
-  coarse = jnp.linspace(-4.0, 4.0, 81)
-  lj = np.asarray(log_joint_on_grid(vae, params, x, coarse, coarse))
-  rows, cols = np.nonzero(lj > lj.max() + np.log(1e-4))
-  c = np.asarray(coarse)
-  mean, scale = np.asarray(q.mean), np.exp(np.asarray(q.log_scale))
-  lo1 = min(c[cols.min()] - 0.1, mean[0] - 4 * scale[0])
-  hi1 = max(c[cols.max()] + 0.1, mean[0] + 4 * scale[0])
-  lo2 = min(c[rows.min()] - 0.1, mean[1] - 4 * scale[1])
-  hi2 = max(c[rows.max()] + 0.1, mean[1] + 4 * scale[1])
-  z1, z2 = jnp.linspace(lo1, hi1, size), jnp.linspace(lo2, hi2, size)
-  lj = np.asarray(log_joint_on_grid(vae, params, x, z1, z2), np.float64)
+  z1, z2, lj = posterior_grid(vae, params, x, q, size)
   density = np.exp(lj - lj.max())
   cell = float((z1[1] - z1[0]) * (z2[1] - z2[0]))
-  return {"z1": np.asarray(z1), "z2": np.asarray(z2), "density": density / (density.sum() * cell)}
+  return {"z1": z1, "z2": z2, "density": density / (density.sum() * cell)}
+
+
+def bounds_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: int = 50, coarse: int = 25,
+                   grid_q: Gaussian | None = None) -> dict[str, float]:  # fmt: skip
+  """log p(x), ELBO(q) and KL(q || p_theta(z|x)) of one image of a 2-D model, by quadrature on a grid.
+
+  On the grid of :func:`posterior_grid` (built around ``grid_q``, default ``q``), with cell
+  area A and log p(x, z_g) at its points z_g:
+
+    log p(x)     = log sum_g exp(log p(x, z_g)) A
+    ELBO(q)      = sum_g w_g [ log p(x, z_g) - log q(z_g) ],   w_g = q(z_g) / sum_g' q(z_g')
+    KL(q || p(z|x)) = log p(x) - ELBO(q)   (the identity of docs/notation.md)
+
+  These are the numbers the explorer page shows (``jaxvae explore``).
+
+  Returns:
+    ``log_px``, ``elbo``, ``kl`` in nats (float).
+  """
+  z1, z2, lj = posterior_grid(vae, params, x, grid_q if grid_q is not None else q, size, coarse)
+  cell = (z1[1] - z1[0]) * (z2[1] - z2[0])
+  log_px = float(np.logaddexp.reduce(lj.ravel()) + np.log(cell))
+  z = np.stack(np.meshgrid(z1, z2), axis=-1)
+  mean, log_scale = np.asarray(q.mean, np.float64), np.asarray(q.log_scale, np.float64)
+  log_q = -0.5 * np.sum(((z - mean) * np.exp(-log_scale)) ** 2 + 2.0 * log_scale + np.log(2 * np.pi), axis=-1)
+  w = np.exp(log_q - np.logaddexp.reduce(log_q.ravel()))
+  elbo = float(np.sum(w * (lj - log_q)))
+  return {"log_px": log_px, "elbo": elbo, "kl": log_px - elbo}
 
 
 def interpolations(vae: VAE, params: Params, x_a: jax.Array, x_b: jax.Array, steps: int = 10) -> np.ndarray:
