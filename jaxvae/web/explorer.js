@@ -248,24 +248,26 @@ function project(plane, z) {
   return [plane.u1.reduce((s, u, i) => s + u * dz[i], 0), plane.u2.reduce((s, u, i) => s + u * dz[i], 0)];
 }
 
-const PLANE_EXTENT = (() => {
-  const a = [];
-  for (let p = 0; p < DATA.n_points; p++) for (let i = 0; i < d; i++) a.push(Math.abs(POINTS[p * d + i]));
-  a.sort((x, y) => x - y);
+// The plane's view: +- extent on both axes, from the 99th percentile of the codes' |coordinates| on it.
+function planeExtent(projected) {
+  const a = projected.flat().map(Math.abs).sort((x, y) => x - y);
   return Math.max(3, 1.1 * a[Math.floor(0.99 * (a.length - 1))]);
-})();
-const toPixel = (canvas, a, b) => [(a / PLANE_EXTENT + 1) * canvas.width / 2, (1 - b / PLANE_EXTENT) * canvas.height / 2];
-const toPlane = (canvas, px, py) => [(2 * px / canvas.width - 1) * PLANE_EXTENT, (1 - 2 * py / canvas.height) * PLANE_EXTENT];
+}
+const toPixel = (canvas, a, b) => [(a / state.extent + 1) * canvas.width / 2, (1 - b / state.extent) * canvas.height / 2];
+const toPlane = (canvas, px, py) => [(2 * px / canvas.width - 1) * state.extent, (1 - 2 * py / canvas.height) * state.extent];
 
 function drawPlane() {
   const canvas = $("plane"), ctx = canvas.getContext("2d");
   state.plane = latentPlane();
+  const projected = [];
+  for (let p = 0; p < DATA.n_points; p++) projected.push(project(state.plane, Array.from(POINTS.subarray(p * d, (p + 1) * d))));
+  state.extent = planeExtent(projected);
   ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
   ctx.strokeStyle = "#bbb";
-  const [cx, cy] = toPixel(canvas, 0, 0), unitPx = canvas.width / 2 / PLANE_EXTENT;
+  const [cx, cy] = toPixel(canvas, ...project(state.plane, new Array(d).fill(0))), unitPx = canvas.width / 2 / state.extent;
   for (const r of [1, 2]) { ctx.beginPath(); ctx.arc(cx, cy, r * unitPx, 0, 2 * Math.PI); ctx.stroke(); }
   for (let p = 0; p < DATA.n_points; p++) {
-    const [a, b] = project(state.plane, Array.from(POINTS.subarray(p * d, (p + 1) * d)));
+    const [a, b] = projected[p];
     const [x, y] = toPixel(canvas, a, b);
     ctx.fillStyle = COLOURS[LABELS[p] % 10];
     ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
@@ -281,7 +283,9 @@ function drawPlane() {
 function pointAt(a, b) {
   const z = state.plane.at(a, b), mean = meanX(decode(z));
   state.pointer = { a, b, z, mean };
-  $("pointer-z").textContent = "z = (" + z.map((v) => v.toFixed(2)).join(", ") + ")";
+  const label = $("pointer-z"), zText = "z = (" + z.map((v) => v.toFixed(2)).join(", ") + ")";
+  label.textContent = d === 2 ? zText : `(${a.toFixed(2)}, ${b.toFixed(2)}) on the plane`;
+  label.title = zText;
   drawImage($("decoded"), mean);
 }
 
