@@ -37,7 +37,8 @@ class Run(NamedTuple):
     resumed_after: the epoch of the checkpoint it resumed from (0 for a new run).
     pictures: ``() -> {name: [N, H, W, C] array in [0, 1]}``, the current model's ``samples``,
       ``test_images`` and their ``reconstructions``, computed when called (from ``epoch``);
-      None where the run has none (data that are not images, a sweep's models).
+      None where the run has none (data that are not images; a sweep's models in a job of
+      several processes).
   """
 
   workdir: str

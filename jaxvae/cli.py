@@ -40,7 +40,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
   g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files in W/tensorboard/")
   g.add_argument("--log-images-every", type=int, default=5, metavar="N",
-                 help="samples and reconstructions to TensorBoard every N epochs and at the last (0: none; default 5)")  # fmt: skip
+                 help="samples and reconstructions to TensorBoard (and W&B) every N epochs and at the last (0: none; default 5)")  # fmt: skip
   g.add_argument("--wandb", action="store_true",
                  help="also log to Weights & Biases, files in W/wandb/ (pip install 'jaxvae[wandb]'; "
                       "WANDB_MODE=offline: no network, `wandb sync` later)")  # fmt: skip

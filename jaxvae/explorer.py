@@ -122,6 +122,7 @@ def write_explorer(workdir: str, out: str | None = None, **kwargs) -> str:
   script = (web / "explorer.js").read_text()
   page = page.replace("/*DATA*/", json.dumps(data, separators=(",", ":"))).replace("/*SCRIPT*/", script)
   path = out or os.path.join(workdir, "explorer.html")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path + ".tmp", "w") as f:
     f.write(page)
   os.replace(path + ".tmp", path)
