@@ -45,3 +45,16 @@ def _snapshot(folder):
 def snapshot():
   """The contents of a folder, to check that a refused command left it untouched."""
   return _snapshot
+
+
+def pytest_addoption(parser):
+  parser.addoption("--slow", action="store_true", help="also run the tests marked slow (long paths with a smoke sibling)")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--slow"):
+    return
+  skip = pytest.mark.skip(reason="slow: a smoke test covers the same path; run with pytest --slow")
+  for item in items:
+    if "slow" in item.keywords:
+      item.add_marker(skip)

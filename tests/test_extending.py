@@ -41,6 +41,25 @@ def _close(rows_a, rows_b, rtol):
 # ---------------------------------------------------------------------------
 
 
+def test_a_model_from_a_file_trains_resumes_evaluates_and_sweeps_by_reference(tmp_path, capsys):
+  """The smoke version of the next test, in this process: the same reference through every command."""
+  reference = os.path.join(ROOT, "examples", "own_model", "my_models.py") + ":make_vae"
+  tiny = ["--model", reference, "--n-train", "512", "--n-test", "64", "--batch-size", "64", "--no-progress",
+          "--no-tensorboard"]  # fmt: skip
+  a, b = str(tmp_path / "A"), str(tmp_path / "B")
+  assert main(["train", *tiny, "--epochs", "3", "--workdir", a]) == 0
+  assert main(["train", *tiny, "--epochs", "2", "--workdir", b]) == 0
+  assert main(["train", "--resume", b, "--epochs", "3", "--no-progress", "--no-tensorboard"]) == 0
+  same = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]  # noqa: E731
+  assert same(read_metrics(b)) == same(read_metrics(a))  # resumed by reference, bit for bit
+  assert main(["eval", "--workdir", b, "--k", "5", "--no-progress"]) == 0
+  assert main(["sweep", *tiny, "--epochs", "1", "--grid", "seed=0,1", "--workdir", str(tmp_path / "sweep")]) == 0
+  with open(tmp_path / "sweep" / "sweep.json") as f:
+    assert len(json.load(f)["rows"]) == 2
+  capsys.readouterr()
+
+
+@pytest.mark.slow
 def test_a_model_from_a_file_survives_sigterm_and_resume_and_is_evaluated_and_swept(tmp_path):
   """examples/own_model: `jaxvae train --model my_models.py:make_vae`, stopped, resumed, evaluated, swept."""
   proc = subprocess.run(
