@@ -31,8 +31,10 @@ import numpy as np
 from jaxvae.errors import JaxvaeError
 from jaxvae.evaluate import load_run
 from jaxvae.run import read_config
+from jaxvae.teaching import BOUNDS_COARSE, BOUNDS_SIZE, GRID_EXTENT, GRID_THRESHOLD
 
-GRID = {"coarse": 25, "size": 50, "extent": 4.0, "threshold": 1e-4}  # the rule of teaching.posterior_grid
+# The page's grid: the rule and sizes of teaching.posterior_grid and teaching.bounds_on_grid.
+GRID = {"coarse": BOUNDS_COARSE, "size": BOUNDS_SIZE, "extent": GRID_EXTENT, "threshold": GRID_THRESHOLD}
 
 
 def check_explorable(config) -> None:

@@ -21,6 +21,14 @@ from jaxvae.evaluate import load_run
 from jaxvae.model import VAE, Params
 
 
+# The rule of posterior_grid: a coarse pass over [-GRID_EXTENT, GRID_EXTENT]^2 keeps the points
+# above GRID_THRESHOLD of the posterior's maximum. The explorer page applies the same rule.
+GRID_EXTENT = 4.0
+GRID_THRESHOLD = 1e-4
+# The grids of bounds_on_grid (and of the explorer page): fine size x size, coarse x coarse.
+BOUNDS_SIZE, BOUNDS_COARSE = 50, 25
+
+
 def decoder_manifold(vae: VAE, params: Params, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
   """Decoder means E[x|z] on an n x n grid of 2-D codes placed at the quantiles of p(z) = N(0, I).
 
@@ -55,10 +63,10 @@ def posterior_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: in
     ``z1 [size]``, ``z2 [size]`` (float64) and ``log_joint [size, size]`` = log p_theta(x, z)
     (float64; rows follow z2).
   """
-  c = np.linspace(-4.0, 4.0, coarse)
+  c = np.linspace(-GRID_EXTENT, GRID_EXTENT, coarse)
   h = c[1] - c[0]
   lj = np.asarray(log_joint_on_grid(vae, params, x, c, c))
-  rows, cols = np.nonzero(lj > lj.max() + np.log(1e-4))
+  rows, cols = np.nonzero(lj > lj.max() + np.log(GRID_THRESHOLD))
   mean, scale = np.asarray(q.mean, np.float64), np.exp(np.asarray(q.log_scale, np.float64))
   lo1, hi1 = min(c[cols.min()] - h, mean[0] - 4 * scale[0]), max(c[cols.max()] + h, mean[0] + 4 * scale[0])
   lo2, hi2 = min(c[rows.min()] - h, mean[1] - 4 * scale[1]), max(c[rows.max()] + h, mean[1] + 4 * scale[1])
@@ -84,7 +92,7 @@ def posterior_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size:
   return {"z1": z1, "z2": z2, "density": density / (density.sum() * cell)}
 
 
-def bounds_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: int = 50, coarse: int = 25,
+def bounds_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: int = BOUNDS_SIZE, coarse: int = BOUNDS_COARSE,
                    grid_q: Gaussian | None = None) -> dict[str, float]:  # fmt: skip
   """log p(x), ELBO(q) and KL(q || p_theta(z|x)) of one image of a 2-D model, by quadrature on a grid.
 
