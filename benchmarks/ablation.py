@@ -63,7 +63,12 @@ def elbo_with_sample_axis(vae, params, x, key, *, k=1, analytic_kl=True):
 
 @contextlib.contextmanager
 def swapped(binarize=False, eps=False, likelihood=False, sample_axis=False):
-  saved = jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, jaxvae.objectives.elbo
+  saved = (
+    jaxvae.likelihoods.dynamic_binarize,
+    jaxvae.objectives.gaussian_sample,
+    D.bernoulli_log_prob,
+    jaxvae.objectives.elbo,
+  )
   if binarize:
     jaxvae.likelihoods.dynamic_binarize = jax_random_binarize
   if eps:
@@ -75,7 +80,12 @@ def swapped(binarize=False, eps=False, likelihood=False, sample_axis=False):
   try:
     yield
   finally:
-    jaxvae.likelihoods.dynamic_binarize, jaxvae.objectives.gaussian_sample, D.bernoulli_log_prob, jaxvae.objectives.elbo = saved
+    (
+      jaxvae.likelihoods.dynamic_binarize,
+      jaxvae.objectives.gaussian_sample,
+      D.bernoulli_log_prob,
+      jaxvae.objectives.elbo,
+    ) = saved
 
 
 def build(images, config=Config(), optimizer=None, **swaps):
@@ -84,9 +94,13 @@ def build(images, config=Config(), optimizer=None, **swaps):
     vae = make_vae(config, images.shape[1:])
     optimizer = optimizer or make_optimizer(config)
     objective = make_objective(config, 1)
-    epoch = jax.jit(T.make_train_epoch(T.make_train_step(vae, objective, optimizer), config.batch_size), donate_argnums=0)
+    epoch = jax.jit(
+      T.make_train_epoch(T.make_train_step(vae, objective, optimizer), config.batch_size), donate_argnums=0
+    )
     params = vae.init(jax.random.key(0))
-    state = T.TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), objective.hparams, jnp.zeros((), jnp.int32))
+    state = T.TrainState(
+      params, optimizer.init(params), jnp.zeros((), jnp.int32), objective.hparams, jnp.zeros((), jnp.int32)
+    )
     return epoch.lower(state, images, jax.random.key(1)).compile(), state, images
 
 
@@ -97,16 +111,17 @@ def main():
   args = parser.parse_args()
   images = jax.device_put(load_mnist().train[: 128 * args.steps])
   variants = {
-      "current": build(images),
-      "jax.random binarize": build(images, binarize=True),
-      "jax.random eps": build(images, eps=True),
-      "4-D likelihood": build(images, likelihood=True),
-      "sample axis at k=1": build(images, sample_axis=True),
-      "all four above (first version)": build(images, binarize=True, eps=True, likelihood=True, sample_axis=True),
-      "no Adam (SGD)": build(images, optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3)),
-      # A static configuration trains on images binarized once (0/1), as `jaxvae train` prepares them.
-      "static binarization": build(jax.device_put(static_binarize(images, jax.random.key(2))),
-                                   config=Config(binarization="static")),
+    "current": build(images),
+    "jax.random binarize": build(images, binarize=True),
+    "jax.random eps": build(images, eps=True),
+    "4-D likelihood": build(images, likelihood=True),
+    "sample axis at k=1": build(images, sample_axis=True),
+    "all four above (first version)": build(images, binarize=True, eps=True, likelihood=True, sample_axis=True),
+    "no Adam (SGD)": build(images, optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3)),
+    # A static configuration trains on images binarized once (0/1), as `jaxvae train` prepares them.
+    "static binarization": build(
+      jax.device_put(static_binarize(images, jax.random.key(2))), config=Config(binarization="static")
+    ),
   }
   states = {k: v[1] for k, v in variants.items()}
   speeds = {k: [] for k in variants}
@@ -118,7 +133,9 @@ def main():
       if r:  # round 0 is the warm-up
         speeds[name].append(args.steps * 128 / (time.perf_counter() - t0))
       if metrics["skipped_steps"]:  # a skipped update costs almost nothing: the figure would be void
-        raise SystemExit(f"variant {name!r} skipped {int(metrics['skipped_steps'])} updates: its timing is not comparable")
+        raise SystemExit(
+          f"variant {name!r} skipped {int(metrics['skipped_steps'])} updates: its timing is not comparable"
+        )
   print(f"{'variant':34s} {'images/s (median)':>18s} {'paired ratio to current (IQR)':>32s}")
   for name, xs in speeds.items():
     ratios = sorted(x / c for x, c in zip(xs, speeds["current"]))

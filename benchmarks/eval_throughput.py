@@ -56,15 +56,25 @@ def main(argv=None):
   seconds = time.perf_counter() - t0
   samples = batches * b * args.k
   rate = samples / seconds
-  print(f"model {args.model}, k = {args.k} (chunks of {chunk}), batch {b}, {batches * b} test images on "
-        f"{jax.devices()[0].device_kind}: {rate:,.0f} samples of z/s, {batches * b / seconds:,.1f} images/s; "
-        f"first batch with compilation {compile_and_first:.1f} s; the full test set at k = 5000 would take "
-        f"{10_000 * 5000 / rate / 60:.1f} min")
-  print(json.dumps({
-      "model": args.model, "k": args.k, "batch_size": b, "n_test": batches * b,
-      "eval_samples_per_sec": round(rate, 1), "eval_images_per_sec": round(batches * b / seconds, 3),
-      "projected_full_eval_minutes": round(10_000 * 5000 / rate / 60, 2),
-  }))
+  print(
+    f"model {args.model}, k = {args.k} (chunks of {chunk}), batch {b}, {batches * b} test images on "
+    f"{jax.devices()[0].device_kind}: {rate:,.0f} samples of z/s, {batches * b / seconds:,.1f} images/s; "
+    f"first batch with compilation {compile_and_first:.1f} s; the full test set at k = 5000 would take "
+    f"{10_000 * 5000 / rate / 60:.1f} min"
+  )
+  print(
+    json.dumps(
+      {
+        "model": args.model,
+        "k": args.k,
+        "batch_size": b,
+        "n_test": batches * b,
+        "eval_samples_per_sec": round(rate, 1),
+        "eval_images_per_sec": round(batches * b / seconds, 3),
+        "projected_full_eval_minutes": round(10_000 * 5000 / rate / 60, 2),
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def main() -> int:
 
   folder = tempfile.mkdtemp(prefix="jaxvae-explorer-")
   two_d, default = os.path.join(folder, "d2"), os.path.join(folder, "default")
-  jaxvae("train", "--latent-dim", "2", "--epochs", str(args.epochs), "--no-tensorboard", "--no-progress", "--workdir", two_d)
+  jaxvae(
+    "train", "--latent-dim", "2", "--epochs", str(args.epochs), "--no-tensorboard", "--no-progress", "--workdir", two_d
+  )
   jaxvae("explore", "--workdir", two_d)
   jaxvae("train", "--epochs", "1", "--n-train", "2000", "--no-tensorboard", "--no-progress", "--workdir", default)
   jaxvae("explore", "--workdir", default)
@@ -67,17 +69,32 @@ def main() -> int:
       for dx, dy in [(10, -4), (12, 2), (6, 10), (-6, 12), (-12, 12), (-10, 8), (14, 2), (16, 0)]:  # a "2"
         chain = chain.move_by_offset(int(dx * p / 100), int(dy * p / 100))
       chain.release().perform()
-      driver.execute_script("const s = document.getElementById('shift-1'); s.value = Number(s.value) + "
-                            "0.3 * (Number(s.max) - Number(s.min)) / 2; s.dispatchEvent(new Event('input'));")  # fmt: skip
+      driver.execute_script(
+        "const s = document.getElementById('shift-1'); s.value = Number(s.value) + "
+        "0.3 * (Number(s.max) - Number(s.min)) / 2; s.dispatchEvent(new Event('input'));"
+      )
       driver.save_screenshot(os.path.join(args.screenshots, "explorer_drawn.png"))
   finally:
     driver.quit()
-  sizes = {name: os.path.getsize(os.path.join(path, "explorer.html")) / 1e6 for name, path in (("d2", two_d), ("default", default))}
-  print(f"2-D model ({args.epochs} epochs): one decode {timings['decode_ms']:.2f} ms, the posterior grid "
-        f"{timings['grid_ms']:.0f} ms ({timings['grid_points']} decodes: 25x25 coarse + 50x50); "
-        f"page {sizes['d2']:.2f} MB; default model (d = 20) page {sizes['default']:.2f} MB")  # fmt: skip
-  print(json.dumps({**timings, "page_mb_d2": round(sizes["d2"], 3), "page_mb_default": round(sizes["default"], 3),
-                    "epochs": args.epochs}))  # fmt: skip
+  sizes = {
+    name: os.path.getsize(os.path.join(path, "explorer.html")) / 1e6
+    for name, path in (("d2", two_d), ("default", default))
+  }
+  print(
+    f"2-D model ({args.epochs} epochs): one decode {timings['decode_ms']:.2f} ms, the posterior grid "
+    f"{timings['grid_ms']:.0f} ms ({timings['grid_points']} decodes: 25x25 coarse + 50x50); "
+    f"page {sizes['d2']:.2f} MB; default model (d = 20) page {sizes['default']:.2f} MB"
+  )
+  print(
+    json.dumps(
+      {
+        **timings,
+        "page_mb_d2": round(sizes["d2"], 3),
+        "page_mb_default": round(sizes["default"], 3),
+        "epochs": args.epochs,
+      }
+    )
+  )
   shutil.rmtree(folder, ignore_errors=True)
   return 0
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from jaxvae.run import TIMING_KEYS, read_metrics
 
+
 def command(args: list[str]) -> list[str]:
   return [sys.executable, "-m", "jaxvae.cli", "train", *args, "--no-progress"]
 
@@ -54,7 +55,11 @@ def phase(workdir: str, epochs: int, started: bool, since: float) -> str:
     return "writing a checkpoint"  # a temporary checkpoint folder made by this start (older ones are left by kills)
   done = len(rows(workdir))
   if done == epochs:
-    return "final evaluation (all epochs done, no summary yet)" if not os.path.exists(os.path.join(workdir, "summary.json")) else "finished"
+    return (
+      "final evaluation (all epochs done, no summary yet)"
+      if not os.path.exists(os.path.join(workdir, "summary.json"))
+      else "finished"
+    )
   return f"epoch {done + 1}"
 
 
@@ -69,8 +74,9 @@ def main() -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--kills", type=int, default=20)
   ap.add_argument("--epochs", type=int, default=40)
-  ap.add_argument("--window-epochs", type=float, default=4,
-                  help="kills after the compile line land in this many epochs (default 4)")
+  ap.add_argument(
+    "--window-epochs", type=float, default=4, help="kills after the compile line land in this many epochs (default 4)"
+  )
   ap.add_argument("--n-train", type=int, default=6000)
   ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
   ap.add_argument("--out", help="folder for the two runs and faults.json (default: a temporary folder)")
@@ -93,16 +99,22 @@ def main() -> int:
   first, last = seen[1], seen.get(args.epochs, time.perf_counter() - t0)
   per_epoch = (last - first) / max(args.epochs - 1, 1)
   window = args.window_epochs * per_epoch
-  print(f"straight run: {time.perf_counter() - t0:.1f} s, first row after {first:.1f} s, {per_epoch:.2f} s per epoch; "
-        f"kills uniform in [0, {first:.1f}] s after a start (every 4th) or in [0, {window:.1f}] s after its compile line",
-        flush=True)  # fmt: skip
+  print(
+    f"straight run: {time.perf_counter() - t0:.1f} s, first row after {first:.1f} s, {per_epoch:.2f} s per epoch; "
+    f"kills uniform in [0, {first:.1f}] s after a start (every 4th) or in [0, {window:.1f}] s after its compile line",
+    flush=True,
+  )
 
   rng = random.Random(args.seed)
   kills, starts = [], 0
   for i in range(args.kills):
     resume = os.path.exists(os.path.join(soaked, "config.json"))
-    proc = subprocess.Popen(command(["--resume", soaked] if resume else [*flags, "--workdir", soaked]),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+      command(["--resume", soaked] if resume else [*flags, "--workdir", soaked]),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
     compiled = threading.Event()
 
     def watch(p=proc, compiled=compiled):
@@ -126,22 +138,35 @@ def main() -> int:
       where = phase(soaked, args.epochs, started=compiled.is_set(), since=since)
       proc.send_signal(signal.SIGKILL)
       proc.wait()
-      kills.append({"kill": len(kills) + 1, "after_seconds": round(at, 2), "clock": "start" if in_startup else "compile line",
-                    "phase": where, "rows": len(rows(soaked))})  # fmt: skip
-      print(f"kill {len(kills):2d} {at:5.2f} s after its {'start' if in_startup else 'compile line'}: {where}; "
-            f"{len(rows(soaked))} rows on disk", flush=True)  # fmt: skip
+      kills.append(
+        {
+          "kill": len(kills) + 1,
+          "after_seconds": round(at, 2),
+          "clock": "start" if in_startup else "compile line",
+          "phase": where,
+          "rows": len(rows(soaked)),
+        }
+      )
+      print(
+        f"kill {len(kills):2d} {at:5.2f} s after its {'start' if in_startup else 'compile line'}: {where}; "
+        f"{len(rows(soaked))} rows on disk",
+        flush=True,
+      )
       continue
     err = proc.stderr.read()
     if proc.returncode != 0:
       print(f"start {starts} exited {proc.returncode} before its kill: {err.strip()[-400:]}", flush=True)
       return 1
-    print(f"start {starts} finished the run before its kill moment ({at:.2f} s): raise --epochs for more kills", flush=True)
+    print(
+      f"start {starts} finished the run before its kill moment ({at:.2f} s): raise --epochs for more kills", flush=True
+    )
     break
 
   while True:  # run to the end
     resume = os.path.exists(os.path.join(soaked, "config.json"))
-    proc = subprocess.run(command(["--resume", soaked] if resume else [*flags, "--workdir", soaked]),
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+      command(["--resume", soaked] if resume else [*flags, "--workdir", soaked]), capture_output=True, text=True
+    )
     starts += 1
     if proc.returncode == 0 or "is complete" in proc.stderr:
       break
@@ -149,18 +174,31 @@ def main() -> int:
     return 1
 
   same_rows = rows(soaked) == rows(straight)
-  diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
-             zip(jax.tree.leaves(params(soaked)), jax.tree.leaves(params(straight))))  # fmt: skip
+  diff = max(
+    float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    for a, b in zip(jax.tree.leaves(params(soaked)), jax.tree.leaves(params(straight)))
+  )
   with open(os.path.join(soaked, "summary.json")) as f:
     completed = json.load(f)["completed"]
   phases = dict(collections.Counter("in an epoch" if k["phase"].startswith("epoch") else k["phase"] for k in kills))
-  result = {"kills": len(kills), "starts": starts, "phases": phases, "metrics_equal": same_rows,
-            "max_param_difference": diff, "completed": completed, "startup_seconds": first, "seconds_per_epoch": per_epoch, "kill_log": kills}  # fmt: skip
+  result = {
+    "kills": len(kills),
+    "starts": starts,
+    "phases": phases,
+    "metrics_equal": same_rows,
+    "max_param_difference": diff,
+    "completed": completed,
+    "startup_seconds": first,
+    "seconds_per_epoch": per_epoch,
+    "kill_log": kills,
+  }
   with open(os.path.join(out, "faults.json"), "w") as f:
     json.dump(result, f, indent=2)
   print(f"survived {len(kills)} SIGKILLs in {starts} starts; kills by phase: {phases}")
-  print(f"final metrics.jsonl equal to the straight run's (timing aside): {same_rows}; "
-        f"max |parameter difference| {diff:.3g}; summary completed: {completed}; written to {out}/faults.json")
+  print(
+    f"final metrics.jsonl equal to the straight run's (timing aside): {same_rows}; "
+    f"max |parameter difference| {diff:.3g}; summary completed: {completed}; written to {out}/faults.json"
+  )
   return 0 if same_rows and diff == 0 and completed else 1
 
 

@@ -38,12 +38,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxvae import rng
+from jaxvae.build import make_trainer
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
-from jaxvae.build import make_trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import MatmulCeiling  # noqa: E402
+from throughput import MatmulCeiling
 
 FEATURES = ("gather", "eps", "metrics", "skip")
 
@@ -61,6 +61,7 @@ def init_params(key: jax.Array, pixels: int = 784, hidden: int = 400, latent: in
 
 def negative_elbo(params: dict, x: jax.Array, key: jax.Array, features: frozenset):
   """-(1/B) sum_b [log p(x_b|z_b) - KL(q(z|x_b) || N(0, I))] for x [B, 784], and the batch means."""
+
   def dense(name, h):
     return h @ params[name]["w"] + params[name]["b"]
 

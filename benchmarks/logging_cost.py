@@ -74,15 +74,20 @@ def timed(config, data, workdir, callbacks) -> tuple[float, float]:
   """Wall seconds from the first epoch's start to the end of the run (compile and set-up excluded),
   and the CPU seconds from the first epoch's row to the end (all processes: see :func:`cpu_seconds`)."""
   marks = {}
-  first = jaxvae.Callback(start=lambda run: marks.setdefault("start", time.perf_counter()),
-                          epoch=lambda run, row: marks.setdefault("cpu", cpu_seconds()))  # fmt: skip
+  first = jaxvae.Callback(
+    start=lambda run: marks.setdefault("start", time.perf_counter()),
+    epoch=lambda run, row: marks.setdefault("cpu", cpu_seconds()),
+  )
   summary = train_and_evaluate(config, workdir, data=data, progress=False, verbose=False, callbacks=[first, *callbacks])
   return time.perf_counter() - marks["start"] - summary["compile_seconds"], cpu_seconds() - marks["cpu"]
 
 
 def writers(arm: str) -> list[jaxvae.Callback]:
-  return {"none": [], "tensorboard": [jaxvae.tensorboard()],
-          "tensorboard+wandb": [jaxvae.tensorboard(), jaxvae.wandb(project="logging-cost")]}[arm]  # fmt: skip
+  return {
+    "none": [],
+    "tensorboard": [jaxvae.tensorboard()],
+    "tensorboard+wandb": [jaxvae.tensorboard(), jaxvae.wandb(project="logging-cost")],
+  }[arm]
 
 
 def median_interval(values: list[float], seed: int = 0, draws: int = 10000) -> tuple[float, float]:
@@ -118,8 +123,10 @@ def main() -> int:
       cpu[arm].append(used)
       if arm != "none":
         shares[arm].append(sum(spent) / wall)
-    print(f"round {r + 1}: " + ", ".join(f"{arm} {seconds[arm][-1]:.2f} s ({cpu[arm][-1]:.2f} CPU s)" for arm in arms),
-          flush=True)  # fmt: skip
+    print(
+      f"round {r + 1}: " + ", ".join(f"{arm} {seconds[arm][-1]:.2f} s ({cpu[arm][-1]:.2f} CPU s)" for arm in arms),
+      flush=True,
+    )
   result = {"rounds": args.rounds, "epochs": args.epochs, "n_train": args.n_train}
 
   def percent(x):
@@ -130,14 +137,18 @@ def main() -> int:
     for what, values in (("wall", seconds), ("cpu", cpu)):
       ratios = [w / n for w, n in zip(values[arm], values["none"])]
       low, high = median_interval(ratios)
-      result[arm][what] = {"cost_percent": round(percent(statistics.median(ratios)), 2),
-                           "interval_percent": [round(percent(low), 2), round(percent(high), 2)],
-                           "ratios": [round(x, 4) for x in ratios]}  # fmt: skip
+      result[arm][what] = {
+        "cost_percent": round(percent(statistics.median(ratios)), 2),
+        "interval_percent": [round(percent(low), 2), round(percent(high), 2)],
+        "ratios": [round(x, 4) for x in ratios],
+      }
     w, c = result[arm]["wall"], result[arm]["cpu"]
-    print(f"{arm}: wall time {w['cost_percent']:+.2f}% against none (median of {args.rounds} paired ratios, 95% "
-          f"interval {w['interval_percent'][0]:+.2f}% .. {w['interval_percent'][1]:+.2f}%); CPU time "
-          f"{c['cost_percent']:+.2f}% ({c['interval_percent'][0]:+.2f}% .. {c['interval_percent'][1]:+.2f}%); "
-          f"{result[arm]['inside_percent']:.2f}% of the run inside the writers' calls")  # fmt: skip
+    print(
+      f"{arm}: wall time {w['cost_percent']:+.2f}% against none (median of {args.rounds} paired ratios, 95% "
+      f"interval {w['interval_percent'][0]:+.2f}% .. {w['interval_percent'][1]:+.2f}%); CPU time "
+      f"{c['cost_percent']:+.2f}% ({c['interval_percent'][0]:+.2f}% .. {c['interval_percent'][1]:+.2f}%); "
+      f"{result[arm]['inside_percent']:.2f}% of the run inside the writers' calls"
+    )
   print(json.dumps(result))
   shutil.rmtree(folder, ignore_errors=True)
   return 0

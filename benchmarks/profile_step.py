@@ -21,9 +21,9 @@ import tempfile
 
 import jax
 
+from jaxvae.build import make_trainer
 from jaxvae.config import Config
 from jaxvae.data import load_mnist
-from jaxvae.build import make_trainer
 
 
 def main():
@@ -42,7 +42,8 @@ def main():
   with jax.profiler.trace(folder, create_perfetto_trace=True):
     state, metrics = epoch(state, images, jax.random.key(2))
     jax.block_until_ready(metrics)
-  trace = json.load(gzip.open(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)[0]))
+  with gzip.open(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)[0]) as f:
+    trace = json.load(f)
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
 
   hlo = epoch.as_text()

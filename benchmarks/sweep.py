@@ -36,19 +36,36 @@ BETAS, SEEDS = (0.5, 1, 2, 4), (0, 1, 2, 3)
 def jaxvae(*args: str) -> float:
   """Runs the jaxvae CLI in a fresh process; returns its wall time in seconds."""
   t0 = time.perf_counter()
-  subprocess.run([sys.executable, "-m", "jaxvae.cli", *args, "--no-progress"], check=True,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+  subprocess.run(
+    [sys.executable, "-m", "jaxvae.cli", *args, "--no-progress"],
+    check=True,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+  )
   return time.perf_counter() - t0
 
 
 def run_sweep(folder: str, epochs: int, seeds=SEEDS, extra=()) -> dict:
-  wall = jaxvae("sweep", "--grid", "beta=" + ",".join(map(str, BETAS)), "--grid", "seed=" + ",".join(map(str, seeds)),
-                "--epochs", str(epochs), "--workdir", folder, *extra)  # fmt: skip
+  wall = jaxvae(
+    "sweep",
+    "--grid",
+    "beta=" + ",".join(map(str, BETAS)),
+    "--grid",
+    "seed=" + ",".join(map(str, seeds)),
+    "--epochs",
+    str(epochs),
+    "--workdir",
+    folder,
+    *extra,
+  )
   with open(os.path.join(folder, "sweep.json")) as f:
     groups = json.load(f)["groups"]
   images = sum(g["images_per_sec"] * g["train_seconds"] for g in groups)
-  return {"wall": wall, "steady": images / sum(g["train_seconds"] for g in groups),
-          "compile": sum(g["compile_seconds"] for g in groups)}  # fmt: skip
+  return {
+    "wall": wall,
+    "steady": images / sum(g["train_seconds"] for g in groups),
+    "compile": sum(g["compile_seconds"] for g in groups),
+  }
 
 
 def run_sequential(folder: str, epochs: int) -> dict:
@@ -83,21 +100,30 @@ def main(argv=None):
     for n in (16, 64, 256):
       seeds = tuple(range(n // len(BETAS)))
       r = run_sweep(os.path.join(tmp, f"sweep{n}"), epochs, seeds, ("--models-per-program", str(n)))
-      print(f"{n:>4} models: {r['steady']:,.0f} images/s aggregate = {r['steady'] / single:.1f}x one model "
-            f"({single:,.0f} images/s); wall {r['wall']:.1f} s, compile {r['compile']:.1f} s", flush=True)
+      print(
+        f"{n:>4} models: {r['steady']:,.0f} images/s aggregate = {r['steady'] / single:.1f}x one model "
+        f"({single:,.0f} images/s); wall {r['wall']:.1f} s, compile {r['compile']:.1f} s",
+        flush=True,
+      )
       out[f"sweep{n}_images_per_sec"] = round(r["steady"], 1)
       out[f"steady_ratio_{n}"] = round(r["steady"] / single, 3)
     out["steady_ratio"] = out["steady_ratio_16"]
     print(json.dumps(out))
     return
 
-  print(f"16 models (beta {BETAS} x seed {SEEDS}), 784-400-20, batch 128, {epochs} epoch(s) each; "
-        f"{rounds} round(s), A = one vmapped `jaxvae sweep`, B = 16 `jaxvae train` runs", flush=True)
+  print(
+    f"16 models (beta {BETAS} x seed {SEEDS}), 784-400-20, batch 128, {epochs} epoch(s) each; "
+    f"{rounds} round(s), A = one vmapped `jaxvae sweep`, B = 16 `jaxvae train` runs",
+    flush=True,
+  )
   a_runs, b_runs = [], []
   for r in range(rounds):
     a = run_sweep(os.path.join(tmp, f"A{r}"), epochs)
-    print(f"round {r + 1} A sweep:      {a['steady']:>9,.0f} images/s steady, wall {a['wall']:6.1f} s "
-          f"(compile {a['compile']:.1f} s)", flush=True)
+    print(
+      f"round {r + 1} A sweep:      {a['steady']:>9,.0f} images/s steady, wall {a['wall']:6.1f} s "
+      f"(compile {a['compile']:.1f} s)",
+      flush=True,
+    )
     b = run_sequential(os.path.join(tmp, f"B{r}"), epochs)
     print(f"round {r + 1} B sequential: {b['steady']:>9,.0f} images/s steady, wall {b['wall']:6.1f} s", flush=True)
     a_runs.append(a)
@@ -105,19 +131,30 @@ def main(argv=None):
   med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
   steady_ratio = statistics.median(a["steady"] / b["steady"] for a, b in zip(a_runs, b_runs))
   wall_ratio = statistics.median(b["wall"] / a["wall"] for a, b in zip(a_runs, b_runs))
-  print(f"steady state: sweep {med(a_runs, 'steady'):,.0f} vs sequential {med(b_runs, 'steady'):,.0f} images/s "
-        f"-> steady_ratio {steady_ratio:.3f}")
-  print(f"end to end: sweep {med(a_runs, 'wall'):.1f} s vs sequential {med(b_runs, 'wall'):.1f} s "
-        f"-> wall_ratio (sequential / sweep) {wall_ratio:.2f}")
-  print(json.dumps({
-      "device": "cpu", "models": 16, "epochs": epochs, "rounds": rounds,
-      "sweep_images_per_sec": round(med(a_runs, "steady"), 1),
-      "sequential_images_per_sec": round(med(b_runs, "steady"), 1),
-      "steady_ratio": round(steady_ratio, 3),
-      "sweep_wall_seconds": round(med(a_runs, "wall"), 2),
-      "sequential_wall_seconds": round(med(b_runs, "wall"), 2),
-      "wall_ratio": round(wall_ratio, 3),
-  }))
+  print(
+    f"steady state: sweep {med(a_runs, 'steady'):,.0f} vs sequential {med(b_runs, 'steady'):,.0f} images/s "
+    f"-> steady_ratio {steady_ratio:.3f}"
+  )
+  print(
+    f"end to end: sweep {med(a_runs, 'wall'):.1f} s vs sequential {med(b_runs, 'wall'):.1f} s "
+    f"-> wall_ratio (sequential / sweep) {wall_ratio:.2f}"
+  )
+  print(
+    json.dumps(
+      {
+        "device": "cpu",
+        "models": 16,
+        "epochs": epochs,
+        "rounds": rounds,
+        "sweep_images_per_sec": round(med(a_runs, "steady"), 1),
+        "sequential_images_per_sec": round(med(b_runs, "steady"), 1),
+        "steady_ratio": round(steady_ratio, 3),
+        "sweep_wall_seconds": round(med(a_runs, "wall"), 2),
+        "sequential_wall_seconds": round(med(b_runs, "wall"), 2),
+        "wall_ratio": round(wall_ratio, 3),
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,13 @@ PROGRAMS = [(layers, k) for layers in (1, 2) for k in (1, 5, 50)]
 def program_seconds_per_step(layers: int, k: int, unroll: int, steps: int, repeats: int) -> float:
   """Median seconds per step of the stacked VAE(+IWAE) program of ``layers`` and ``k`` (compile excluded)."""
   models = 1 if k == 1 else 2  # k = 1: VAE and IWAE are one model
-  config = Config(model=f"burda{layers}", objective="vae", kl="mc", k=k, batch_size=20, adam_eps=1e-4,
-                  lr_schedule="burda")  # fmt: skip
+  config = Config(
+    model=f"burda{layers}", objective="vae", kl="mc", k=k, batch_size=20, adam_eps=1e-4, lr_schedule="burda"
+  )
   vae = build.make_vae(config, (28, 28, 1))
-  trainer = build.make_trainer(config, data_shape=(28, 28, 1), train_size=60_000, vae=vae,
-                               objective=objectives.vae_or_iwae(k, iwae=False))  # fmt: skip
+  trainer = build.make_trainer(
+    config, data_shape=(28, 28, 1), train_size=60_000, vae=vae, objective=objectives.vae_or_iwae(k, iwae=False)
+  )
   states = [trainer.init(jax.random.key(m)) for m in range(models)]
   states = [s._replace(hparams=objectives.SwitchHParams(jnp.float32(m))) for m, s in enumerate(states)]
   state = jax.tree.map(lambda *a: jnp.stack(a), *states)
@@ -69,18 +71,27 @@ def main(argv=None) -> None:
   parser.add_argument("--json", help="write the figures to this file")
   args = parser.parse_args(argv)
   device = jax.devices()[0]
-  print(f"device: {device.platform} ({device.device_kind}); {platform.machine()}, {os.cpu_count()} CPU cores; "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)  # fmt: skip
+  print(
+    f"device: {device.platform} ({device.device_kind}); {platform.machine()}, {os.cpu_count()} CPU cores; "
+    f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+    flush=True,
+  )
   programs = [(1, 5)] if args.quick else PROGRAMS
   unrolls = [int(u) for u in args.unroll.split(",")]
   results = []
   for layers, k in programs:
     for unroll in unrolls:
       s = program_seconds_per_step(layers, k, unroll, args.steps, args.repeats)
-      results.append(dict(layers=layers, k=k, unroll=unroll, ms_per_step=1e3 * s, steps_per_s=1 / s,
-                          paper_hours=PAPER_STEPS * s / 3600))  # fmt: skip
-      print(f"burda{layers} k={k:<3d} unroll={unroll:<2d}: {1e3 * s:8.3f} ms/step  {1 / s:9.1f} steps/s  "
-            f"paper schedule {PAPER_STEPS * s / 3600:8.1f} h", flush=True)  # fmt: skip
+      results.append(
+        dict(
+          layers=layers, k=k, unroll=unroll, ms_per_step=1e3 * s, steps_per_s=1 / s, paper_hours=PAPER_STEPS * s / 3600
+        )
+      )
+      print(
+        f"burda{layers} k={k:<3d} unroll={unroll:<2d}: {1e3 * s:8.3f} ms/step  {1 / s:9.1f} steps/s  "
+        f"paper schedule {PAPER_STEPS * s / 3600:8.1f} h",
+        flush=True,
+      )
   if not args.quick:
     best = {}
     for r in results:

@@ -48,10 +48,16 @@ def write_png_dataset(data_dir: str, name: str, splits: dict[str, tuple[np.ndarr
     for i, (image, label) in enumerate(zip(images, labels)):
       yield i, {"image": png(image), "label": int(label)}
 
-  builder = type(name, (tfds.core.GeneratorBasedBuilder,), {
-      "VERSION": tfds.core.Version("1.0.0"), "_info": info, "_generate_examples": generate,
+  builder = type(
+    name,
+    (tfds.core.GeneratorBasedBuilder,),
+    {
+      "VERSION": tfds.core.Version("1.0.0"),
+      "_info": info,
+      "_generate_examples": generate,
       "_split_generators": lambda self, dl_manager: {k: self._generate_examples(*v) for k, v in splits.items()},
-  })  # fmt: skip
+    },
+  )
   builder(data_dir=data_dir, file_format="array_record").download_and_prepare()
 
 
@@ -61,8 +67,12 @@ def write_dataset(data_dir: str) -> None:
 
   if not os.path.exists(os.path.join(data_dir, "mnist_png", "1.0.0", "dataset_info.json")):
     mnist = load_mnist()
-    write_png_dataset(data_dir, "MnistPng", {"train": (mnist.train, mnist.train_labels),
-                                             "test": (mnist.test, mnist.test_labels)}, classes=10)  # fmt: skip
+    write_png_dataset(
+      data_dir,
+      "MnistPng",
+      {"train": (mnist.train, mnist.train_labels), "test": (mnist.test, mnist.test_labels)},
+      classes=10,
+    )
 
 
 def main(argv=None):
@@ -90,8 +100,11 @@ def main(argv=None):
         assert ds.train.shape == mnist.train.shape and int(ds.train.sum()) == int(mnist.train.sum())
         assert np.array_equal(np.bincount(ds.test_labels), np.bincount(mnist.test_labels))
       results[f"{name}, {threads} thread(s)"] = statistics.median(times)
-      print(f"{name:>18}: {len(ds.train) + len(ds.test):>6} records, {threads} thread(s): {statistics.median(times):6.2f} s "
-            f"(median of {args.rounds})")
+      print(
+        f"{name:>18}: {len(ds.train) + len(ds.test):>6} records, {threads} thread(s): "
+        f"{statistics.median(times):6.2f} s "
+        f"(median of {args.rounds})"
+      )
   print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 
 

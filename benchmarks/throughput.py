@@ -70,8 +70,8 @@ class MatmulCeiling:
     layers = dense_layers(config, pixels)
     rng = np.random.default_rng(0)
     self.arrays = jax.device_put(
-        [tuple(jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((b, m), (m, n), (b, n))) for m, n in layers],
-        device,
+      [tuple(jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((b, m), (m, n), (b, n))) for m, n in layers],
+      device,
     )
     self.flops = float(sum(2 * b * m * n * (3 if i else 2) for i, (m, n) in enumerate(layers)))
     self.steps = steps
@@ -168,13 +168,17 @@ def run_cpu(args) -> dict:
   except ImportError:
     torch_version = None
   print(f"machine: {cpu_model()}, {cores} cores; jax {jax.__version__}, torch {torch_version or 'not installed'}")
-  print(f"model: 784-{'-'.join(map(str, config.hidden))}-{config.latent_dim} MLP VAE, batch {config.batch_size}, "
-        f"Adam {config.lr:g}, dynamic binarization, full epochs of {len(dataset.train):,} images")
+  print(
+    f"model: 784-{'-'.join(map(str, config.hidden))}-{config.latent_dim} MLP VAE, batch {config.batch_size}, "
+    f"Adam {config.lr:g}, dynamic binarization, full epochs of {len(dataset.train):,} images"
+  )
 
   a = JaxvaeRun(config, dataset, device)
   ceiling_run = MatmulCeiling(config, int(np.prod(dataset.event_shape)), device)
-  print(f"jaxvae: compiled the epoch in {a.compile_seconds:.2f} s; XLA cost analysis: "
-        f"{a.flops_per_image / 1e6:.3f} MFLOP per image (forward + backward + Adam)")
+  print(
+    f"jaxvae: compiled the epoch in {a.compile_seconds:.2f} s; XLA cost analysis: "
+    f"{a.flops_per_image / 1e6:.3f} MFLOP per image (forward + backward + Adam)"
+  )
   b = TorchRun(dataset, config, cores) if torch_version else None
   if b is None:
     print("torch is not installed: the PyTorch comparison is skipped (pip install -e '.[bench]')")
@@ -185,17 +189,30 @@ def run_cpu(args) -> dict:
     b.run_epoch()
 
   rows = []
-  print(f"{'round':>5} {'jaxvae img/s':>13} {'torch img/s':>12} {'ratio':>6} {'ceiling img/s':>14} "
-        f"{'fraction':>9} {'jaxvae ELBO':>12} {'torch ELBO':>11}")
+  print(
+    f"{'round':>5} {'jaxvae img/s':>13} {'torch img/s':>12} {'ratio':>6} {'ceiling img/s':>14} "
+    f"{'fraction':>9} {'jaxvae ELBO':>12} {'torch ELBO':>11}"
+  )
   for r in range(1, args.rounds + 1):
     ja, elbo_a = a.run_epoch()
     tb, elbo_b = b.run_epoch() if b is not None else (float("nan"), float("nan"))
     step_seconds = ceiling_run.seconds_per_step()
     ceiling = config.batch_size / step_seconds
-    rows.append(dict(jaxvae=ja, torch=tb, ratio=ja / tb, ceiling=ceiling, fraction=ja / ceiling,
-                     matmul_gflops=ceiling_run.flops / step_seconds / 1e9))
-    print(f"{r:>5} {ja:>13,.0f} {tb:>12,.0f} {ja / tb:>6.2f} {ceiling:>14,.0f} {ja / ceiling:>9.2f} "
-          f"{elbo_a:>12.2f} {elbo_b:>11.2f}", flush=True)
+    rows.append(
+      dict(
+        jaxvae=ja,
+        torch=tb,
+        ratio=ja / tb,
+        ceiling=ceiling,
+        fraction=ja / ceiling,
+        matmul_gflops=ceiling_run.flops / step_seconds / 1e9,
+      )
+    )
+    print(
+      f"{r:>5} {ja:>13,.0f} {tb:>12,.0f} {ja / tb:>6.2f} {ceiling:>14,.0f} {ja / ceiling:>9.2f} "
+      f"{elbo_a:>12.2f} {elbo_b:>11.2f}",
+      flush=True,
+    )
 
   med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
   jaxvae_ips = med("jaxvae")
@@ -206,26 +223,30 @@ def run_cpu(args) -> dict:
     print(f"torch   images/s: {fmt([r['torch'] for r in rows])}")
     ratios = ", ".join(f"{r['ratio']:.2f}" for r in rows)
     print(f"ratio jaxvae / torch per round: {ratios}; median {med('ratio'):.2f}")
-  print(f"matmul ceiling: {med('matmul_gflops'):.1f} GFLOP/s on the step's own matmul shapes = "
-        f"{med('ceiling'):,.0f} images/s; jaxvae reaches {med('fraction'):.2f} of it")
-  print(f"achieved: {achieved:.1f} GFLOP/s ({a.flops_per_image / 1e6:.3f} MFLOP/image x {jaxvae_ips:,.0f} images/s); "
-        f"compile {a.compile_seconds:.2f} s")
+  print(
+    f"matmul ceiling: {med('matmul_gflops'):.1f} GFLOP/s on the step's own matmul shapes = "
+    f"{med('ceiling'):,.0f} images/s; jaxvae reaches {med('fraction'):.2f} of it"
+  )
+  print(
+    f"achieved: {achieved:.1f} GFLOP/s ({a.flops_per_image / 1e6:.3f} MFLOP/image x {jaxvae_ips:,.0f} images/s); "
+    f"compile {a.compile_seconds:.2f} s"
+  )
   return {
-      "device": f"cpu: {cpu_model()}, {cores} cores",
-      "jax_version": jax.__version__,
-      "torch_version": torch_version,
-      "batch_size": config.batch_size,
-      "rounds": args.rounds,
-      "jaxvae_images_per_sec": round(jaxvae_ips, 1),
-      "torch_images_per_sec": round(med("torch"), 1) if b is not None else None,
-      "ratio_median": round(med("ratio"), 3) if b is not None else None,
-      "ratios": [round(r["ratio"], 3) for r in rows] if b is not None else None,
-      "flops_per_image": a.flops_per_image,
-      "achieved_gflops": round(achieved, 2),
-      "matmul_ceiling_gflops": round(med("matmul_gflops"), 2),
-      "ceiling_images_per_sec": round(med("ceiling"), 1),
-      "ceiling_fraction": round(med("fraction"), 3),
-      "compile_seconds": round(a.compile_seconds, 3),
+    "device": f"cpu: {cpu_model()}, {cores} cores",
+    "jax_version": jax.__version__,
+    "torch_version": torch_version,
+    "batch_size": config.batch_size,
+    "rounds": args.rounds,
+    "jaxvae_images_per_sec": round(jaxvae_ips, 1),
+    "torch_images_per_sec": round(med("torch"), 1) if b is not None else None,
+    "ratio_median": round(med("ratio"), 3) if b is not None else None,
+    "ratios": [round(r["ratio"], 3) for r in rows] if b is not None else None,
+    "flops_per_image": a.flops_per_image,
+    "achieved_gflops": round(achieved, 2),
+    "matmul_ceiling_gflops": round(med("matmul_gflops"), 2),
+    "ceiling_images_per_sec": round(med("ceiling"), 1),
+    "ceiling_fraction": round(med("fraction"), 3),
+    "compile_seconds": round(a.compile_seconds, 3),
   }
 
 
@@ -233,7 +254,9 @@ def run_gpu(args) -> dict:
   try:
     device = jax.devices("gpu")[0]
   except RuntimeError:
-    raise SystemExit("throughput.py: no GPU visible to JAX: install jax[cuda12] on a GPU machine, or use --device cpu")
+    raise SystemExit(
+      "throughput.py: no GPU visible to JAX: install jax[cuda12] on a GPU machine, or use --device cpu"
+    ) from None
   dataset = load_mnist()
   print(f"device: {device.device_kind}; jax {jax.__version__}")
   out = {"device": f"gpu: {device.device_kind}", "jax_version": jax.__version__}

@@ -39,11 +39,32 @@ def main() -> int:
   os.makedirs(args.out, exist_ok=True)
   folder = tempfile.mkdtemp(prefix="jaxvae-screenshots-")
   sweep = os.path.join(folder, "beta-sweep")
-  subprocess.run([sys.executable, "-m", "jaxvae.cli", "sweep", "--grid", "beta=0.5,1,2", "--epochs", str(args.epochs),
-                  "--n-train", "20000", "--log-images-every", "5", "--no-progress", "--workdir", sweep], check=True)  # fmt: skip
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "jaxvae.cli",
+      "sweep",
+      "--grid",
+      "beta=0.5,1,2",
+      "--epochs",
+      str(args.epochs),
+      "--n-train",
+      "20000",
+      "--log-images-every",
+      "5",
+      "--no-progress",
+      "--workdir",
+      sweep,
+    ],
+    check=True,
+  )
   port = free_port()
-  server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", sweep, "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+  server = subprocess.Popen(
+    [sys.executable, "-m", "tensorboard.main", "--logdir", sweep, "--host", "127.0.0.1", "--port", str(port)],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   try:
     deadline = time.time() + 60
     while True:
@@ -56,14 +77,29 @@ def main() -> int:
       if time.time() > deadline:
         raise SystemExit("docs/screenshots.py: tensorboard did not answer within 60 s")
       time.sleep(0.5)
-    pages = (("#scalars&tagFilter=elbo", "tensorboard_scalars.png"), ("#images", "tensorboard_images.png"),
-             ("#hparams", "tensorboard_hparams.png"))
+    pages = (
+      ("#scalars&tagFilter=elbo", "tensorboard_scalars.png"),
+      ("#images", "tensorboard_images.png"),
+      ("#hparams", "tensorboard_hparams.png"),
+    )
     for page, name in pages:
       path = os.path.join(args.out, name)
-      subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                      "--window-size=1400,900", "--virtual-time-budget=20000", f"--screenshot={path}",
-                      f"http://127.0.0.1:{port}/{page}"], check=True, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL)  # fmt: skip
+      subprocess.run(
+        [
+          chromium,
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--hide-scrollbars",
+          "--window-size=1400,900",
+          "--virtual-time-budget=20000",
+          f"--screenshot={path}",
+          f"http://127.0.0.1:{port}/{page}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+      )
       print(f"wrote {path}")
   finally:
     server.terminate()

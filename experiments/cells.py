@@ -16,7 +16,7 @@ from jaxvae.run import train_and_evaluate
 
 
 def train_then_evaluate(
-    config: Config, folder: str, *, k: int = 5000, n_test: int | None = None, log=print
+  config: Config, folder: str, *, k: int = 5000, n_test: int | None = None, log=print
 ) -> tuple[dict[str, Any], dict[str, Any]]:
   """Trains ``config`` into ``folder`` and evaluates it; returns ``(summary, evaluation)``.
 

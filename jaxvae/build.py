@@ -21,7 +21,8 @@ import importlib.util
 import inspect
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import optax
@@ -34,7 +35,8 @@ from jaxvae.errors import JaxvaeError
 from jaxvae.likelihoods import Likelihood, bernoulli, discretized_logistic, gaussian
 from jaxvae.model import VAE
 from jaxvae.nets import ConvDecoder, ConvEncoder, GaussianMLP, MLPDecoder, MLPEncoder
-from jaxvae.train import Trainer, make_trainer as make_values_trainer
+from jaxvae.train import Trainer
+from jaxvae.train import make_trainer as make_values_trainer
 
 # ---------------------------------------------------------------------------
 # References to factories.
@@ -90,7 +92,9 @@ def load_reference(ref: str, flag: str) -> Callable[..., Any]:
   for part in name.split("."):
     obj = getattr(obj, part, None)
   if not callable(obj):
-    raise JaxvaeError(f"--{flag} {ref}: {where} has no function {name!r}: give FILE.py:FUNCTION naming a function in it")
+    raise JaxvaeError(
+      f"--{flag} {ref}: {where} has no function {name!r}: give FILE.py:FUNCTION naming a function in it"
+    )
   return obj
 
 
@@ -114,12 +118,15 @@ def call_factory(factory: Callable[..., Any], ref: str, flag: str, **available: 
     return factory(**available)
   if any(p.kind is p.VAR_KEYWORD for p in parameters):
     return factory(**available)
-  unknown = [p.name for p in parameters if p.name not in available and p.default is p.empty
-             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # fmt: skip
+  unknown = [
+    p.name
+    for p in parameters
+    if p.name not in available and p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+  ]
   if unknown:
     raise JaxvaeError(
-        f"--{flag} {ref}: the factory takes {', '.join(unknown)}, which jaxvae does not pass: "
-        f"name only parameters among {', '.join(available)}"
+      f"--{flag} {ref}: the factory takes {', '.join(unknown)}, which jaxvae does not pass: "
+      f"name only parameters among {', '.join(available)}"
     )
   return factory(**{p.name: available[p.name] for p in parameters if p.name in available})
 
@@ -152,8 +159,8 @@ def _check_conv(config: Config, data_shape: tuple[int, ...]) -> None:
   factor = 2 ** len(config.conv_channels)
   if len(data_shape) != 3 or data_shape[0] % factor or data_shape[1] % factor:
     raise JaxvaeError(
-        f"--net conv needs images [H, W, C] whose H and W halve {len(config.conv_channels)} times, not {data_shape}: "
-        f"use --image-size with a multiple of {factor}, or fewer --conv-channels"
+      f"--net conv needs images [H, W, C] whose H and W halve {len(config.conv_channels)} times, not {data_shape}: "
+      f"use --image-size with a multiple of {factor}, or fewer --conv-channels"
     )
 
 
@@ -181,8 +188,15 @@ def one_stochastic_layer(config: Config, data_shape: tuple[int, ...], dtype=np.u
     encoder = MLPEncoder(hidden=config.hidden, latent_dim=d, activation=act, context_dim=context)
   posterior = flows.iaf(d, config.flow_steps, config.flow_hidden, context) if config.posterior == "iaf" else None
   prior = make_prior(config, encoder, data_shape, likelihood)
-  return VAE.from_modules(encoder, _decoder(config, likelihood), data_shape=data_shape, latent_dim=d,
-                          likelihood=likelihood, prior=prior, posterior=posterior)  # fmt: skip
+  return VAE.from_modules(
+    encoder,
+    _decoder(config, likelihood),
+    data_shape=data_shape,
+    latent_dim=d,
+    likelihood=likelihood,
+    prior=prior,
+    posterior=posterior,
+  )
 
 
 def two_stochastic_layers(config: Config, data_shape: tuple[int, ...], dtype=np.uint8) -> VAE:
@@ -195,13 +209,13 @@ def two_stochastic_layers(config: Config, data_shape: tuple[int, ...], dtype=np.
   likelihood = make_likelihood(config, data_shape, dtype)
   d1, d2, act = config.latent_dim, config.latent_dim2, config.activation
   return VAE.from_modules(
-      MLPEncoder(hidden=config.hidden, latent_dim=d1, activation=act),
-      MLPDecoder(hidden=config.hidden[::-1], out_shape=likelihood.output_shape, activation=act),
-      data_shape=data_shape,
-      latent_dim=d1,
-      likelihood=likelihood,
-      prior=P.hierarchical_gaussian(GaussianMLP(hidden=config.hidden2[::-1], out_dim=d1, activation=act), d2),
-      posterior=posteriors.hierarchical_gaussian(GaussianMLP(hidden=config.hidden2, out_dim=d2, activation=act), d1),
+    MLPEncoder(hidden=config.hidden, latent_dim=d1, activation=act),
+    MLPDecoder(hidden=config.hidden[::-1], out_shape=likelihood.output_shape, activation=act),
+    data_shape=data_shape,
+    latent_dim=d1,
+    likelihood=likelihood,
+    prior=P.hierarchical_gaussian(GaussianMLP(hidden=config.hidden2[::-1], out_dim=d1, activation=act), d2),
+    posterior=posteriors.hierarchical_gaussian(GaussianMLP(hidden=config.hidden2, out_dim=d2, activation=act), d1),
   )
 
 
@@ -217,15 +231,22 @@ def ladder_vae(config: Config, data_shape: tuple[int, ...], dtype=np.uint8) -> V
   conv = config.conv_channels if config.net == "conv" else None
   encoder = ladder.LadderEncoder(config.ladder_widths, config.ladder_layers, config.activation, conv)
   prior, posterior = ladder.ladder(config.ladder_layers, config.ladder_widths, config.activation)
-  return VAE.from_modules(encoder, _decoder(config, likelihood), data_shape=data_shape, latent_dim=config.latent_dim,
-                          likelihood=likelihood, prior=prior, posterior=posterior)  # fmt: skip
+  return VAE.from_modules(
+    encoder,
+    _decoder(config, likelihood),
+    data_shape=data_shape,
+    latent_dim=config.latent_dim,
+    likelihood=likelihood,
+    prior=prior,
+    posterior=posterior,
+  )
 
 
 MODELS: dict[str, Callable[..., VAE]] = {
-    "mlp": one_stochastic_layer,
-    "burda1": one_stochastic_layer,
-    "burda2": two_stochastic_layers,
-    "ladder": ladder_vae,
+  "mlp": one_stochastic_layer,
+  "burda1": one_stochastic_layer,
+  "burda2": two_stochastic_layers,
+  "ladder": ladder_vae,
 }
 
 
@@ -235,8 +256,8 @@ def _factory(value: str, builtins: dict[str, Callable[..., Any]], flag: str) -> 
     return builtins[value]
   if value == CUSTOM or not is_reference(value):
     raise JaxvaeError(
-        f"this run's {flag} ({value!r}) was handed over in Python: pass it again ({flag}=...), "
-        f"or train with a factory reference, --{flag} FILE.py:FUNCTION"
+      f"this run's {flag} ({value!r}) was handed over in Python: pass it again ({flag}=...), "
+      f"or train with a factory reference, --{flag} FILE.py:FUNCTION"
     )
   return load_reference(value, flag)
 
@@ -252,12 +273,18 @@ def make_vae(config: Config, data_shape: tuple[int, ...], dtype=np.uint8, factor
   Raises:
     JaxvaeError: a reference that cannot be imported, or a factory that does not return a VAE.
   """
-  vae = call_factory(factory or model_factory(config), config.model, "model", config=config,
-                     data_shape=tuple(data_shape), dtype=np.dtype(dtype))  # fmt: skip
+  vae = call_factory(
+    factory or model_factory(config),
+    config.model,
+    "model",
+    config=config,
+    data_shape=tuple(data_shape),
+    dtype=np.dtype(dtype),
+  )
   if not isinstance(vae, VAE):
     raise JaxvaeError(
-        f"--model {config.model}: the factory returned {type(vae).__name__}, not a jaxvae.VAE: "
-        "return jaxvae.VAE.from_modules(encoder, decoder, ...)"
+      f"--model {config.model}: the factory returned {type(vae).__name__}, not a jaxvae.VAE: "
+      "return jaxvae.VAE.from_modules(encoder, decoder, ...)"
     )
   return vae
 
@@ -269,14 +296,19 @@ def make_vae(config: Config, data_shape: tuple[int, ...], dtype=np.uint8, factor
 
 def beta_elbo_objective(config: Config, steps_per_epoch: int) -> objectives.Objective:
   """``vae``: the beta-ELBO with ``k`` samples, KL warm-up over ``warmup_epochs`` and free bits."""
-  return objectives.beta_elbo(k=config.k, analytic_kl=config.kl == "analytic", beta=config.beta,
-                              warmup_steps=config.warmup_epochs * steps_per_epoch, free_bits=config.free_bits)  # fmt: skip
+  return objectives.beta_elbo(
+    k=config.k,
+    analytic_kl=config.kl == "analytic",
+    beta=config.beta,
+    warmup_steps=config.warmup_epochs * steps_per_epoch,
+    free_bits=config.free_bits,
+  )
 
 
 OBJECTIVES: dict[str, Callable[..., objectives.Objective]] = {
-    "vae": beta_elbo_objective,
-    "iwae": lambda config: objectives.iwae(config.k),
-    "iwae-dreg": lambda config: objectives.iwae_dreg(config.k),
+  "vae": beta_elbo_objective,
+  "iwae": lambda config: objectives.iwae(config.k),
+  "iwae-dreg": lambda config: objectives.iwae_dreg(config.k),
 }
 
 
@@ -287,12 +319,13 @@ def objective_factory(config: Config) -> Callable[..., objectives.Objective]:
 
 def make_objective(config: Config, steps_per_epoch: int, factory=None) -> objectives.Objective:
   """The objective of ``config.objective`` (or of ``factory``, an objective factory), for ``steps_per_epoch``."""
-  objective = call_factory(factory or objective_factory(config), config.objective, "objective", config=config,
-                           steps_per_epoch=steps_per_epoch)  # fmt: skip
+  objective = call_factory(
+    factory or objective_factory(config), config.objective, "objective", config=config, steps_per_epoch=steps_per_epoch
+  )
   if not isinstance(objective, objectives.Objective):
     raise JaxvaeError(
-        f"--objective {config.objective}: the factory returned {type(objective).__name__}, not a jaxvae.Objective: "
-        "return jaxvae.Objective(name, loss, hparams)"
+      f"--objective {config.objective}: the factory returned {type(objective).__name__}, not a jaxvae.Objective: "
+      "return jaxvae.Objective(name, loss, hparams)"
     )
   return objective
 
@@ -304,7 +337,7 @@ def burda_lr_factor(steps_per_epoch: int) -> optax.Schedule:
   3280 epochs of the eight stages the factor stays at 10^-1.
   """
   return optax.piecewise_constant_schedule(
-      1.0, {steps_per_epoch * (3**i - 1) // 2: 10.0 ** (-1.0 / 7.0) for i in range(1, 8)}
+    1.0, {steps_per_epoch * (3**i - 1) // 2: 10.0 ** (-1.0 / 7.0) for i in range(1, 8)}
   )
 
 
@@ -316,7 +349,7 @@ def make_optimizer(config: Config, steps_per_epoch: int = 1) -> optax.GradientTr
   schedule multiplies the updates by :func:`burda_lr_factor` (``optax.scale_by_schedule``).
   """
   adam = optax.inject_hyperparams(optax.adam)(
-      learning_rate=config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
+    learning_rate=config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
   )
   parts = [adam]
   if config.clip_grad_norm is not None:
@@ -335,23 +368,36 @@ def load_data(config: Config) -> Dataset:
   """The dataset of ``config.dataset``, only its first ``n_train`` / ``n_test`` examples read."""
   if config.dataset.startswith(CUSTOM):
     raise JaxvaeError(
-        f"this run's data ({config.dataset!r}) were handed over in Python: pass them again (data=...), "
-        "or save them with np.savez and use --dataset npz:PATH"
+      f"this run's data ({config.dataset!r}) were handed over in Python: pass them again (data=...), "
+      "or save them with np.savez and use --dataset npz:PATH"
     )
   return load_dataset(config.dataset, config.tfds_data_dir, config.image_size, config.n_train, config.n_test)
 
 
 def make_trainer(
-    config: Config, *, data_shape: tuple[int, ...], train_size: int, dtype=np.uint8, vae: VAE | None = None,
-    objective: objectives.Objective | None = None, on_progress=None, batch_sharding=None,
-) -> Trainer:  # fmt: skip
-  """The :class:`jaxvae.train.Trainer` of ``config`` (its model and objective unless given) for ``train_size`` examples."""
+  config: Config,
+  *,
+  data_shape: tuple[int, ...],
+  train_size: int,
+  dtype=np.uint8,
+  vae: VAE | None = None,
+  objective: objectives.Objective | None = None,
+  on_progress=None,
+  batch_sharding=None,
+) -> Trainer:
+  """The :class:`jaxvae.train.Trainer` of ``config`` (its model and objective unless given), ``train_size`` examples."""
   steps_per_epoch = train_size // config.batch_size
   vae = vae if vae is not None else make_vae(config, data_shape, dtype)
   objective = objective if objective is not None else make_objective(config, steps_per_epoch)
   return make_values_trainer(
-      vae, objective, make_optimizer(config, steps_per_epoch), batch_size=config.batch_size,
-      eval_batch_size=config.eval_batch_size, analytic_kl=config.kl == "analytic",
-      skip_grad_norm=config.skip_grad_norm, ema_decay=config.ema_decay or None, on_progress=on_progress,
-      batch_sharding=batch_sharding,
-  )  # fmt: skip
+    vae,
+    objective,
+    make_optimizer(config, steps_per_epoch),
+    batch_size=config.batch_size,
+    eval_batch_size=config.eval_batch_size,
+    analytic_kl=config.kl == "analytic",
+    skip_grad_norm=config.skip_grad_norm,
+    ema_decay=config.ema_decay or None,
+    on_progress=on_progress,
+    batch_sharding=batch_sharding,
+  )

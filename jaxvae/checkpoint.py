@@ -56,8 +56,10 @@ class Checkpointer:
     needed = sum(np.asarray(a).nbytes for a in jax.tree.leaves(payload)) + (1 << 20)
     free = _free_bytes(self._directory) if jax.process_index() == 0 else needed  # process 0 writes the arrays
     if all_processes_max(int(free < needed)):  # every process of a job stops, not process 0 alone
-      error = OSError(errno.ENOSPC, f"No space left on device: checkpoint {epoch} needs {needed / 2**20:.1f} MB, "
-                                    f"{free / 2**20:.1f} MB free")  # fmt: skip
+      error = OSError(
+        errno.ENOSPC,
+        f"No space left on device: checkpoint {epoch} needs {needed / 2**20:.1f} MB, {free / 2**20:.1f} MB free",
+      )
       error.everywhere = True
       raise error
     self._manager.save(epoch, args=ocp.args.StandardSave(payload))
@@ -105,8 +107,10 @@ def _restore(workdir: str, epoch: int | None, abstract: Any, check=lambda payloa
   """The payload of checkpoint ``epoch`` (default: the newest), restored into ``abstract`` (None: as saved)."""
   found = latest_epoch(workdir)
   if found is None:
-    raise JaxvaeError(f"no checkpoint in {_directory(workdir)}: the run saved none yet; "
-                      f"`jaxvae train --resume {workdir}` trains it from its first epoch")
+    raise JaxvaeError(
+      f"no checkpoint in {_directory(workdir)}: the run saved none yet; "
+      f"`jaxvae train --resume {workdir}` trains it from its first epoch"
+    )
   epoch = found if epoch is None else epoch
   try:
     with ocp.CheckpointManager(_directory(workdir), options=ocp.CheckpointManagerOptions(create=False)) as manager:
@@ -115,8 +119,8 @@ def _restore(workdir: str, epoch: int | None, abstract: Any, check=lambda payloa
   except Exception as e:  # orbax/tensorstore raise many types for damaged or mismatched files.
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
     raise JaxvaeError(
-        f"checkpoint {epoch} in {workdir} cannot be restored ({type(e).__name__}: {first}): "
-        "it is damaged or from another model or config; retrain into a new --workdir"
+      f"checkpoint {epoch} in {workdir} cannot be restored ({type(e).__name__}: {first}): "
+      "it is damaged or from another model or config; retrain into a new --workdir"
     ) from None
   return payload, int(epoch)
 
@@ -172,8 +176,12 @@ def _newest_intact(workdir: str, abstract: Any) -> tuple[Any, int]:
       os.makedirs(os.path.join(workdir, DAMAGED_DIR), exist_ok=True)
       for bad in damaged:
         os.replace(os.path.join(_directory(workdir), str(bad)), os.path.join(workdir, DAMAGED_DIR, str(bad)))
-      print(f"jaxvae: checkpoint {', '.join(map(str, damaged))} in {workdir} cannot be restored (moved to "
-            f"{DAMAGED_DIR}/): resuming from checkpoint {epoch}", file=sys.stderr, flush=True)  # fmt: skip
+      print(
+        f"jaxvae: checkpoint {', '.join(map(str, damaged))} in {workdir} cannot be restored (moved to "
+        f"{DAMAGED_DIR}/): resuming from checkpoint {epoch}",
+        file=sys.stderr,
+        flush=True,
+      )
     return payload, epoch
   raise first_error
 

@@ -39,22 +39,41 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
   g.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
   g.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
   g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files in W/tensorboard/")
-  g.add_argument("--log-images-every", type=int, default=5, metavar="N",
-                 help="samples and reconstructions to TensorBoard (and W&B) every N epochs and at the last (0: none; default 5)")  # fmt: skip
-  g.add_argument("--wandb", action="store_true",
-                 help="also log to Weights & Biases, files in W/wandb/ (pip install 'jaxvae[wandb]'; "
-                      "WANDB_MODE=offline: no network, `wandb sync` later)")  # fmt: skip
+  g.add_argument(
+    "--log-images-every",
+    type=int,
+    default=5,
+    metavar="N",
+    help="samples and reconstructions to TensorBoard (and W&B) every N epochs and at the last (0: none; default 5)",
+  )
+  g.add_argument(
+    "--wandb",
+    action="store_true",
+    help="also log to Weights & Biases, files in W/wandb/ (pip install 'jaxvae[wandb]'; "
+    "WANDB_MODE=offline: no network, `wandb sync` later)",
+  )
   g.add_argument("--wandb-project", default="jaxvae", metavar="NAME", help="the W&B project (default jaxvae)")
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
   g = p.add_argument_group("sweep")
-  g.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
-                 help="an axis of the grid, repeatable; any config field, e.g. beta=0.5,1,2 or hidden=400,200/200")  # fmt: skip
-  g.add_argument("--configs", metavar="FILE.json",
-                 help="a JSON list of objects, each a set of config fields over the flags (instead of or beside --grid)")  # fmt: skip
-  g.add_argument("--models-per-program", type=int,
-                 help="models stacked in one program per device (default: 4 on CPU, all on accelerators)")  # fmt: skip
+  g.add_argument(
+    "--grid",
+    action="append",
+    default=[],
+    metavar="NAME=V1,V2",
+    help="an axis of the grid, repeatable; any config field, e.g. beta=0.5,1,2 or hidden=400,200/200",
+  )
+  g.add_argument(
+    "--configs",
+    metavar="FILE.json",
+    help="a JSON list of objects, each a set of config fields over the flags (instead of or beside --grid)",
+  )
+  g.add_argument(
+    "--models-per-program",
+    type=int,
+    help="models stacked in one program per device (default: 4 on CPU, all on accelerators)",
+  )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -65,23 +84,25 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="jaxvae", description="Variational autoencoders in JAX, named as in the papers.")
   sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-  train = sub.add_parser("train", help="train a VAE and write a run folder", description="Train a VAE and write a run folder.")
+  train = sub.add_parser(
+    "train", help="train a VAE and write a run folder", description="Train a VAE and write a run folder."
+  )
   _add_run_args(train)
   train.add_argument(
-      "--data-parallel", action="store_true", help="split every batch over all devices (parameters replicated)"
+    "--data-parallel", action="store_true", help="split every batch over all devices (parameters replicated)"
   )
   train.add_argument("--resume", metavar="W", help="continue the run in folder W from its newest checkpoint")
   sw = sub.add_parser(
-      "sweep",
-      help="train many configs as vmapped programs and compare them",
-      description="Train a grid or list of configs: models that share shapes train as one vmapped program.",
+    "sweep",
+    help="train many configs as vmapped programs and compare them",
+    description="Train a grid or list of configs: models that share shapes train as one vmapped program.",
   )
   _add_run_args(sw)
   _add_sweep_args(sw)
   ev = sub.add_parser(
-      "eval",
-      help="log p(x) by importance sampling, ELBO, active units of a trained run",
-      description="Evaluate the checkpoint of a run folder on its test set; writes W/eval.json.",
+    "eval",
+    help="log p(x) by importance sampling, ELBO, active units of a trained run",
+    description="Evaluate the checkpoint of a run folder on its test set; writes W/eval.json.",
   )
   ev.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
   ev.add_argument("--k", type=int, default=5000, help="importance samples per test image (default 5000)")
@@ -90,21 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
   ev.add_argument("--no-progress", action="store_true")
   pl = sub.add_parser(
-      "plot",
-      help="pictures of p and q: latent manifold, q means, true posterior vs q, interpolations",
-      description="Draw a run's model: manifold.png and posterior_vs_q.png (2-D latent), latent_scatter.png, "
-      "interpolations.png.",
+    "plot",
+    help="pictures of p and q: latent manifold, q means, true posterior vs q, interpolations",
+    description="Draw a run's model: manifold.png and posterior_vs_q.png (2-D latent), latent_scatter.png, "
+    "interpolations.png.",
   )
   pl.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
   pl.add_argument("--out", help="folder for the PNG files (default: the run folder)")
   pl.add_argument("--n-posteriors", type=int, default=5, help="test digits in posterior_vs_q.png (default 5)")
   pl.add_argument("--seed", type=int, default=0, help="which test digits are drawn (default 0)")
   gp = sub.add_parser(
-      "gaps",
-      help="amortization and approximation gaps (Cremer et al. 2018) of a run's model",
-      description="Optimize a Gaussian q*(z|x) per test image and split log p(x) - ELBO(q_phi) into the "
-      "approximation gap log p(x) - ELBO(q*) and the amortization gap ELBO(q*) - ELBO(q_phi). Writes W/gaps.json "
-      "and W/gaps.png.",
+    "gaps",
+    help="amortization and approximation gaps (Cremer et al. 2018) of a run's model",
+    description="Optimize a Gaussian q*(z|x) per test image and split log p(x) - ELBO(q_phi) into the "
+    "approximation gap log p(x) - ELBO(q*) and the amortization gap ELBO(q*) - ELBO(q_phi). Writes W/gaps.json "
+    "and W/gaps.png.",
   )
   gp.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
   gp.add_argument("--n-test", type=int, default=1000, help="test images (default 1000)")
@@ -115,27 +136,32 @@ def build_parser() -> argparse.ArgumentParser:
   gp.add_argument("--seed", type=int, default=0)
   gp.add_argument("--no-progress", action="store_true")
   ex = sub.add_parser(
-      "explore",
-      help="write W/explorer.html: p and q of the run's model in one self-contained page",
-      description="Write one HTML page (no server, no network) with the run's model evaluated in the browser: "
-      "the latent plane and the decoder, and q_phi(z|x) against the true posterior p_theta(z|x) of a test image or "
-      "one you draw. MLP models with a Bernoulli or Gaussian likelihood, the normal prior and the Gaussian posterior.",
+    "explore",
+    help="write W/explorer.html: p and q of the run's model in one self-contained page",
+    description="Write one HTML page (no server, no network) with the run's model evaluated in the browser: "
+    "the latent plane and the decoder, and q_phi(z|x) against the true posterior p_theta(z|x) of a test image or "
+    "one you draw. MLP models with a Bernoulli or Gaussian likelihood, the normal prior and the Gaussian posterior.",
   )
   ex.add_argument("--workdir", required=True, help="a `jaxvae train` run folder")
   ex.add_argument("--out", help="the page's path (default W/explorer.html)")
   ex.add_argument("--points", type=int, default=2000, help="test codes drawn on the latent plane (default 2000)")
   ex.add_argument("--images", type=int, default=100, help="test images to explain (default 100)")
   la = sub.add_parser(
-      "launch",
-      help="run `jaxvae train` or `jaxvae sweep` as N processes of one JAX job on this machine",
-      description="Start N processes of one JAX job on this machine (coordinator on 127.0.0.1; gloo collectives "
-      "on CPUs), each running the command that follows; the local stand-in for srun or a TPU slice.",
+    "launch",
+    help="run `jaxvae train` or `jaxvae sweep` as N processes of one JAX job on this machine",
+    description="Start N processes of one JAX job on this machine (coordinator on 127.0.0.1; gloo collectives "
+    "on CPUs), each running the command that follows; the local stand-in for srun or a TPU slice.",
   )
   la.add_argument("-n", "--processes", type=int, default=2, help="processes (default 2)")
   la.add_argument("--port", type=int, help="the coordinator's port on 127.0.0.1 (default: a free one)")
-  la.add_argument("job", nargs=argparse.REMAINDER, help="the jaxvae command and its flags, e.g. train --data-parallel ...")
-  sub.add_parser("flags", help="every config flag as a markdown table (the README's)",
-                 description="Print the table of every config flag: default, sweep and resume rules, meaning.")  # fmt: skip
+  la.add_argument(
+    "job", nargs=argparse.REMAINDER, help="the jaxvae command and its flags, e.g. train --data-parallel ..."
+  )
+  sub.add_parser(
+    "flags",
+    help="every config flag as a markdown table (the README's)",
+    description="Print the table of every config flag: default, sweep and resume rules, meaning.",
+  )
   return parser
 
 
@@ -157,9 +183,14 @@ def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
   initialize_distributed()
   train_and_evaluate(
-      config, workdir, overwrite=args.overwrite, resume=bool(args.resume), progress=not args.no_progress,
-      data_parallel=args.data_parallel, callbacks=_callbacks(args),
-  )  # fmt: skip
+    config,
+    workdir,
+    overwrite=args.overwrite,
+    resume=bool(args.resume),
+    progress=not args.no_progress,
+    data_parallel=args.data_parallel,
+    callbacks=_callbacks(args),
+  )
   return 0
 
 
@@ -194,7 +225,9 @@ def _sweep(args: argparse.Namespace) -> int:
       with open(args.configs) as f:
         listed = json.load(f)
     except (OSError, ValueError) as e:
-      raise JaxvaeError(f"cannot read --configs {args.configs} ({e}): give a JSON list of objects of config fields") from None
+      raise JaxvaeError(
+        f"cannot read --configs {args.configs} ({e}): give a JSON list of objects of config fields"
+      ) from None
     if not isinstance(listed, list) or not listed or not all(isinstance(d, dict) for d in listed):
       raise JaxvaeError(f"--configs {args.configs} must hold a non-empty JSON list of objects of config fields")
     bases = [{**overrides, **changes} for changes in listed]
@@ -209,9 +242,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
   initialize_distributed()
   run_sweep(
-      configs, args.workdir, overwrite=args.overwrite, models_per_program=args.models_per_program,
-      progress=not args.no_progress, callbacks=_callbacks(args),
-  )  # fmt: skip
+    configs,
+    args.workdir,
+    overwrite=args.overwrite,
+    models_per_program=args.models_per_program,
+    progress=not args.no_progress,
+    callbacks=_callbacks(args),
+  )
   return 0
 
 
@@ -219,18 +256,23 @@ def _eval(args: argparse.Namespace) -> int:
   from jaxvae.evaluate import evaluate_run
 
   r = evaluate_run(
-      args.workdir, k=args.k, batch_size=args.batch_size, n_test=args.n_test, seed=args.seed,
-      progress=not args.no_progress,
-  )  # fmt: skip
+    args.workdir,
+    k=args.k,
+    batch_size=args.batch_size,
+    n_test=args.n_test,
+    seed=args.seed,
+    progress=not args.no_progress,
+  )
   per_layer = "+".join(map(str, r["active_units_per_layer"]))
   print(
-      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test examples, k={r['k']}:\n"
-      f"  log p(x) {r['test_log_px']:.3f} nats  (s.e. {r['test_log_px_se']:.3f} over images, "
-      f"{r['test_log_px_mc_se']:.4f} of the sampling)\n"
-      f"  ELBO {r['test_elbo']:.3f}  = log p(x|z) {r['test_log_p_x_given_z']:.3f} - KL {r['test_kl']:.3f};  "
-      f"log p(x) - ELBO {r['test_elbo_gap']:.3f}\n"
-      f"  active units {r['active_units']} ({per_layer});  {r['bits_per_dim']:.4f} bits/dim;  "
-      f"{r['samples_per_sec']:,.0f} samples/s, {r['seconds']:.1f} s;  written to {os.path.join(args.workdir, 'eval.json')}"
+    f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test examples, k={r['k']}:\n"
+    f"  log p(x) {r['test_log_px']:.3f} nats  (s.e. {r['test_log_px_se']:.3f} over images, "
+    f"{r['test_log_px_mc_se']:.4f} of the sampling)\n"
+    f"  ELBO {r['test_elbo']:.3f}  = log p(x|z) {r['test_log_p_x_given_z']:.3f} - KL {r['test_kl']:.3f};  "
+    f"log p(x) - ELBO {r['test_elbo_gap']:.3f}\n"
+    f"  active units {r['active_units']} ({per_layer});  {r['bits_per_dim']:.4f} bits/dim;  "
+    f"{r['samples_per_sec']:,.0f} samples/s, {r['seconds']:.1f} s;  "
+    f"written to {os.path.join(args.workdir, 'eval.json')}"
   )
   return 0
 
@@ -249,15 +291,21 @@ def _gaps(args: argparse.Namespace) -> int:
   from jaxvae.evaluate import inference_gaps
 
   r = inference_gaps(
-      args.workdir, n_test=args.n_test, k=args.k, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-      seed=args.seed, progress=not args.no_progress,
-  )  # fmt: skip
+    args.workdir,
+    n_test=args.n_test,
+    k=args.k,
+    steps=args.steps,
+    lr=args.lr,
+    batch_size=args.batch_size,
+    seed=args.seed,
+    progress=not args.no_progress,
+  )
   print(
-      f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test examples:\n"
-      f"  log p(x) {r['log_px']:.3f} (k={r['k']})   ELBO(q*) {r['elbo_q_star']:.3f}   ELBO(q_phi) {r['elbo_q_phi']:.3f}\n"
-      f"  approximation gap log p(x) - ELBO(q*)   {r['approximation_gap']:.3f} +- {r['approximation_gap_se']:.3f} nats\n"
-      f"  amortization gap  ELBO(q*) - ELBO(q_phi) {r['amortization_gap']:.3f} +- {r['amortization_gap_se']:.3f} nats\n"
-      f"  wrote {os.path.join(args.workdir, 'gaps.json')} and gaps.png ({r['seconds']:.1f} s)"
+    f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test examples:\n"
+    f"  log p(x) {r['log_px']:.3f} (k={r['k']})   ELBO(q*) {r['elbo_q_star']:.3f}   ELBO(q_phi) {r['elbo_q_phi']:.3f}\n"
+    f"  approximation gap log p(x) - ELBO(q*)   {r['approximation_gap']:.3f} +- {r['approximation_gap_se']:.3f} nats\n"
+    f"  amortization gap  ELBO(q*) - ELBO(q_phi) {r['amortization_gap']:.3f} +- {r['amortization_gap_se']:.3f} nats\n"
+    f"  wrote {os.path.join(args.workdir, 'gaps.json')} and gaps.png ({r['seconds']:.1f} s)"
   )
   return 0
 
@@ -289,8 +337,16 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of the ``jaxvae`` console script; returns the exit status."""
   try:
     args = build_parser().parse_args(argv)
-    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "gaps": _gaps, "explore": _explore,
-                "flags": _flags, "launch": _launch}  # fmt: skip
+    commands = {
+      "train": _train,
+      "sweep": _sweep,
+      "eval": _eval,
+      "plot": _plot,
+      "gaps": _gaps,
+      "explore": _explore,
+      "flags": _flags,
+      "launch": _launch,
+    }
     return commands[args.command](args)
   except JaxvaeError as e:
     _say(f"jaxvae: error: {e}")
@@ -322,16 +378,21 @@ def main(argv: list[str] | None = None) -> int:
       sys.stderr.flush()
       os._exit(1)
     # The collective this process was in failed: another process was killed or crashed.
-    print(f"jaxvae: error: process {jax.process_index()} of {jax.process_count()} lost the job ({type(e).__name__}: "
-          f"{first}): another process stopped or died, see its output; restart the job with --resume",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+      f"jaxvae: error: process {jax.process_index()} of {jax.process_count()} lost the job ({type(e).__name__}: "
+      f"{first}): another process stopped or died, see its output; restart the job with --resume",
+      file=sys.stderr,
+      flush=True,
+    )
     sys.stdout.flush()
     os._exit(EXIT_PEER_LOST)
 
 
 # What a collective or barrier says when another process of the job is gone.
-_LOST = re.compile(r"Gloo|JaxRuntimeError|UNAVAILABLE|DEADLINE_EXCEEDED|Connection (reset|closed)|sync_global_devices|"
-                   r"[Bb]arrier|heartbeat")
+_LOST = re.compile(
+  r"Gloo|JaxRuntimeError|UNAVAILABLE|DEADLINE_EXCEEDED|Connection (reset|closed)|sync_global_devices|"
+  r"[Bb]arrier|heartbeat"
+)
 
 
 def _several_processes() -> bool:

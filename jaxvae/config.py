@@ -20,7 +20,8 @@ import dataclasses
 import json
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jaxvae.errors import JaxvaeError
 from jaxvae.likelihoods import GAUSSIAN_SCALES, LIKELIHOODS
@@ -36,17 +37,23 @@ POSTERIORS = ("gaussian", "iaf")
 
 # Architecture defaults of each built-in model (applied to the fields left unset).
 MODEL_DEFAULTS = {
-    # Kingma & Welling (2014) / pytorch-examples: 784-400-20, ReLU, one stochastic layer.
-    "mlp": dict(hidden=(400,), latent_dim=20, activation="relu", hidden2=None, latent_dim2=None),
-    # Burda et al. (2016), one stochastic layer: 784-200-200-50, tanh.
-    "burda1": dict(hidden=(200, 200), latent_dim=50, activation="tanh", hidden2=None, latent_dim2=None),
-    # Burda et al. (2016), two stochastic layers: 784-200-200-100 (z1) -100-100-50 (z2), tanh.
-    "burda2": dict(hidden=(200, 200), latent_dim=100, activation="tanh", hidden2=(100, 100), latent_dim2=50),
-    # Sønderby et al. (2016), MNIST: five stochastic layers 64-32-16-8-4, deterministic widths
-    # 512-256-128-64-32 (two Dense layers each), a 512-512 decoder; ELU (they use leaky ReLU and
-    # batch normalization). latent_dim is the first layer's size.
-    "ladder": dict(hidden=(512, 512), activation="elu", hidden2=None, latent_dim2=None,
-                   ladder_layers=(64, 32, 16, 8, 4), ladder_widths=(512, 256, 128, 64, 32)),
+  # Kingma & Welling (2014) / pytorch-examples: 784-400-20, ReLU, one stochastic layer.
+  "mlp": dict(hidden=(400,), latent_dim=20, activation="relu", hidden2=None, latent_dim2=None),
+  # Burda et al. (2016), one stochastic layer: 784-200-200-50, tanh.
+  "burda1": dict(hidden=(200, 200), latent_dim=50, activation="tanh", hidden2=None, latent_dim2=None),
+  # Burda et al. (2016), two stochastic layers: 784-200-200-100 (z1) -100-100-50 (z2), tanh.
+  "burda2": dict(hidden=(200, 200), latent_dim=100, activation="tanh", hidden2=(100, 100), latent_dim2=50),
+  # Sønderby et al. (2016), MNIST: five stochastic layers 64-32-16-8-4, deterministic widths
+  # 512-256-128-64-32 (two Dense layers each), a 512-512 decoder; ELU (they use leaky ReLU and
+  # batch normalization). latent_dim is the first layer's size.
+  "ladder": dict(
+    hidden=(512, 512),
+    activation="elu",
+    hidden2=None,
+    latent_dim2=None,
+    ladder_layers=(64, 32, 16, 8, 4),
+    ladder_widths=(512, 256, 128, 64, 32),
+  ),
 }
 
 # A model, objective or dataset handed over in Python as a value (the run folder cannot rebuild it).
@@ -141,7 +148,9 @@ _NONNEG = dict(check=lambda v: _is_num(v) and v >= 0, must="a number >= 0")
 _PROB = dict(check=lambda v: _is_num(v) and 0 <= v < 1, must="in [0, 1)")
 _WIDTHS = dict(check=_widths, must="one or more positive widths, e.g. 400 or 200,200")
 _DATASET = re.compile(r"^(mnist|tfds:.+|npz:.+|custom(:.*)?)$")
-_MODEL_HELP = "mlp, burda1, burda2, ladder, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
+_MODEL_HELP = (
+  "mlp, burda1, burda2, ladder, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
+)
 _OBJECTIVE_HELP = "vae (the beta-ELBO), iwae, iwae-dreg, or a factory FILE.py:FUNCTION returning a jaxvae.Objective"
 
 
@@ -156,98 +165,259 @@ class Config:
   """
 
   # data
-  dataset: str = _field("mnist", "'mnist' (embedded, offline), 'tfds:NAME' (a prepared TFDS dataset) or 'npz:PATH' "
-                        "(arrays train, test; optional train_labels, test_labels)", "str", "data",
-                        check=lambda v: isinstance(v, str) and _DATASET.match(v) is not None,
-                        must="'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist) or 'npz:PATH'")  # fmt: skip
-  tfds_data_dir: str | None = _field(None, "folder of prepared TFDS datasets (TFDS's default when unset)", "str", "data",
-                                     optional=True, check=lambda v: isinstance(v, str), must="a folder")  # fmt: skip
-  binarization: str = _field("dynamic", "bernoulli likelihood: 'dynamic' draws x ~ Bernoulli(pixel / 255) at every use, "
-                             "'static' draws the training set once", "str", "data", choices=BINARIZATIONS)  # fmt: skip
-  binarization_seed: int = _field(0, "seed of the draws made once: the test set (always) and a static training set",
-                                  "int", "data", check=_is_int, must="an integer", vmapped=True)  # fmt: skip
-  n_train: int | None = _field(None, "use the first N training examples (unset: all)", "int", "data", optional=True, **_NAT)
+  dataset: str = _field(
+    "mnist",
+    "'mnist' (embedded, offline), 'tfds:NAME' (a prepared TFDS dataset) or 'npz:PATH' "
+    "(arrays train, test; optional train_labels, test_labels)",
+    "str",
+    "data",
+    check=lambda v: isinstance(v, str) and _DATASET.match(v) is not None,
+    must="'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist) or 'npz:PATH'",
+  )
+  tfds_data_dir: str | None = _field(
+    None,
+    "folder of prepared TFDS datasets (TFDS's default when unset)",
+    "str",
+    "data",
+    optional=True,
+    check=lambda v: isinstance(v, str),
+    must="a folder",
+  )
+  binarization: str = _field(
+    "dynamic",
+    "bernoulli likelihood: 'dynamic' draws x ~ Bernoulli(pixel / 255) at every use, "
+    "'static' draws the training set once",
+    "str",
+    "data",
+    choices=BINARIZATIONS,
+  )
+  binarization_seed: int = _field(
+    0,
+    "seed of the draws made once: the test set (always) and a static training set",
+    "int",
+    "data",
+    check=_is_int,
+    must="an integer",
+    vmapped=True,
+  )
+  n_train: int | None = _field(
+    None, "use the first N training examples (unset: all)", "int", "data", optional=True, **_NAT
+  )
   n_test: int | None = _field(None, "use the first N test examples (unset: all)", "int", "data", optional=True, **_NAT)
-  image_size: int | None = _field(None, "crop images to a centred square and resize them to N x N (unset: as stored)",
-                                  "int", "data", optional=True, check=lambda v: _is_int(v) and v >= 4,
-                                  must="an integer >= 4 (or unset to keep the stored size)")  # fmt: skip
+  image_size: int | None = _field(
+    None,
+    "crop images to a centred square and resize them to N x N (unset: as stored)",
+    "int",
+    "data",
+    optional=True,
+    check=lambda v: _is_int(v) and v >= 4,
+    must="an integer >= 4 (or unset to keep the stored size)",
+  )
   # model
-  model: str = _field("mlp", _MODEL_HELP, "str", "model",
-                      check=lambda v: v in MODEL_DEFAULTS or v == CUSTOM or is_reference(v),
-                      must="mlp, burda1, burda2, ladder or a factory reference such as my_models.py:make_vae")  # fmt: skip
-  hidden: tuple[int, ...] | None = _field(None, "hidden widths between x and z (z1); the decoder mirrors them "
-                                          "(mlp 400, burda 200,200)", "ints", "model", optional=True, **_WIDTHS)  # fmt: skip
-  latent_dim: int | None = _field(None, "d, the size of z (z1 for burda2; mlp 20, burda1 50)", "int", "model",
-                                  optional=True, **_NAT)  # fmt: skip
-  activation: str | None = _field(None, "hidden nonlinearity (relu for mlp, elu for --net conv, tanh for burda)",
-                                  "str", "model", optional=True, choices=tuple(ACTIVATIONS))  # fmt: skip
-  hidden2: tuple[int, ...] | None = _field(None, "burda2: hidden widths between z1 and z2 (100,100)", "ints", "model",
-                                           optional=True, **_WIDTHS)  # fmt: skip
+  model: str = _field(
+    "mlp",
+    _MODEL_HELP,
+    "str",
+    "model",
+    check=lambda v: v in MODEL_DEFAULTS or v == CUSTOM or is_reference(v),
+    must="mlp, burda1, burda2, ladder or a factory reference such as my_models.py:make_vae",
+  )
+  hidden: tuple[int, ...] | None = _field(
+    None,
+    "hidden widths between x and z (z1); the decoder mirrors them (mlp 400, burda 200,200)",
+    "ints",
+    "model",
+    optional=True,
+    **_WIDTHS,
+  )
+  latent_dim: int | None = _field(
+    None, "d, the size of z (z1 for burda2; mlp 20, burda1 50)", "int", "model", optional=True, **_NAT
+  )
+  activation: str | None = _field(
+    None,
+    "hidden nonlinearity (relu for mlp, elu for --net conv, tanh for burda)",
+    "str",
+    "model",
+    optional=True,
+    choices=tuple(ACTIVATIONS),
+  )
+  hidden2: tuple[int, ...] | None = _field(
+    None, "burda2: hidden widths between z1 and z2 (100,100)", "ints", "model", optional=True, **_WIDTHS
+  )
   latent_dim2: int | None = _field(None, "burda2: the size of z2 (50)", "int", "model", optional=True, **_NAT)
-  net: str = _field("mlp", "'mlp' or 'conv' (strided convolutions down, resize + convolution up)", "str", "model",
-                    choices=NETS)  # fmt: skip
-  conv_channels: tuple[int, ...] = _field((32, 64), "conv widths; H and W must halve len(conv_channels) times",
-                                          "ints", "model", **_WIDTHS)  # fmt: skip
-  likelihood: str = _field("bernoulli", "p_theta(x|z): bernoulli (binarized data), gaussian (8-bit data dequantized, "
-                           "or real-valued data) or discretized-logistic (8-bit data)", "str", "model",
-                           choices=LIKELIHOODS)  # fmt: skip
-  gaussian_scale: str = _field("global", "gaussian likelihood: fixed (--gaussian-sigma), global or per-pixel (learned)",
-                               "str", "model", choices=GAUSSIAN_SCALES)  # fmt: skip
-  gaussian_sigma: float = _field(0.1, "gaussian likelihood: the fixed scale, and the learned scales' initial value",
-                                 "float", "model", **_POS)  # fmt: skip
+  net: str = _field(
+    "mlp", "'mlp' or 'conv' (strided convolutions down, resize + convolution up)", "str", "model", choices=NETS
+  )
+  conv_channels: tuple[int, ...] = _field(
+    (32, 64), "conv widths; H and W must halve len(conv_channels) times", "ints", "model", **_WIDTHS
+  )
+  likelihood: str = _field(
+    "bernoulli",
+    "p_theta(x|z): bernoulli (binarized data), gaussian (8-bit data dequantized, "
+    "or real-valued data) or discretized-logistic (8-bit data)",
+    "str",
+    "model",
+    choices=LIKELIHOODS,
+  )
+  gaussian_scale: str = _field(
+    "global",
+    "gaussian likelihood: fixed (--gaussian-sigma), global or per-pixel (learned)",
+    "str",
+    "model",
+    choices=GAUSSIAN_SCALES,
+  )
+  gaussian_sigma: float = _field(
+    0.1, "gaussian likelihood: the fixed scale, and the learned scales' initial value", "float", "model", **_POS
+  )
   mixtures: int = _field(10, "discretized-logistic likelihood: mixture components per pixel", "int", "model", **_NAT)
-  prior: str = _field("normal", "p(z): normal N(0, I), mog (learned mixture of Gaussians) or vamp (VampPrior)",
-                      "str", "model", choices=PRIORS)  # fmt: skip
-  prior_components: int | None = _field(None, "mixture components (mog, 10) or pseudo-inputs (vamp, 500)", "int",
-                                        "model", optional=True, **_NAT)  # fmt: skip
-  posterior: str = _field("gaussian", "q_phi(z|x): gaussian (diagonal) or iaf (a diagonal Gaussian and --flow-steps "
-                          "inverse autoregressive flow steps; the KL becomes Monte Carlo)", "str", "model",
-                          choices=POSTERIORS)  # fmt: skip
+  prior: str = _field(
+    "normal",
+    "p(z): normal N(0, I), mog (learned mixture of Gaussians) or vamp (VampPrior)",
+    "str",
+    "model",
+    choices=PRIORS,
+  )
+  prior_components: int | None = _field(
+    None, "mixture components (mog, 10) or pseudo-inputs (vamp, 500)", "int", "model", optional=True, **_NAT
+  )
+  posterior: str = _field(
+    "gaussian",
+    "q_phi(z|x): gaussian (diagonal) or iaf (a diagonal Gaussian and --flow-steps "
+    "inverse autoregressive flow steps; the KL becomes Monte Carlo)",
+    "str",
+    "model",
+    choices=POSTERIORS,
+  )
   flow_steps: int = _field(2, "--posterior iaf: the number of flow steps K", "int", "model", **_NAT)
-  flow_hidden: tuple[int, ...] = _field((320, 320), "--posterior iaf: hidden widths of each step's MADE network; the "
-                                        "encoder's context h(x) has the first width", "ints", "model", **_WIDTHS)  # fmt: skip
-  ladder_layers: tuple[int, ...] | None = _field(None, "ladder: the size of each stochastic layer, z_1 (next to x) first "
-                                                 "(64,32,16,8,4)", "ints", "model", optional=True, **_WIDTHS)  # fmt: skip
-  ladder_widths: tuple[int, ...] | None = _field(None, "ladder: the deterministic width of each layer, bottom first "
-                                                 "(512,256,128,64,32)", "ints", "model", optional=True, **_WIDTHS)  # fmt: skip
+  flow_hidden: tuple[int, ...] = _field(
+    (320, 320),
+    "--posterior iaf: hidden widths of each step's MADE network; the encoder's context h(x) has the first width",
+    "ints",
+    "model",
+    **_WIDTHS,
+  )
+  ladder_layers: tuple[int, ...] | None = _field(
+    None,
+    "ladder: the size of each stochastic layer, z_1 (next to x) first (64,32,16,8,4)",
+    "ints",
+    "model",
+    optional=True,
+    **_WIDTHS,
+  )
+  ladder_widths: tuple[int, ...] | None = _field(
+    None,
+    "ladder: the deterministic width of each layer, bottom first (512,256,128,64,32)",
+    "ints",
+    "model",
+    optional=True,
+    **_WIDTHS,
+  )
   # objective and optimisation
-  objective: str = _field("vae", _OBJECTIVE_HELP, "str", "objective and optimisation",
-                          check=lambda v: v in OBJECTIVES or v == CUSTOM or is_reference(v),
-                          must="vae, iwae, iwae-dreg or a factory reference such as my_objectives.py:make_objective")  # fmt: skip
+  objective: str = _field(
+    "vae",
+    _OBJECTIVE_HELP,
+    "str",
+    "objective and optimisation",
+    check=lambda v: v in OBJECTIVES or v == CUSTOM or is_reference(v),
+    must="vae, iwae, iwae-dreg or a factory reference such as my_objectives.py:make_objective",
+  )
   k: int = _field(1, "samples of z per example in the training objective", "int", "objective and optimisation", **_NAT)
-  beta: float = _field(1.0, "KL weight of the vae objective (1: the ELBO)", "float", "objective and optimisation",
-                       vmapped=True, **_NONNEG)  # fmt: skip
-  warmup_epochs: float = _field(0.0, "KL warm-up: the KL weight rises linearly from 0 to beta over these epochs",
-                                "float", "objective and optimisation", vmapped=True, **_NONNEG)  # fmt: skip
-  free_bits: float = _field(0.0, "free bits: each latent dimension's batch-mean KL counts as at least this many nats",
-                            "float", "objective and optimisation", vmapped=True, **_NONNEG)  # fmt: skip
-  kl: str = _field("analytic", "KL estimator: analytic (closed form, where the model has one) or mc (log q - log p)",
-                   "str", "objective and optimisation", choices=KL_ESTIMATORS)  # fmt: skip
+  beta: float = _field(
+    1.0, "KL weight of the vae objective (1: the ELBO)", "float", "objective and optimisation", vmapped=True, **_NONNEG
+  )
+  warmup_epochs: float = _field(
+    0.0,
+    "KL warm-up: the KL weight rises linearly from 0 to beta over these epochs",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    **_NONNEG,
+  )
+  free_bits: float = _field(
+    0.0,
+    "free bits: each latent dimension's batch-mean KL counts as at least this many nats",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    **_NONNEG,
+  )
+  kl: str = _field(
+    "analytic",
+    "KL estimator: analytic (closed form, where the model has one) or mc (log q - log p)",
+    "str",
+    "objective and optimisation",
+    choices=KL_ESTIMATORS,
+  )
   batch_size: int = _field(128, "examples per optimizer step", "int", "objective and optimisation", **_NAT)
   epochs: int = _field(10, "passes over the training set", "int", "objective and optimisation", resumable=True, **_NAT)
-  lr: float = _field(1e-3, "Adam learning rate", "float", "objective and optimisation", vmapped=True,
-                     check=lambda v: _is_num(v) and v > 0, must="a number > 0, e.g. 1e-3")  # fmt: skip
-  lr_schedule: str = _field("constant", "constant, or burda: 3^i epochs at lr * 10^(-i/7), i = 0..7",
-                            "str", "objective and optimisation", choices=LR_SCHEDULES)  # fmt: skip
+  lr: float = _field(
+    1e-3,
+    "Adam learning rate",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    check=lambda v: _is_num(v) and v > 0,
+    must="a number > 0, e.g. 1e-3",
+  )
+  lr_schedule: str = _field(
+    "constant",
+    "constant, or burda: 3^i epochs at lr * 10^(-i/7), i = 0..7",
+    "str",
+    "objective and optimisation",
+    choices=LR_SCHEDULES,
+  )
   adam_b1: float = _field(0.9, "Adam beta1", "float", "objective and optimisation", **_PROB)
   adam_b2: float = _field(0.999, "Adam beta2", "float", "objective and optimisation", **_PROB)
   adam_eps: float = _field(1e-8, "Adam epsilon (Burda et al. use 1e-4)", "float", "objective and optimisation", **_POS)
-  clip_grad_norm: float | None = _field(None, "clip the gradient to this global norm before Adam (unset: no clipping)",
-                                        "float", "objective and optimisation", optional=True, **_POS)  # fmt: skip
-  skip_grad_norm: float | None = _field(None, "skip updates whose gradient norm exceeds this (non-finite updates are "
-                                        "always skipped)", "float", "objective and optimisation", optional=True, **_POS)  # fmt: skip
-  max_consecutive_skips: int = _field(100, "stop the run after this many skipped updates in a row", "int",
-                                      "objective and optimisation", resumable=True, **_NAT)  # fmt: skip
-  ema_decay: float = _field(0.0, "keep an exponential moving average of the parameters with this decay (e.g. 0.999); "
-                            "it is evaluated, sampled and checkpointed (0: none)", "float", "objective and optimisation",
-                            vmapped=True, **_PROB)  # fmt: skip
-  seed: int = _field(0, "seed of the initialisation, the data order, the binarization draws and the z samples",
-                     "int", "objective and optimisation", check=_is_int, must="an integer", vmapped=True)  # fmt: skip
+  clip_grad_norm: float | None = _field(
+    None,
+    "clip the gradient to this global norm before Adam (unset: no clipping)",
+    "float",
+    "objective and optimisation",
+    optional=True,
+    **_POS,
+  )
+  skip_grad_norm: float | None = _field(
+    None,
+    "skip updates whose gradient norm exceeds this (non-finite updates are always skipped)",
+    "float",
+    "objective and optimisation",
+    optional=True,
+    **_POS,
+  )
+  max_consecutive_skips: int = _field(
+    100,
+    "stop the run after this many skipped updates in a row",
+    "int",
+    "objective and optimisation",
+    resumable=True,
+    **_NAT,
+  )
+  ema_decay: float = _field(
+    0.0,
+    "keep an exponential moving average of the parameters with this decay (e.g. 0.999); "
+    "it is evaluated, sampled and checkpointed (0: none)",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    **_PROB,
+  )
+  seed: int = _field(
+    0,
+    "seed of the initialisation, the data order, the binarization draws and the z samples",
+    "int",
+    "objective and optimisation",
+    check=_is_int,
+    must="an integer",
+    vmapped=True,
+  )
   # run
-  eval_batch_size: int = _field(1000, "test examples per evaluation chunk (bounds memory; chunk i draws its own z)",
-                                "int", "run", **_NAT)  # fmt: skip
-  checkpoint_every: int = _field(1, "save a checkpoint every N epochs (and at the end)", "int", "run", resumable=True,
-                                 **_NAT)  # fmt: skip
+  eval_batch_size: int = _field(
+    1000, "test examples per evaluation chunk (bounds memory; chunk i draws its own z)", "int", "run", **_NAT
+  )
+  checkpoint_every: int = _field(
+    1, "save a checkpoint every N epochs (and at the end)", "int", "run", resumable=True, **_NAT
+  )
   keep_checkpoints: int = _field(3, "keep the newest N checkpoints", "int", "run", resumable=True, **_NAT)
 
   def __post_init__(self):
@@ -276,7 +446,7 @@ class Config:
   def builtin_model(self) -> bool:
     return self.model in MODEL_DEFAULTS
 
-  def replace(self, **changes: Any) -> "Config":
+  def replace(self, **changes: Any) -> Config:
     """A copy with ``changes`` applied (``dataclasses.replace``).
 
     The architecture fields keep their resolved values: to change ``model``, build a new
@@ -289,7 +459,7 @@ class Config:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
   @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> "Config":
+  def from_dict(cls, d: dict[str, Any]) -> Config:
     """Inverse of :meth:`to_dict`; unknown keys are an error."""
     unknown = sorted(set(d) - set(SPECS))
     if unknown:
@@ -299,7 +469,7 @@ class Config:
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-  def validate(self) -> "Config":
+  def validate(self) -> Config:
     """Checks every value; raises :class:`JaxvaeError` naming the field and the fix."""
 
     def need(ok: bool, msg: str):
@@ -314,33 +484,51 @@ class Config:
         need(getattr(self, name) is not None, f"{name} is unset: the built-in model {self.model} needs it")
       if self.model == "burda2":
         need(self.hidden2 is not None and self.latent_dim2 is not None, "burda2 needs hidden2 and latent_dim2")
-        need(self.net == "mlp" and self.prior == "normal" and self.posterior == "gaussian",
-             "burda2 is an MLP with its own hierarchical prior and posterior: use --net mlp, --prior normal and "
-             "--posterior gaussian with it")
+        need(
+          self.net == "mlp" and self.prior == "normal" and self.posterior == "gaussian",
+          "burda2 is an MLP with its own hierarchical prior and posterior: use --net mlp, --prior normal and "
+          "--posterior gaussian with it",
+        )
       else:
-        need(self.hidden2 is None and self.latent_dim2 is None,
-             f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}")
+        need(
+          self.hidden2 is None and self.latent_dim2 is None,
+          f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}",
+        )
       if self.model == "ladder":
         layers, widths = self.ladder_layers, self.ladder_widths
-        need(layers is not None and widths is not None and len(layers) == len(widths),
-             f"--ladder-layers {layers} and --ladder-widths {widths} need one width per stochastic layer: give as many of each")
-        need(self.latent_dim == layers[0],
-             f"latent_dim={self.latent_dim} is the ladder's first layer, --ladder-layers {','.join(map(str, layers))}: "
-             "leave --latent-dim unset")
-        need(self.prior == "normal" and self.posterior == "gaussian",
-             "the ladder model has its own top-down prior and posterior: use --prior normal and --posterior gaussian with it")
+        need(
+          layers is not None and widths is not None and len(layers) == len(widths),
+          f"--ladder-layers {layers} and --ladder-widths {widths} need one width per stochastic layer: "
+          "give as many of each",
+        )
+        need(
+          self.latent_dim == layers[0],
+          f"latent_dim={self.latent_dim} is the ladder's first layer, --ladder-layers {','.join(map(str, layers))}: "
+          "leave --latent-dim unset",
+        )
+        need(
+          self.prior == "normal" and self.posterior == "gaussian",
+          "the ladder model has its own top-down prior and posterior: use --prior normal and --posterior gaussian "
+          "with it",
+        )
       else:
-        need(self.ladder_layers is None and self.ladder_widths is None,
-             f"--ladder-layers/--ladder-widths describe the ladder model: use them with --model ladder, not {self.model}")
+        need(
+          self.ladder_layers is None and self.ladder_widths is None,
+          f"--ladder-layers/--ladder-widths describe the ladder model: use them with --model ladder, not {self.model}",
+        )
     if self.objective in ("iwae", "iwae-dreg"):
-      need(self.beta == 1 and self.warmup_epochs == 0 and self.free_bits == 0,
-           "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
-           f"leave them at 1, 0, 0 with --objective {self.objective}")
+      need(
+        self.beta == 1 and self.warmup_epochs == 0 and self.free_bits == 0,
+        "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
+        f"leave them at 1, 0, 0 with --objective {self.objective}",
+      )
     if self.free_bits > 0 and self.builtin_model:
       one_layer = self.model in ("mlp", "burda1") and self.prior == "normal" and self.posterior == "gaussian"
-      need((one_layer or self.model == "ladder") and self.kl == "analytic",
-           "free_bits needs the closed-form per-dimension KL: use one stochastic layer with --prior normal and "
-           "--posterior gaussian, or --model ladder, and --kl analytic")
+      need(
+        (one_layer or self.model == "ladder") and self.kl == "analytic",
+        "free_bits needs the closed-form per-dimension KL: use one stochastic layer with --prior normal and "
+        "--posterior gaussian, or --model ladder, and --kl analytic",
+      )
     return self
 
 
@@ -387,8 +575,13 @@ def add_flags(parser, defaults: Config | None = None) -> None:
 
     default = getattr(defaults, name)
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-    group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse, metavar=spec.kind.upper(),
-                       help=f"{spec.help} (default: {shown if shown is not None else 'unset'})")  # fmt: skip
+    group.add_argument(
+      f"--{name.replace('_', '-')}",
+      dest=name,
+      type=parse,
+      metavar=spec.kind.upper(),
+      help=f"{spec.help} (default: {shown if shown is not None else 'unset'})",
+    )
 
 
 def overrides_from_args(args) -> dict[str, Any]:

@@ -29,10 +29,10 @@ from jaxvae import rng
 from jaxvae.errors import JaxvaeError
 
 MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
+  "train_images": "train-images-idx3-ubyte.gz",
+  "train_labels": "train-labels-idx1-ubyte.gz",
+  "test_images": "t10k-images-idx3-ubyte.gz",
+  "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 READ_THREADS = os.cpu_count() or 1  # threads that read and decode TFDS records
@@ -67,7 +67,7 @@ class Dataset(NamedTuple):
     return tuple(self.train.shape[1:])
 
   @classmethod
-  def from_arrays(cls, train, test, train_labels=None, test_labels=None, name: str = "arrays") -> "Dataset":
+  def from_arrays(cls, train, test, train_labels=None, test_labels=None, name: str = "arrays") -> Dataset:
     """A dataset from any arrays ``[N, *event_shape]`` (labels default to -1)."""
     train, test = np.asarray(train), np.asarray(test)
 
@@ -87,13 +87,13 @@ def check_shape(array: np.ndarray, what: str, event_shape: tuple[int, ...] | Non
   array = np.asarray(array)
   if array.ndim < 2 or 0 in array.shape:
     raise JaxvaeError(
-        f"{what} have shape {array.shape}: jaxvae needs a non-empty [N, ...] array "
-        "(e.g. [N, H, W, C] images or [N, D] vectors)"
+      f"{what} have shape {array.shape}: jaxvae needs a non-empty [N, ...] array "
+      "(e.g. [N, H, W, C] images or [N, D] vectors)"
     )
   if event_shape is not None and tuple(array.shape[1:]) != tuple(event_shape):
     raise JaxvaeError(
-        f"{what} have examples of shape {array.shape[1:]} but the model expects {tuple(event_shape)}: "
-        "build the model for this data (or pass --image-size to resize images)"
+      f"{what} have examples of shape {array.shape[1:]} but the model expects {tuple(event_shape)}: "
+      "build the model for this data (or pass --image-size to resize images)"
     )
   return array
 
@@ -115,7 +115,9 @@ def as_intensities(array: np.ndarray, what: str) -> np.ndarray:
     _finite(array, what)
     lo, hi = float(array.min()), float(array.max())
     if lo < 0.0 or hi > 1.0:
-      raise JaxvaeError(f"{what} have values in [{lo:g}, {hi:g}]: Bernoulli data must lie in [0, 1] (or be uint8 0..255)")
+      raise JaxvaeError(
+        f"{what} have values in [{lo:g}, {hi:g}]: Bernoulli data must lie in [0, 1] (or be uint8 0..255)"
+      )
     return np.round(array * 255.0).astype(np.uint8)
   raise JaxvaeError(f"{what} have dtype {array.dtype}: give uint8 intensities 0..255 or floats in [0, 1]")
 
@@ -172,11 +174,11 @@ def load_mnist() -> Dataset:
     with gzip.open(folder.joinpath(filename).open("rb")) as f:
       arrays[key] = read_idx(f.read())
   return Dataset(
-      name="mnist",
-      train=arrays["train_images"][..., None],
-      train_labels=arrays["train_labels"].astype(np.int32),
-      test=arrays["test_images"][..., None],
-      test_labels=arrays["test_labels"].astype(np.int32),
+    name="mnist",
+    train=arrays["train_images"][..., None],
+    train_labels=arrays["train_labels"].astype(np.int32),
+    test=arrays["test_images"][..., None],
+    test_labels=arrays["test_labels"].astype(np.int32),
   )
 
 
@@ -246,7 +248,9 @@ def _read_tfds_split(builder, split: str, name: str, image_size: int | None, lim
   def batch(start: int) -> list[tuple[np.ndarray, int]]:
     records = read(list(range(start, min(start + 1024, n))))
     if records and "image" not in records[0]:
-      raise JaxvaeError(f"TFDS dataset {name!r} has no 'image' feature (it has {sorted(records[0])}): jaxvae reads images")
+      raise JaxvaeError(
+        f"TFDS dataset {name!r} has no 'image' feature (it has {sorted(records[0])}): jaxvae reads images"
+      )
     return [(_image(r["image"], name, image_size), int(r["label"]) if "label" in r else -1) for r in records]
 
   with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
@@ -258,9 +262,12 @@ def _read_tfds_split(builder, split: str, name: str, image_size: int | None, lim
 
 
 def load_tfds(
-    name: str, data_dir: str | None = None, image_size: int | None = None,
-    n_train: int | None = None, n_test: int | None = None,
-) -> Dataset:  # fmt: skip
+  name: str,
+  data_dir: str | None = None,
+  image_size: int | None = None,
+  n_train: int | None = None,
+  n_test: int | None = None,
+) -> Dataset:
   """Any TFDS image dataset with an ``image`` feature, read with TFDS's random-access data source.
 
   Reading a prepared dataset needs no TensorFlow, and only the first ``n_train`` / ``n_test``
@@ -282,8 +289,8 @@ def load_tfds(
     except tfds.core.registered.DatasetNotFoundError:
       where = data_dir or tfds.core.constants.DATA_DIR
       raise JaxvaeError(
-          f"TFDS has no dataset {name!r}: it is not in the TFDS catalog and not prepared in {where}; "
-          "check the name in the TFDS catalog (e.g. tfds:fashion_mnist) or --tfds-data-dir"
+        f"TFDS has no dataset {name!r}: it is not in the TFDS catalog and not prepared in {where}; "
+        "check the name in the TFDS catalog (e.g. tfds:fashion_mnist) or --tfds-data-dir"
       ) from None
 
     def read(split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -297,13 +304,13 @@ def load_tfds(
       if builder.is_prepared():
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise JaxvaeError(
-            f"TFDS dataset {name!r} in {builder.data_dir} cannot be read ({type(e).__name__}: {first}): "
-            "prepare it in the array_record format (TFDS's default) or pass another --tfds-data-dir"
+          f"TFDS dataset {name!r} in {builder.data_dir} cannot be read ({type(e).__name__}: {first}): "
+          "prepare it in the array_record format (TFDS's default) or pass another --tfds-data-dir"
         ) from None
       if importlib.util.find_spec("tensorflow") is None:
         raise JaxvaeError(
-            f"TFDS dataset {name!r} is not prepared in {builder.data_dir}: prepare it once online with "
-            "`pip install 'jaxvae[prepare]'` and rerun, or pass --tfds-data-dir to a folder where it is prepared"
+          f"TFDS dataset {name!r} is not prepared in {builder.data_dir}: prepare it once online with "
+          "`pip install 'jaxvae[prepare]'` and rerun, or pass --tfds-data-dir to a folder where it is prepared"
         ) from None
       builder.download_and_prepare()
       train = read("train", n_train)
@@ -322,16 +329,26 @@ def load_npz(path: str) -> Dataset:
     raise JaxvaeError(f"cannot read {path} ({e}): give an .npz file with arrays train and test (np.savez)") from None
   missing = [k for k in ("train", "test") if k not in arrays]
   if missing:
-    raise JaxvaeError(f"{path} has no array {' or '.join(missing)} (it has {sorted(arrays)}): save them with "
-                      "np.savez(path, train=..., test=...)")  # fmt: skip
-  return Dataset.from_arrays(arrays["train"], arrays["test"], arrays.get("train_labels"), arrays.get("test_labels"),
-                             name=f"npz:{os.path.abspath(path)}")  # fmt: skip
+    raise JaxvaeError(
+      f"{path} has no array {' or '.join(missing)} (it has {sorted(arrays)}): save them with "
+      "np.savez(path, train=..., test=...)"
+    )
+  return Dataset.from_arrays(
+    arrays["train"],
+    arrays["test"],
+    arrays.get("train_labels"),
+    arrays.get("test_labels"),
+    name=f"npz:{os.path.abspath(path)}",
+  )
 
 
 def load_dataset(
-    name: str, tfds_data_dir: str | None = None, image_size: int | None = None,
-    n_train: int | None = None, n_test: int | None = None,
-) -> Dataset:  # fmt: skip
+  name: str,
+  tfds_data_dir: str | None = None,
+  image_size: int | None = None,
+  n_train: int | None = None,
+  n_test: int | None = None,
+) -> Dataset:
   """``"mnist"`` (embedded), ``"tfds:NAME"`` or ``"npz:PATH"``, optionally resized; else a :class:`JaxvaeError`.
 
   ``n_train`` / ``n_test`` keep the first examples of each split (and read no more than that).
@@ -344,8 +361,12 @@ def load_dataset(
     data = load_npz(name[4:])
   else:
     raise JaxvaeError(f"dataset {name!r} is unknown: use 'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist) or 'npz:PATH'")
-  data = data._replace(train=data.train[:n_train], train_labels=data.train_labels[:n_train],
-                       test=data.test[:n_test], test_labels=data.test_labels[:n_test])  # fmt: skip
+  data = data._replace(
+    train=data.train[:n_train],
+    train_labels=data.train_labels[:n_train],
+    test=data.test[:n_test],
+    test_labels=data.test_labels[:n_test],
+  )
   if image_size:
     if data.train.ndim != 4:
       raise JaxvaeError(f"image_size applies to images [N, H, W, C]; {name} holds examples of shape {data.event_shape}")

@@ -18,7 +18,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxvae.errors import JaxvaeError
 
@@ -45,7 +46,7 @@ def data_parallel_shardings(batch_size: int, devices=None) -> tuple[NamedShardin
   devices = np.asarray(devices if devices is not None else jax.devices())
   if batch_size % devices.size:
     raise JaxvaeError(
-        f"batch_size={batch_size} does not split over {devices.size} devices: use a multiple of {devices.size}"
+      f"batch_size={batch_size} does not split over {devices.size} devices: use a multiple of {devices.size}"
     )
   mesh = Mesh(devices, ("data",))
   return NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
@@ -98,7 +99,9 @@ def initialize_distributed() -> bool:
     try:
       explicit = dict(num_processes=int(env[NUM_PROCESSES]), process_id=int(env[PROCESS_ID]))
     except (KeyError, ValueError):
-      raise JaxvaeError(f"set both {NUM_PROCESSES} and {PROCESS_ID} to integers (or start the job with `jaxvae launch`)") from None
+      raise JaxvaeError(
+        f"set both {NUM_PROCESSES} and {PROCESS_ID} to integers (or start the job with `jaxvae launch`)"
+      ) from None
     if "JAX_COORDINATOR_ADDRESS" not in env:
       raise JaxvaeError(f"{NUM_PROCESSES} is set but not JAX_COORDINATOR_ADDRESS: set it to HOST:PORT of process 0")
     if explicit["num_processes"] < 2:
@@ -115,9 +118,9 @@ def initialize_distributed() -> bool:
 
 def _cluster(env) -> bool:
   return (
-      int(env.get("SLURM_NTASKS", "1")) > 1
-      or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-      or "," in env.get("TPU_WORKER_HOSTNAMES", "")
+    int(env.get("SLURM_NTASKS", "1")) > 1
+    or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+    or "," in env.get("TPU_WORKER_HOSTNAMES", "")
   )
 
 

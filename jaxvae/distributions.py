@@ -160,7 +160,9 @@ def bernoulli_sample(key: jax.Array, probs: jax.Array, dtype=jnp.float32) -> jax
   return jax.random.bernoulli(key, probs).astype(dtype)
 
 
-def gaussian_mixture_log_prob(z: jax.Array, means: jax.Array, log_scales: jax.Array, log_weights: jax.Array) -> jax.Array:
+def gaussian_mixture_log_prob(
+  z: jax.Array, means: jax.Array, log_scales: jax.Array, log_weights: jax.Array
+) -> jax.Array:
   """log sum_k pi_k N(z; mu_k, diag(sigma_k^2)) for a mixture of K diagonal Gaussians.
 
   log N(z; mu_k, sigma_k) = -1/2 sum_i [ z_i^2 a_ki - 2 z_i mu_ki a_ki + mu_ki^2 a_ki ]
@@ -190,16 +192,16 @@ def gaussian_mixture_log_prob(z: jax.Array, means: jax.Array, log_scales: jax.Ar
   a = jnp.exp(-2.0 * log_scales)  # [K, d]
   hi = jax.lax.Precision.HIGHEST
   quad = (
-      jnp.matmul(flat * flat, a.T, precision=hi)
-      - 2.0 * jnp.matmul(flat, (mu * a).T, precision=hi)
-      + jnp.sum(mu * mu * a, axis=-1)[None]
+    jnp.matmul(flat * flat, a.T, precision=hi)
+    - 2.0 * jnp.matmul(flat, (mu * a).T, precision=hi)
+    + jnp.sum(mu * mu * a, axis=-1)[None]
   )
   log_comp = -0.5 * jnp.maximum(quad, 0.0) - jnp.sum(log_scales, axis=-1)[None] - 0.5 * d * LOG_2PI + log_weights[None]
   return jax.nn.logsumexp(log_comp, axis=-1).reshape(z.shape[:-1])
 
 
 def gaussian_image_log_prob(
-    x: jax.Array, mean: jax.Array, log_scale: jax.Array, bins: int | None = 256, event_ndim: int = 3
+  x: jax.Array, mean: jax.Array, log_scale: jax.Array, bins: int | None = 256, event_ndim: int = 3
 ) -> jax.Array:
   """log-likelihood of data under a diagonal Gaussian density, summed over the event axes.
 
@@ -279,8 +281,12 @@ def discretized_logistic_mixture_log_prob(x: jax.Array, mix: LogisticMixture, bi
     m = mix.means
     cf = mix.coeffs
     means = jnp.concatenate(
-        [m[..., 0:1, :], m[..., 1:2, :] + cf[..., 0:1, :] * r, m[..., 2:3, :] + cf[..., 1:2, :] * r + cf[..., 2:3, :] * g],
-        axis=-2,
+      [
+        m[..., 0:1, :],
+        m[..., 1:2, :] + cf[..., 0:1, :] * r,
+        m[..., 2:3, :] + cf[..., 1:2, :] * r + cf[..., 2:3, :] * g,
+      ],
+      axis=-2,
     )
   inv_s = jnp.exp(-mix.log_scales)
   centred = xc - means

@@ -55,7 +55,7 @@ def _proposal_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: i
 
 
 def importance_sampled_log_px(
-    vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, chunk: int, proposal: Gaussian | None = None
+  vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, chunk: int, proposal: Gaussian | None = None
 ) -> dict[str, jax.Array]:
   """log p_theta(x) by importance sampling with k samples from q_phi(z|x), in chunks.
 
@@ -90,12 +90,12 @@ def importance_sampled_log_px(
     scale = jnp.exp(m - m_new)  # 0 on the first chunk (m = -inf)
     u = jnp.exp(log_w - m_new[None])
     return (
-        m_new,
-        s1 * scale + jnp.sum(u, axis=0),
-        s2 * scale * scale + jnp.sum(u * u, axis=0),
-        sum_log_w + jnp.sum(log_w, axis=0),
-        sum_rec + jnp.sum(terms.log_p_x_given_z, axis=0),
-        sum_kl + jnp.sum(terms.log_q_z_given_x - terms.log_p_z, axis=0),
+      m_new,
+      s1 * scale + jnp.sum(u, axis=0),
+      s2 * scale * scale + jnp.sum(u * u, axis=0),
+      sum_log_w + jnp.sum(log_w, axis=0),
+      sum_rec + jnp.sum(terms.log_p_x_given_z, axis=0),
+      sum_kl + jnp.sum(terms.log_q_z_given_x - terms.log_p_z, axis=0),
     )
 
   b = x.shape[0]
@@ -109,11 +109,11 @@ def importance_sampled_log_px(
     carry = add(carry, draw(full, rest))
   m, s1, s2, sum_log_w, sum_rec, sum_kl = carry
   return {
-      "log_px": m + jnp.log(s1) - math.log(k),
-      "mc_var": jnp.maximum(k * s2 / (s1 * s1) - 1.0, 0.0) / k,
-      "mean_log_w": sum_log_w / k,
-      "log_p_x_given_z": sum_rec / k,
-      "kl": sum_kl / k,
+    "log_px": m + jnp.log(s1) - math.log(k),
+    "mc_var": jnp.maximum(k * s2 / (s1 * s1) - 1.0, 0.0) / k,
+    "mean_log_w": sum_log_w / k,
+    "log_p_x_given_z": sum_rec / k,
+    "kl": sum_kl / k,
   }
 
 
@@ -137,7 +137,7 @@ def make_batch_evaluator(vae: VAE, k: int, chunk: int):
 
 
 def latent_variances(
-    vae: VAE, params: Params, x: jax.Array, key: jax.Array, batch_size: int = 1000
+  vae: VAE, params: Params, x: jax.Array, key: jax.Array, batch_size: int = 1000
 ) -> tuple[jax.Array, ...]:
   """Cov_x(E_q[z_l|x]) per latent dimension of each stochastic layer over the examples ``x``: ``([d_l], ...)``.
 
@@ -188,9 +188,16 @@ def family_elbo(vae: VAE, params: Params, x: jax.Array, h: Any, key: jax.Array, 
 
 
 def optimize_local_q(
-    vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, steps: int = 300, lr: float = 1e-2,
-    samples: int = 16, eval_samples: int = 1000,
-) -> dict[str, jax.Array]:  # fmt: skip
+  vae: VAE,
+  params: Params,
+  x: jax.Array,
+  key: jax.Array,
+  *,
+  steps: int = 300,
+  lr: float = 1e-2,
+  samples: int = 16,
+  eval_samples: int = 1000,
+) -> dict[str, jax.Array]:
   """q*(z|x): the best member of the model's posterior family for one data point.
 
   The family is what the posterior makes of an encoder output h: for a Gaussian q, every
@@ -232,8 +239,9 @@ def optimize_local_q(
   return {"elbo_q_phi": elbo_phi, "elbo_q_star": jnp.maximum(elbo_opt, elbo_phi), "q_star": q_star}
 
 
-def _optimize_local_h(vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, steps: int, lr: float, samples: int,
-                      eval_samples: int) -> dict[str, jax.Array]:  # fmt: skip
+def _optimize_local_h(
+  vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, steps: int, lr: float, samples: int, eval_samples: int
+) -> dict[str, jax.Array]:
   """:func:`optimize_local_q` for a posterior without a closed-form KL: Adam on the encoder output h."""
   h_phi = vae.encode(params, x[None])
   k_opt, k_eval = jax.random.split(key)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,16 +58,18 @@ def load_run(workdir: str, *, model=None, data: Dataset | None = None) -> Loaded
   """
   from jaxvae.checkpoint import restore_params
 
-  config = read_config(workdir, f"{workdir} is not a run folder (no config.json): pass the --workdir of a `jaxvae train` run")
+  config = read_config(
+    workdir, f"{workdir} is not a run folder (no config.json): pass the --workdir of a `jaxvae train` run"
+  )
   setup = prepare_model(config, model=model, data=data)
   params, epoch = restore_params(workdir, setup.vae.init(jax.random.key(0), setup.train))
   return Loaded(setup, params, epoch)
 
 
 def over_batches(
-    fn: Callable[[jax.Array, int], dict[str, Any]], x: np.ndarray, batch_size: int, desc: str, progress: bool
+  fn: Callable[[jax.Array, int], dict[str, Any]], x: np.ndarray, batch_size: int, desc: str, progress: bool
 ) -> dict[str, Any]:
-  """``fn(batch, i)`` over consecutive batches of ``x`` (the last padded to one compiled shape), concatenated on the host."""
+  """``fn(batch, i)`` over consecutive batches of ``x`` (the last one padded: one compiled shape), on the host."""
   n = len(x)
   parts = []
   bar = Progress(progress)
@@ -90,16 +93,16 @@ def _check_ints(**values: Any) -> None:
 
 
 def evaluate_run(
-    workdir: str,
-    *,
-    k: int = 5000,
-    batch_size: int = 100,
-    n_test: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    write: bool = True,
-    model=None,
-    data: Dataset | None = None,
+  workdir: str,
+  *,
+  k: int = 5000,
+  batch_size: int = 100,
+  n_test: int | None = None,
+  seed: int = 0,
+  progress: bool = True,
+  write: bool = True,
+  model=None,
+  data: Dataset | None = None,
 ) -> dict[str, Any]:
   """Evaluates the checkpoint of a run folder on its test set and writes ``eval.json``.
 
@@ -132,29 +135,30 @@ def evaluate_run(
   evaluate_batch = make_batch_evaluator(run.vae, k, chunk)
   key = jax.random.key(seed)
   t_loop = time.perf_counter()
-  cat = over_batches(lambda x, i: evaluate_batch(run.params, x, jax.random.fold_in(key, i)), test, batch_size,
-                     f"eval k={k}", progress)  # fmt: skip
+  cat = over_batches(
+    lambda x, i: evaluate_batch(run.params, x, jax.random.fold_in(key, i)), test, batch_size, f"eval k={k}", progress
+  )
   loop_seconds = time.perf_counter() - t_loop  # includes the one compilation
 
   log_px = cat["log_px"].astype(np.float64)
   active = active_units([np.var(m.astype(np.float64), axis=0) for m in cat["latent_means"]])
   summary = {
-      "checkpoint_epoch": run.epoch,
-      "k": k,
-      "n_test": n,
-      "seed": seed,
-      "test_log_px": float(np.mean(log_px)),
-      "test_log_px_se": float(np.std(log_px, ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
-      "test_log_px_mc_se": float(np.sqrt(np.sum(cat["mc_var"].astype(np.float64))) / n),
-      "test_elbo": float(np.mean(cat["elbo"])),
-      "test_kl": float(np.mean(cat["kl"])),
-      "test_log_p_x_given_z": float(np.mean(cat["log_p_x_given_z"])),
-      "test_elbo_gap": float(np.mean(log_px) - np.mean(cat["elbo"])),
-      "active_units": int(sum(active)),
-      "active_units_per_layer": active,
-      "bits_per_dim": bits_per_dim(float(np.mean(log_px)), run.vae.data_shape),
-      "samples_per_sec": n * k / loop_seconds,
-      "seconds": time.perf_counter() - t_start,
+    "checkpoint_epoch": run.epoch,
+    "k": k,
+    "n_test": n,
+    "seed": seed,
+    "test_log_px": float(np.mean(log_px)),
+    "test_log_px_se": float(np.std(log_px, ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+    "test_log_px_mc_se": float(np.sqrt(np.sum(cat["mc_var"].astype(np.float64))) / n),
+    "test_elbo": float(np.mean(cat["elbo"])),
+    "test_kl": float(np.mean(cat["kl"])),
+    "test_log_p_x_given_z": float(np.mean(cat["log_p_x_given_z"])),
+    "test_elbo_gap": float(np.mean(log_px) - np.mean(cat["elbo"])),
+    "active_units": int(sum(active)),
+    "active_units_per_layer": active,
+    "bits_per_dim": bits_per_dim(float(np.mean(log_px)), run.vae.data_shape),
+    "samples_per_sec": n * k / loop_seconds,
+    "seconds": time.perf_counter() - t_start,
   }
   if write:
     write_json(os.path.join(workdir, "eval.json"), summary)
@@ -163,17 +167,17 @@ def evaluate_run(
 
 
 def inference_gaps(
-    workdir: str,
-    *,
-    n_test: int = 1000,
-    k: int = 5000,
-    steps: int = 300,
-    lr: float = 1e-2,
-    batch_size: int = 100,
-    seed: int = 0,
-    progress: bool = True,
-    model=None,
-    data: Dataset | None = None,
+  workdir: str,
+  *,
+  n_test: int = 1000,
+  k: int = 5000,
+  steps: int = 300,
+  lr: float = 1e-2,
+  batch_size: int = 100,
+  seed: int = 0,
+  progress: bool = True,
+  model=None,
+  data: Dataset | None = None,
 ) -> dict[str, Any]:
   """The amortization and approximation gaps of a run's model on its first ``n_test`` test examples.
 
@@ -217,21 +221,21 @@ def inference_gaps(
   approximation = cat["log_px"] - cat["elbo_q_star"]
   se = lambda v: float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0  # noqa: E731
   result = {
-      "checkpoint_epoch": run.epoch,
-      "n_test": n,
-      "k": k,
-      "steps": steps,
-      "lr": lr,
-      "seed": seed,
-      "log_px": float(np.mean(cat["log_px"])),
-      "elbo_q_phi": float(np.mean(cat["elbo_q_phi"])),
-      "elbo_q_star": float(np.mean(cat["elbo_q_star"])),
-      "inference_gap": float(np.mean(cat["log_px"] - cat["elbo_q_phi"])),
-      "amortization_gap": float(np.mean(amortization)),
-      "amortization_gap_se": se(amortization),
-      "approximation_gap": float(np.mean(approximation)),
-      "approximation_gap_se": se(approximation),
-      "seconds": time.perf_counter() - t_start,
+    "checkpoint_epoch": run.epoch,
+    "n_test": n,
+    "k": k,
+    "steps": steps,
+    "lr": lr,
+    "seed": seed,
+    "log_px": float(np.mean(cat["log_px"])),
+    "elbo_q_phi": float(np.mean(cat["elbo_q_phi"])),
+    "elbo_q_star": float(np.mean(cat["elbo_q_star"])),
+    "inference_gap": float(np.mean(cat["log_px"] - cat["elbo_q_phi"])),
+    "amortization_gap": float(np.mean(amortization)),
+    "amortization_gap_se": se(amortization),
+    "approximation_gap": float(np.mean(approximation)),
+    "approximation_gap_se": se(approximation),
+    "seconds": time.perf_counter() - t_start,
   }
   plots.save_gap_histograms(os.path.join(workdir, "gaps.png"), amortization, approximation, result)
   write_json(os.path.join(workdir, "gaps.json"), result)

@@ -60,8 +60,15 @@ def _floats(a) -> str:
 def _layers(tree: dict[str, Any]) -> list[dict[str, Any]]:
   """A Linen MLP's Dense layers in order: weights transposed to ``[out, in]`` (rows contiguous), biases."""
   names = sorted(tree, key=lambda n: int(n.split("_")[1]))
-  return [{"in": int(tree[n]["kernel"].shape[0]), "out": int(tree[n]["kernel"].shape[1]),
-           "w": _floats(np.asarray(tree[n]["kernel"]).T), "b": _floats(tree[n]["bias"])} for n in names]  # fmt: skip
+  return [
+    {
+      "in": int(tree[n]["kernel"].shape[0]),
+      "out": int(tree[n]["kernel"].shape[1]),
+      "w": _floats(np.asarray(tree[n]["kernel"]).T),
+      "b": _floats(tree[n]["bias"]),
+    }
+    for n in names
+  ]
 
 
 def page_data(workdir: str, *, n_points: int = 2000, n_images: int = 100, model=None, data=None) -> dict[str, Any]:
@@ -73,40 +80,47 @@ def page_data(workdir: str, *, n_points: int = 2000, n_images: int = 100, model=
     n_images: test images that can be explained (the model's view of them: binarized, or
       dequantized once, as ``jaxvae eval`` sees them).
   """
-  check_explorable(read_config(workdir, f"{workdir} is not a run folder (no config.json): pass the --workdir of a "
-                                          "`jaxvae train` run"))  # fmt: skip
+  check_explorable(
+    read_config(workdir, f"{workdir} is not a run folder (no config.json): pass the --workdir of a `jaxvae train` run")
+  )
   run = load_run(workdir, model=model, data=data)
   config, vae, params = run.config, run.vae, run.params
   test, labels = run.setup.test, run.setup.data.test_labels
   if tuple(vae.data_shape) != (28, 28, 1):
     raise JaxvaeError(f"jaxvae explore draws 28x28 grey images; this run's data are {vae.data_shape}")
   n_points, n_images = min(n_points, len(test)), min(n_images, len(test))
-  means = np.concatenate([np.asarray(vae.q_phi(params, jnp.asarray(test[i : min(i + 1000, n_points)])).mean)
-                          for i in range(0, n_points, 1000)])  # fmt: skip
+  means = np.concatenate(
+    [
+      np.asarray(vae.q_phi(params, jnp.asarray(test[i : min(i + 1000, n_points)])).mean)
+      for i in range(0, n_points, 1000)
+    ]
+  )
   centre = means.mean(axis=0)
   directions = np.linalg.svd(means - centre, full_matrices=False)[2][:2]  # top two principal directions
   likelihood: dict[str, Any] = {"name": config.likelihood}
   if config.likelihood == "gaussian":
     log_scale = params.get("likelihood", {}).get("log_scale", np.log(config.gaussian_sigma))
-    likelihood |= {"log_scale": _floats(np.broadcast_to(np.asarray(log_scale, np.float32).reshape(-1), (784,))),
-                   "bins": 256 if vae.likelihood.eight_bit else None}  # fmt: skip
+    likelihood |= {
+      "log_scale": _floats(np.broadcast_to(np.asarray(log_scale, np.float32).reshape(-1), (784,))),
+      "bins": 256 if vae.likelihood.eight_bit else None,
+    }
   x = np.asarray(test[:n_images], np.float32).reshape(n_images, 784)
   return {
-      "name": os.path.basename(os.path.normpath(workdir)),
-      "epoch": int(run.epoch),
-      "latent_dim": int(vae.latent_dim),
-      "activation": config.activation,
-      "encoder": _layers(params["encoder"]),
-      "decoder": _layers(params["decoder"]),
-      "likelihood": likelihood,
-      "points": _floats(means),
-      "labels": base64.b64encode(np.asarray(labels[:n_points], np.uint8).tobytes()).decode("ascii"),
-      "centre": centre.tolist(),
-      "directions": directions.tolist(),
-      "images": _floats(x),
-      "n_points": n_points,
-      "n_images": n_images,
-      "grid": GRID,
+    "name": os.path.basename(os.path.normpath(workdir)),
+    "epoch": int(run.epoch),
+    "latent_dim": int(vae.latent_dim),
+    "activation": config.activation,
+    "encoder": _layers(params["encoder"]),
+    "decoder": _layers(params["decoder"]),
+    "likelihood": likelihood,
+    "points": _floats(means),
+    "labels": base64.b64encode(np.asarray(labels[:n_points], np.uint8).tobytes()).decode("ascii"),
+    "centre": centre.tolist(),
+    "directions": directions.tolist(),
+    "images": _floats(x),
+    "n_points": n_points,
+    "n_images": n_images,
+    "grid": GRID,
   }
 
 

@@ -23,7 +23,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -122,8 +123,9 @@ class Flow(NamedTuple):
   inverse: Callable[..., tuple[jax.Array, jax.Array]]
 
 
-def iaf_flow(latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), context_dim: int = 0,
-             activation: str = "elu") -> Flow:  # fmt: skip
+def iaf_flow(
+  latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), context_dim: int = 0, activation: str = "elu"
+) -> Flow:
   """The K steps of :func:`iaf` (MADE_t with reversed orders at odd t) as a :class:`Flow`."""
   mades = [MADE(tuple(hidden), reverse=bool(t % 2), activation=activation) for t in range(steps)]
 
@@ -172,8 +174,15 @@ def iaf_flow(latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), co
   return Flow(init, forward, inverse)
 
 
-def iaf(latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), context_dim: int = 0, *,
-        activation: str = "elu", mean_samples: int = 1024) -> Posterior:  # fmt: skip
+def iaf(
+  latent_dim: int,
+  steps: int,
+  hidden: Sequence[int] = (320, 320),
+  context_dim: int = 0,
+  *,
+  activation: str = "elu",
+  mean_samples: int = 1024,
+) -> Posterior:
   """q_phi(z|x): a diagonal Gaussian followed by ``steps`` IAF steps (Kingma et al. 2016).
 
   The encoder returns ``(Gaussian(mu, log sigma) [B, d], context [B, context_dim])``, or only
@@ -226,11 +235,11 @@ def iaf(latent_dim: int, steps: int, hidden: Sequence[int] = (320, 320), context
     return (total / (chunk * (mean_samples // chunk)),)
 
   return Posterior(
-      name=f"iaf{steps}",
-      init=flow.init,
-      gaussian=lambda params, h: _split(h)[0],
-      sample=sample,
-      log_prob=log_prob,
-      means=means,
-      closed_form=steps == 0,
+    name=f"iaf{steps}",
+    init=flow.init,
+    gaussian=lambda params, h: _split(h)[0],
+    sample=sample,
+    log_prob=log_prob,
+    means=means,
+    closed_form=steps == 0,
   )

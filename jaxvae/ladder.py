@@ -27,7 +27,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -87,8 +87,9 @@ def merge(bottom_up: D.Gaussian, top_down: D.Gaussian) -> D.Gaussian:
   return D.Gaussian(mean, log_scale)
 
 
-def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu", *,
-           mean_samples: int = 64) -> tuple[Prior, Posterior]:  # fmt: skip
+def ladder(
+  latents: Sequence[int], widths: Sequence[int], activation: str = "elu", *, mean_samples: int = 64
+) -> tuple[Prior, Posterior]:
   """The Ladder VAE's prior p(z_L) prod p(z_l|z_{l+1}) and top-down posterior, sharing their networks.
 
   The encoder is a :class:`LadderEncoder` with the same ``latents``; the decoder maps z_1 to
@@ -114,7 +115,9 @@ def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu
   """
   latents, widths = tuple(latents), tuple(widths)
   n = len(latents)
-  top_down = [GaussianMLP(hidden=(widths[l], widths[l]), out_dim=latents[l], activation=activation) for l in range(n - 1)]
+  top_down = [
+    GaussianMLP(hidden=(widths[l], widths[l]), out_dim=latents[l], activation=activation) for l in range(n - 1)
+  ]
 
   def p_given_above(params, l, z_above):
     """p_theta(z_l | z_{l+1}) for l = 0..L-2 (0-based)."""
@@ -122,8 +125,10 @@ def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu
 
   def init(key, data=None):
     del data
-    return {f"layer_{l + 1}": m.init(jax.random.fold_in(key, l), jnp.zeros((1, latents[l + 1])))["params"]
-            for l, m in enumerate(top_down)}  # fmt: skip
+    return {
+      f"layer_{l + 1}": m.init(jax.random.fold_in(key, l), jnp.zeros((1, latents[l + 1])))["params"]
+      for l, m in enumerate(top_down)
+    }
 
   def log_prob(params, z):
     total = D.standard_normal_log_prob(z[-1])
@@ -152,8 +157,11 @@ def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu
     for l in reversed(range(n - 1)):
       p = p_given_above(params, l, z[l + 1])
       q = merge(expand(h[l], s), p)
-      z[l] = (jnp.broadcast_to(q.mean, p.mean.shape) + jnp.exp(q.log_scale) * jax.random.normal(keys[l], p.mean.shape)
-              if z_given is None else z_given[l])  # fmt: skip
+      z[l] = (
+        jnp.broadcast_to(q.mean, p.mean.shape) + jnp.exp(q.log_scale) * jax.random.normal(keys[l], p.mean.shape)
+        if z_given is None
+        else z_given[l]
+      )
       log_q[l] = D.gaussian_log_prob(q, z[l])
       kl[l] = D.gaussian_kl_per_dim(q, p)
       q_means[l] = jnp.broadcast_to(q.mean, p.mean.shape)
@@ -171,18 +179,18 @@ def ladder(latents: Sequence[int], widths: Sequence[int], activation: str = "elu
     return top_down_pass(params, h, jax.random.key(0), (), z_given=z)[1]
 
   def means(params, h, key):
-    """E_q[z_L|x] = mu^_L exactly; E_q[z_l|x] = E[ mean of q(z_l|z_{l+1}, x) ], averaged over draws of the layers above."""
+    """E_q[z_L|x] = mu^_L exactly; E_q[z_l|x] = E[ mean of q(z_l|z_{l+1}, x) ] over draws of the layers above."""
     _, _, _, q_means = top_down_pass(params, h, key, (mean_samples,))
     return tuple(m if m.ndim == h[-1].mean.ndim else jnp.mean(m, axis=0) for m in q_means)
 
   prior = Prior(f"ladder{n}", init, log_prob, sample_prior, None)
   posterior = Posterior(
-      name=f"ladder{n}",
-      init=lambda key: {},
-      gaussian=lambda params, h: h[0],
-      sample=sample,
-      log_prob=log_q,
-      means=means,
-      sample_kl=sample_kl,
+    name=f"ladder{n}",
+    init=lambda key: {},
+    gaussian=lambda params, h: h[0],
+    sample=sample,
+    log_prob=log_q,
+    means=means,
+    sample_kl=sample_kl,
   )
   return prior, posterior

@@ -37,12 +37,14 @@ def free_port() -> int:
 def job_env(processes: int, process_id: int, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
   """The environment of process ``process_id`` of a local job of ``processes`` processes."""
   env = dict(os.environ if base is None else base)
-  env.update({
+  env.update(
+    {
       "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
       "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}",
       NUM_PROCESSES: str(processes),
       PROCESS_ID: str(process_id),
-  })  # fmt: skip
+    }
+  )
   return env
 
 
@@ -60,12 +62,18 @@ def launch(processes: int, argv: list[str], port: int | None = None) -> int:
   if processes < 1:
     raise JaxvaeError(f"--processes {processes} must be an integer >= 1")
   if not argv or argv[0] not in ("train", "sweep"):
-    raise JaxvaeError("give the command to run after the launcher's flags, e.g. `jaxvae launch -n 2 train --data-parallel --workdir W`")
+    raise JaxvaeError(
+      "give the command to run after the launcher's flags, e.g. `jaxvae launch -n 2 train --data-parallel --workdir W`"
+    )
   port = port or free_port()
   # Each process in a session of its own: a Ctrl-C at the terminal reaches the launcher alone, which
   # forwards it once (a second SIGINT would interrupt a process at once, without its checkpoint).
-  procs = [subprocess.Popen([sys.executable, "-m", "jaxvae.cli", *argv], env=job_env(processes, i, port),
-                            start_new_session=True) for i in range(processes)]  # fmt: skip
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-m", "jaxvae.cli", *argv], env=job_env(processes, i, port), start_new_session=True
+    )
+    for i in range(processes)
+  ]
 
   def forward(signum, frame):
     for p in procs:
@@ -82,8 +90,12 @@ def launch(processes: int, argv: list[str], port: int | None = None) -> int:
       if failed_at is not None and time.monotonic() - failed_at > GRACE_SECONDS:
         for i, p in enumerate(procs):
           if p.poll() is None:
-            print(f"jaxvae launch: process {i} still running {GRACE_SECONDS} s after process {first_failure[0]} "
-                  "failed: killed", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+              f"jaxvae launch: process {i} still running {GRACE_SECONDS} s after process {first_failure[0]} "
+              "failed: killed",
+              file=sys.stderr,
+              flush=True,
+            )
             p.kill()
       time.sleep(0.05)
   finally:

@@ -23,7 +23,8 @@ and how the stored data become x; hand it to :meth:`jaxvae.VAE.from_modules`.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -102,19 +103,21 @@ def bernoulli(data_shape: tuple[int, ...]) -> Likelihood:
   data_shape = tuple(data_shape)
   event_ndim = len(data_shape)
   return Likelihood(
-      name="bernoulli",
-      output_shape=data_shape,
-      init=lambda: {},
-      outputs=lambda params, raw: raw,
-      log_prob=lambda x, logits: D.bernoulli_log_prob(x, logits, event_ndim),
-      mean=D.bernoulli_mean,
-      preprocess=_binarize,
-      check=as_intensities,
-      data_range=(0.0, 1.0),
+    name="bernoulli",
+    output_shape=data_shape,
+    init=lambda: {},
+    outputs=lambda params, raw: raw,
+    log_prob=lambda x, logits: D.bernoulli_log_prob(x, logits, event_ndim),
+    mean=D.bernoulli_mean,
+    preprocess=_binarize,
+    check=as_intensities,
+    data_range=(0.0, 1.0),
   )
 
 
-def gaussian(data_shape: tuple[int, ...], scale: str = "global", sigma: float = 0.1, eight_bit: bool = True) -> Likelihood:
+def gaussian(
+  data_shape: tuple[int, ...], scale: str = "global", sigma: float = 0.1, eight_bit: bool = True
+) -> Likelihood:
   """p_theta(x|z) = prod_i N(x_i; mu_i(z), sigma_i^2): on dequantized 8-bit data, or on real values.
 
   Args:
@@ -143,16 +146,16 @@ def gaussian(data_shape: tuple[int, ...], scale: str = "global", sigma: float = 
     return D.Gaussian(raw, jnp.broadcast_to(log_scale, raw.shape))
 
   return Likelihood(
-      name="gaussian",
-      output_shape=data_shape,
-      init=init,
-      outputs=outputs,
-      log_prob=lambda x, g: D.gaussian_image_log_prob(x, g.mean, g.log_scale, bins, event_ndim),
-      mean=(lambda g: jnp.clip(g.mean, 0.0, 1.0)) if eight_bit else (lambda g: g.mean),
-      preprocess=dequantize if eight_bit else _float_data,
-      check=as_uint8 if eight_bit else as_real,
-      eight_bit=eight_bit,
-      data_range=(0.0, 1.0) if eight_bit else None,
+    name="gaussian",
+    output_shape=data_shape,
+    init=init,
+    outputs=outputs,
+    log_prob=lambda x, g: D.gaussian_image_log_prob(x, g.mean, g.log_scale, bins, event_ndim),
+    mean=(lambda g: jnp.clip(g.mean, 0.0, 1.0)) if eight_bit else (lambda g: g.mean),
+    preprocess=dequantize if eight_bit else _float_data,
+    check=as_uint8 if eight_bit else as_real,
+    eight_bit=eight_bit,
+    data_range=(0.0, 1.0) if eight_bit else None,
   )
 
 
@@ -166,7 +169,8 @@ def discretized_logistic(data_shape: tuple[int, ...], mixtures: int = 10) -> Lik
   data_shape = tuple(data_shape)
   if len(data_shape) != 3 or data_shape[-1] not in (1, 3):
     raise JaxvaeError(
-        f"the discretized logistic mixture models images [H, W, C] with 1 or 3 channels, not examples of shape {data_shape}"
+      f"the discretized logistic mixture models images [H, W, C] with 1 or 3 channels, "
+      f"not examples of shape {data_shape}"
     )
   k, c = mixtures, data_shape[-1]
 
@@ -181,16 +185,16 @@ def discretized_logistic(data_shape: tuple[int, ...], mixtures: int = 10) -> Lik
 
   features = k * (1 + 2 * c) + (3 * k if c == 3 else 0)
   return Likelihood(
-      name="discretized-logistic",
-      output_shape=data_shape[:2] + (features,),
-      init=lambda: {},
-      outputs=outputs,
-      log_prob=D.discretized_logistic_mixture_log_prob,
-      mean=D.logistic_mixture_mean,
-      preprocess=lambda key, images: images.astype(jnp.float32) / 127.5 - 1.0,
-      check=as_uint8,
-      eight_bit=True,
-      data_range=(-1.0, 1.0),
+    name="discretized-logistic",
+    output_shape=data_shape[:2] + (features,),
+    init=lambda: {},
+    outputs=outputs,
+    log_prob=D.discretized_logistic_mixture_log_prob,
+    mean=D.logistic_mixture_mean,
+    preprocess=lambda key, images: images.astype(jnp.float32) / 127.5 - 1.0,
+    check=as_uint8,
+    eight_bit=True,
+    data_range=(-1.0, 1.0),
   )
 
 

@@ -74,12 +74,12 @@ def gaussian_vector_likelihood(data_dim: int) -> Likelihood:
   the identity and ``log_prob`` is the Gaussian density (real-valued data, no preprocessing).
   """
   return Likelihood(
-      name="gaussian-vector",
-      output_shape=(data_dim,),
-      init=lambda: {},
-      outputs=lambda params, px: px,
-      log_prob=lambda x, px: D.gaussian_log_prob(px, x),
-      mean=lambda px: px.mean,
+    name="gaussian-vector",
+    output_shape=(data_dim,),
+    init=lambda: {},
+    outputs=lambda params, px: px,
+    log_prob=lambda x, px: D.gaussian_log_prob(px, x),
+    mean=lambda px: px.mean,
   )
 
 
@@ -89,11 +89,11 @@ def make_linear_gaussian_vae(data_dim: int, latent_dim: int, param_dtype: Any = 
   ``params = {"encoder": {"A": [d, D], "c": [d], "s": [d]}, "decoder": {"W": [D, d], "b": [D], "log_sigma": []}}``.
   """
   return VAE.from_modules(
-      LinearEncoder(latent_dim, param_dtype),
-      LinearDecoder(data_dim, param_dtype),
-      data_shape=(data_dim,),
-      latent_dim=latent_dim,
-      likelihood=gaussian_vector_likelihood(data_dim),
+    LinearEncoder(latent_dim, param_dtype),
+    LinearDecoder(data_dim, param_dtype),
+    data_shape=(data_dim,),
+    latent_dim=latent_dim,
+    likelihood=gaussian_vector_likelihood(data_dim),
   )
 
 
@@ -152,7 +152,7 @@ def exact_elbo(params: Params, x: jax.Array) -> jax.Array:
   q = q_phi(params, x)
   w, inv_var = params["decoder"]["W"], jnp.exp(-2.0 * params["decoder"]["log_sigma"])
   expected_log_lik = D.gaussian_log_prob(p_theta(params, q.mean), x) - 0.5 * inv_var * jnp.sum(
-      _lead(jnp.sum(w * w, axis=0), x.ndim) * jnp.exp(2.0 * q.log_scale), axis=-1
+    _lead(jnp.sum(w * w, axis=0), x.ndim) * jnp.exp(2.0 * q.log_scale), axis=-1
   )
   return expected_log_lik - D.gaussian_kl_to_standard_normal(q)
 

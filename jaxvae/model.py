@@ -35,7 +35,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -134,16 +135,16 @@ class VAE(NamedTuple):
 
   @classmethod
   def from_modules(
-      cls,
-      encoder: nn.Module,
-      decoder: nn.Module,
-      *,
-      data_shape: tuple[int, ...],
-      latent_dim: int,
-      likelihood: str | L.Likelihood = "bernoulli",
-      prior: str | P.Prior = "normal",
-      posterior: posteriors.Posterior | None = None,
-  ) -> "VAE":
+    cls,
+    encoder: nn.Module,
+    decoder: nn.Module,
+    *,
+    data_shape: tuple[int, ...],
+    latent_dim: int,
+    likelihood: str | L.Likelihood = "bernoulli",
+    prior: str | P.Prior = "normal",
+    posterior: posteriors.Posterior | None = None,
+  ) -> VAE:
     """A VAE from two Linen modules, a likelihood, a prior and a posterior family.
 
     The modules see one batch axis: the encoder maps x ``[B, *data_shape]`` to the posterior's
@@ -195,11 +196,14 @@ class VAE(NamedTuple):
       k_enc, k_dec, k_prior = jax.random.split(key, 3)
       x0 = jnp.zeros((1,) + data_shape)
       params = {
-          "encoder": encoder.init(k_enc, x0)["params"],
-          "decoder": decoder.init(k_dec, jnp.zeros((1, latent_dim)))["params"],
+        "encoder": encoder.init(k_enc, x0)["params"],
+        "decoder": decoder.init(k_dec, jnp.zeros((1, latent_dim)))["params"],
       }
-      own = (("prior", prior.init(k_prior, data)), ("posterior", posterior.init(jax.random.fold_in(key, 3))),
-             ("likelihood", likelihood.init()))  # fmt: skip
+      own = (
+        ("prior", prior.init(k_prior, data)),
+        ("posterior", posterior.init(jax.random.fold_in(key, 3))),
+        ("likelihood", likelihood.init()),
+      )
       for name, value in own:
         if value:  # no empty subtrees: N(0, I), the Gaussian posterior and the Bernoulli have no parameters
           params[name] = value
@@ -224,21 +228,21 @@ class VAE(NamedTuple):
 
     kl = prior.kl_per_dim if posterior.closed_form and prior.kl_per_dim is not None else None
     return cls(
-        init=init,
-        q_phi=q_phi,
-        sample_q=sample_q,
-        log_q=log_q,
-        p_theta=p_theta,
-        log_p_x_given_z=likelihood.log_prob,
-        mean_x=likelihood.mean,
-        log_p_z=prior.log_prob,
-        sample_p_z=prior.sample,
-        kl_q_p_z=kl,
-        latent_means=latent_means,
-        latent_dim=latent_dim,
-        data_shape=data_shape,
-        likelihood=likelihood,
-        encode=encode,
-        posterior=posterior,
-        sample_kl=sample_kl if posterior.sample_kl is not None else None,
+      init=init,
+      q_phi=q_phi,
+      sample_q=sample_q,
+      log_q=log_q,
+      p_theta=p_theta,
+      log_p_x_given_z=likelihood.log_prob,
+      mean_x=likelihood.mean,
+      log_p_z=prior.log_prob,
+      sample_p_z=prior.sample,
+      kl_q_p_z=kl,
+      latent_means=latent_means,
+      latent_dim=latent_dim,
+      data_shape=data_shape,
+      likelihood=likelihood,
+      encode=encode,
+      posterior=posterior,
+      sample_kl=sample_kl if posterior.sample_kl is not None else None,
     )

@@ -9,7 +9,7 @@ parameters define lives in :mod:`jaxvae.likelihoods`, :mod:`jaxvae.priors` and
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -18,10 +18,10 @@ import jax.numpy as jnp
 from jaxvae.distributions import Gaussian
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": nn.relu,
-    "tanh": jnp.tanh,
-    "elu": nn.elu,
-    "softplus": nn.softplus,
+  "relu": nn.relu,
+  "tanh": jnp.tanh,
+  "elu": nn.elu,
+  "softplus": nn.softplus,
 }
 
 
@@ -64,8 +64,9 @@ class MLPEncoder(nn.Module):
   def __call__(self, x: jax.Array):
     """Args: x ``[B, ...]`` (images or vectors). Returns: a :class:`Gaussian` with ``[B, d]``
     fields (with ``context_dim``: the pair (Gaussian, context ``[B, context_dim]``))."""
-    return _gaussian_mlp(x.reshape(x.shape[:1] + (-1,)), self.hidden, self.latent_dim, self.activation,
-                         self.context_dim)  # fmt: skip
+    return _gaussian_mlp(
+      x.reshape(x.shape[:1] + (-1,)), self.hidden, self.latent_dim, self.activation, self.context_dim
+    )
 
 
 class GaussianMLP(nn.Module):

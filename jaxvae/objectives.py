@@ -32,7 +32,8 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -101,9 +102,7 @@ def importance_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: 
   return ImportanceTerms(_log_p_x_given_z(vae, params, x, z, k), vae.log_p_z(params, z), log_q)
 
 
-def elbo(
-    vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, k: int = 1, analytic_kl: bool = True
-) -> ELBOTerms:
+def elbo(vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, k: int = 1, analytic_kl: bool = True) -> ELBOTerms:
   """The reparameterized ELBO of each example, averaged over k samples of z.
 
   z_i = mu_phi(x) + sigma_phi(x) * eps_i,  eps_i ~ N(0, I),  i = 1..k
@@ -263,7 +262,7 @@ class BetaELBOHParams(NamedTuple):
 
 
 def beta_elbo(
-    *, k: int = 1, analytic_kl: bool = True, beta: float = 1.0, warmup_steps: float = 0.0, free_bits: float = 0.0
+  *, k: int = 1, analytic_kl: bool = True, beta: float = 1.0, warmup_steps: float = 0.0, free_bits: float = 0.0
 ) -> Objective:
   """The (beta-)ELBO averaged over k samples of z, with KL warm-up and free bits.
 
@@ -282,12 +281,12 @@ def beta_elbo(
     kl_weight = kl_warmup(hparams.beta, hparams.warmup_steps)(step)
     value = beta_elbo_loss(terms, kl_weight, hparams.free_bits)
     return value, {
-        "loss": value,
-        "elbo": jnp.mean(terms.elbo),
-        "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
-        "kl": jnp.mean(terms.kl),
-        "kl_weight": kl_weight,
-        **{name: jnp.mean(v) for name, v in layer_kls(terms).items()},
+      "loss": value,
+      "elbo": jnp.mean(terms.elbo),
+      "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z),
+      "kl": jnp.mean(terms.kl),
+      "kl_weight": kl_weight,
+      **{name: jnp.mean(v) for name, v in layer_kls(terms).items()},
     }
 
   f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
@@ -297,11 +296,11 @@ def beta_elbo(
 def _iwae_metrics(t: ImportanceTerms) -> tuple[jax.Array, Metrics]:
   bound = jnp.mean(iwae_bound(t.log_w))
   return bound, {
-      "loss": -bound,
-      "iwae": bound,
-      "elbo": jnp.mean(t.log_w),
-      "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
-      "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
+    "loss": -bound,
+    "iwae": bound,
+    "elbo": jnp.mean(t.log_w),
+    "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
+    "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
   }
 
 
@@ -348,11 +347,11 @@ def vae_or_iwae(k: int, iwae: bool) -> Objective:
     iw = iwae_bound(t.log_w)
     bound = jnp.mean(jnp.where(hparams.iwae > 0, iw, jnp.mean(t.log_w, axis=0)))
     return -bound, {
-        "loss": -bound,
-        "iwae": jnp.mean(iw),
-        "elbo": jnp.mean(t.log_w),
-        "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
-        "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
+      "loss": -bound,
+      "iwae": jnp.mean(iw),
+      "elbo": jnp.mean(t.log_w),
+      "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
+      "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
     }
 
   return Objective("iwae" if iwae else "vae", loss, SwitchHParams(jnp.asarray(float(iwae), jnp.float32)))
@@ -382,8 +381,9 @@ def iwae_dreg(k: int) -> Objective:
     x_k = jnp.broadcast_to(x, (k,) + x.shape)
 
     def terms(z):
-      return ImportanceTerms(vae.log_p_x_given_z(x_k, vae.p_theta(params, z)), vae.log_p_z(params, z),
-                             vae.log_q(sg(params), x, z))  # fmt: skip
+      return ImportanceTerms(
+        vae.log_p_x_given_z(x_k, vae.p_theta(params, z)), vae.log_p_z(params, z), vae.log_q(sg(params), x, z)
+      )
 
     t = jax.tree.map(sg, terms(jax.tree.map(sg, z)))
     w = jax.nn.softmax(t.log_w, axis=0)  # [k, B], normalized weights, no gradient

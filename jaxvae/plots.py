@@ -7,8 +7,8 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
@@ -45,7 +45,10 @@ def save_samples(path: str, images: np.ndarray, title: str) -> None:
 def save_points(path: str, data: np.ndarray, samples: np.ndarray, title: str) -> None:
   """Two-dimensional data and model samples side by side, on the same axes."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
-  for ax, points, name, color in ((axes[0], data, "data x", "tab:blue"), (axes[1], samples, "model samples", "tab:red")):
+  for ax, points, name, color in (
+    (axes[0], data, "data x", "tab:blue"),
+    (axes[1], samples, "model samples", "tab:red"),
+  ):
     ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5, color=color, rasterized=True)
     ax.set_title(name, fontsize=9)
     ax.set_aspect("equal", adjustable="box")
@@ -103,8 +106,8 @@ def save_gap_histograms(path: str, amortization: np.ndarray, approximation: np.n
   """Histograms of the per-image amortization and approximation gaps, with their means."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for ax, values, name, color in (
-      (axes[0], amortization, "amortization gap  ELBO(q*) - ELBO(q_phi)", "tab:orange"),
-      (axes[1], approximation, "approximation gap  log p(x) - ELBO(q*)", "tab:blue"),
+    (axes[0], amortization, "amortization gap  ELBO(q*) - ELBO(q_phi)", "tab:orange"),
+    (axes[1], approximation, "approximation gap  log p(x) - ELBO(q*)", "tab:blue"),
   ):
     ax.hist(values, bins=40, color=color, alpha=0.8)
     ax.axvline(float(np.mean(values)), color="k", linestyle="--", label=f"mean {np.mean(values):.2f} nats")
@@ -112,9 +115,9 @@ def save_gap_histograms(path: str, amortization: np.ndarray, approximation: np.n
     ax.set_ylabel("test images")
     ax.legend(fontsize=8)
   fig.suptitle(
-      f"Inference gaps of {summary['n_test']} test images: log p(x) {summary['log_px']:.2f} (k = {summary['k']}), "
-      f"ELBO(q*) {summary['elbo_q_star']:.2f}, ELBO(q_phi) {summary['elbo_q_phi']:.2f}",
-      fontsize=9,
+    f"Inference gaps of {summary['n_test']} test images: log p(x) {summary['log_px']:.2f} (k = {summary['k']}), "
+    f"ELBO(q*) {summary['elbo_q_star']:.2f}, ELBO(q_phi) {summary['elbo_q_phi']:.2f}",
+    fontsize=9,
   )
   fig.tight_layout()
   fig.savefig(path, dpi=100)
@@ -127,8 +130,14 @@ def save_manifold(path: str, images: np.ndarray, values: np.ndarray, title: str)
   h, w = images.shape[1:3]
   fig, ax = plt.subplots(figsize=(8, 8.4))
   grid = image_grid(images, n, pad=0)
-  ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
-            extent=(0, n * w, 0, n * h), interpolation="nearest")  # fmt: skip
+  ax.imshow(
+    grid[..., 0] if grid.shape[-1] == 1 else grid,
+    cmap="gray",
+    vmin=0,
+    vmax=1,
+    extent=(0, n * w, 0, n * h),
+    interpolation="nearest",
+  )
   ticks = np.arange(0, n, max(1, n // 5))
   ax.set_xticks(ticks * w + w / 2, [f"{values[i]:.2f}" for i in ticks])
   ax.set_yticks(ticks * h + h / 2, [f"{values[i]:.2f}" for i in ticks])
@@ -177,9 +186,18 @@ def save_posterior_vs_q(path: str, panels: list[dict], title: str) -> None:
     top = float(p["density"].max())
     ax.contourf(p["z1"], p["z2"], p["density"], levels=np.linspace(0.01 * top, top, 12), cmap="Blues")
     for k, style in ((1, "-"), (2, "--")):
-      ax.add_patch(Ellipse(tuple(p["q_mean"]), 2 * k * p["q_scale"][0], 2 * k * p["q_scale"][1],
-                           fill=False, color="tab:red", linestyle=style, linewidth=1.5,
-                           label=f"q_phi(z|x), {k} sigma"))  # fmt: skip
+      ax.add_patch(
+        Ellipse(
+          tuple(p["q_mean"]),
+          2 * k * p["q_scale"][0],
+          2 * k * p["q_scale"][1],
+          fill=False,
+          color="tab:red",
+          linestyle=style,
+          linewidth=1.5,
+          label=f"q_phi(z|x), {k} sigma",
+        )
+      )
     ax.plot(*p["q_mean"], "+", color="tab:red")
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
@@ -188,8 +206,9 @@ def save_posterior_vs_q(path: str, panels: list[dict], title: str) -> None:
     ax.set_aspect("equal", adjustable="box")
     if j == 0:
       ax.legend(fontsize=7, loc="upper left")
-  fig.suptitle(f"true posterior p_theta(z|x) (blue, on a grid) and the encoder's Gaussian q_phi(z|x) (red)  ({title})",
-               fontsize=9)  # fmt: skip
+  fig.suptitle(
+    f"true posterior p_theta(z|x) (blue, on a grid) and the encoder's Gaussian q_phi(z|x) (red)  ({title})", fontsize=9
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -200,7 +219,11 @@ def save_interpolations(path: str, starts: np.ndarray, frames: np.ndarray, ends:
   rows = [np.concatenate([s[None], f, e[None]]) for s, f, e in zip(starts, frames, ends)]
   ncols = rows[0].shape[0]
   fig, ax = plt.subplots(figsize=(ncols * 0.8, len(rows) * 0.8 + 0.3))
-  _show(ax, image_grid(np.concatenate(rows), ncols), f"latent interpolations: x_a, E[x|z] for z from mu_phi(x_a) to mu_phi(x_b), x_b  ({title})")
+  _show(
+    ax,
+    image_grid(np.concatenate(rows), ncols),
+    f"latent interpolations: x_a, E[x|z] for z from mu_phi(x_a) to mu_phi(x_b), x_b  ({title})",
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -15,7 +15,8 @@ sample is reparameterized: z is a differentiable function of phi and the noise.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,13 +83,13 @@ def gaussian() -> Posterior:
     return D.gaussian_log_prob(expand(h, z.ndim - h.mean.ndim), z)
 
   return Posterior(
-      name="gaussian",
-      init=lambda key: {},
-      gaussian=lambda params, h: h,
-      sample=sample,
-      log_prob=log_prob,
-      means=lambda params, h, key: (h.mean,),
-      closed_form=True,
+    name="gaussian",
+    init=lambda key: {},
+    gaussian=lambda params, h: h,
+    sample=sample,
+    log_prob=log_prob,
+    means=lambda params, h, key: (h.mean,),
+    closed_form=True,
   )
 
 
@@ -123,10 +124,10 @@ def hierarchical_gaussian(conditional: Any, z1_dim: int, mean_samples: int = 16)
     return h.mean, jnp.mean(q2(params, z1).mean, axis=0)
 
   return Posterior(
-      name="hierarchical-gaussian",
-      init=lambda key: conditional.init(key, jnp.zeros((1, z1_dim)))["params"],
-      gaussian=lambda params, h: h,
-      sample=sample,
-      log_prob=log_prob,
-      means=means,
+    name="hierarchical-gaussian",
+    init=lambda key: conditional.init(key, jnp.zeros((1, z1_dim)))["params"],
+    gaussian=lambda params, h: h,
+    sample=sample,
+    log_prob=log_prob,
+    means=means,
   )

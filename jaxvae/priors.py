@@ -15,7 +15,8 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,11 +54,11 @@ class Prior(NamedTuple):
 def standard_normal(latent_dim: int) -> Prior:
   """p(z) = N(0, I): the prior of Kingma & Welling; its KL to a Gaussian q is closed-form."""
   return Prior(
-      name="normal",
-      init=lambda key, data=None: {},
-      log_prob=lambda params, z: D.standard_normal_log_prob(z),
-      sample=lambda params, key, n: jax.random.normal(key, (n, latent_dim)),
-      kl_per_dim=lambda params, q: D.gaussian_kl_to_standard_normal_per_dim(q),
+    name="normal",
+    init=lambda key, data=None: {},
+    log_prob=lambda params, z: D.standard_normal_log_prob(z),
+    sample=lambda params, key, n: jax.random.normal(key, (n, latent_dim)),
+    kl_per_dim=lambda params, q: D.gaussian_kl_to_standard_normal_per_dim(q),
   )
 
 
@@ -73,9 +74,9 @@ def mixture_of_gaussians(latent_dim: int, components: int = 10) -> Prior:
   def init(key, data=None):
     del data
     return {
-        "means": jax.random.normal(key, (components, latent_dim)),
-        "log_scales": jnp.zeros((components, latent_dim)),
-        "logits": jnp.zeros((components,)),
+      "means": jax.random.normal(key, (components, latent_dim)),
+      "log_scales": jnp.zeros((components, latent_dim)),
+      "logits": jnp.zeros((components,)),
     }
 
   def log_prob(params, z):
@@ -90,10 +91,10 @@ def mixture_of_gaussians(latent_dim: int, components: int = 10) -> Prior:
 
 
 def vamp_prior(
-    encoder: Any,
-    data_shape: tuple[int, ...],
-    components: int = 500,
-    data_range: tuple[float, float] | None = (0.0, 1.0),
+  encoder: Any,
+  data_shape: tuple[int, ...],
+  components: int = 500,
+  data_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> Prior:
   """The VampPrior: p(z) = (1/K) sum_k q_phi(z|u_k), with K learned pseudo-inputs u_k.
 

@@ -68,8 +68,7 @@ class Progress:
     elapsed, total = now - line["t0"], line["total"]
     left = f", about {elapsed * (total - done) / done:.0f} s left" if done else ""
     units = line["unit"] + ("es" if line["unit"].endswith(("ch", "s")) else "s")
-    line["stream"].write(f"{line['desc']}: {done}/{total} {units} ({100 * done / total:.0f}%), "
-                         f"{elapsed:.1f} s{left}\n")  # fmt: skip
+    line["stream"].write(f"{line['desc']}: {done}/{total} {units} ({100 * done / total:.0f}%), {elapsed:.1f} s{left}\n")
     line["stream"].flush()
 
   def close(self) -> None:

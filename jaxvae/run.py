@@ -42,7 +42,8 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -146,8 +147,10 @@ def fixed_test_set(config: Config, vae: VAE, test: np.ndarray) -> np.ndarray:
 
 def _named(config: Config, model, objective, data: Dataset | None) -> Config:
   """``config`` with model, objective and dataset naming what the run uses (references made absolute)."""
-  changes: dict[str, Any] = {"model": build.absolute_reference(config.model),
-                             "objective": build.absolute_reference(config.objective)}  # fmt: skip
+  changes: dict[str, Any] = {
+    "model": build.absolute_reference(config.model),
+    "objective": build.absolute_reference(config.objective),
+  }
   if config.dataset.startswith("npz:"):  # so that --resume and jaxvae eval find it from any folder
     changes["dataset"] = "npz:" + os.path.abspath(config.dataset[4:])
   if model is not None:
@@ -161,9 +164,14 @@ def _named(config: Config, model, objective, data: Dataset | None) -> Config:
 
 
 def prepare(
-    config: Config, *, model=None, objective=None, data: Dataset | None = None, on_progress=None,
-    batch_sharding=None,
-) -> Setup:  # fmt: skip
+  config: Config,
+  *,
+  model=None,
+  objective=None,
+  data: Dataset | None = None,
+  on_progress=None,
+  batch_sharding=None,
+) -> Setup:
   """Builds and checks everything a run of ``config`` needs; raises :class:`JaxvaeError` before any write.
 
   Args:
@@ -178,8 +186,15 @@ def prepare(
   setup = prepare_model(_named(config.validate(), None, objective, None), model=model, data=data)
   config, vae, train = setup.config, setup.vae, setup.train
   obj = make_objective(config, objective, train.shape[0] // config.batch_size)
-  trainer = build.make_trainer(config, data_shape=vae.data_shape, train_size=train.shape[0], vae=vae, objective=obj,
-                               on_progress=on_progress, batch_sharding=batch_sharding)  # fmt: skip
+  trainer = build.make_trainer(
+    config,
+    data_shape=vae.data_shape,
+    train_size=train.shape[0],
+    vae=vae,
+    objective=obj,
+    on_progress=on_progress,
+    batch_sharding=batch_sharding,
+  )
   return setup._replace(trainer=trainer)
 
 
@@ -188,25 +203,33 @@ def prepare_model(config: Config, *, model=None, data: Dataset | None = None) ->
   config = _named(config.validate(), model, None, data)
   if data is None:
     data = build.load_data(config)
-  data = data._replace(train=data.train[: config.n_train], train_labels=data.train_labels[: config.n_train],
-                       test=data.test[: config.n_test], test_labels=data.test_labels[: config.n_test])  # fmt: skip
+  data = data._replace(
+    train=data.train[: config.n_train],
+    train_labels=data.train_labels[: config.n_train],
+    test=data.test[: config.n_test],
+    test_labels=data.test_labels[: config.n_test],
+  )
   raw_train, raw_test = check_shape(data.train, "training data"), check_shape(data.test, "test data")
   if raw_test.shape[1:] != raw_train.shape[1:]:
-    raise JaxvaeError(f"test data have examples of shape {raw_test.shape[1:]} and training data {raw_train.shape[1:]}: "
-                      "give both splits the same shape")  # fmt: skip
+    raise JaxvaeError(
+      f"test data have examples of shape {raw_test.shape[1:]} and training data {raw_train.shape[1:]}: "
+      "give both splits the same shape"
+    )
   vae = model if isinstance(model, VAE) else build.make_vae(config, raw_train.shape[1:], raw_train.dtype, model)
   train = vae.likelihood.check(raw_train, "training data")
   test = vae.likelihood.check(raw_test, "test data")
   check_shape(train, "training data", vae.data_shape)
   if train.shape[0] < config.batch_size:
     raise JaxvaeError(
-        f"batch_size={config.batch_size} is larger than the training set ({train.shape[0]} examples): "
-        "lower --batch-size or use more training data"
+      f"batch_size={config.batch_size} is larger than the training set ({train.shape[0]} examples): "
+      "lower --batch-size or use more training data"
     )
   if config.binarization == "static":
     if vae.likelihood.name != "bernoulli":
-      raise JaxvaeError(f"binarization=static draws binary data for the bernoulli likelihood, not {vae.likelihood.name}: "
-                        "drop --binarization static")  # fmt: skip
+      raise JaxvaeError(
+        f"binarization=static draws binary data for the bernoulli likelihood, not {vae.likelihood.name}: "
+        "drop --binarization static"
+      )
     if train.dtype == np.uint8:
       train = static_binarize(train, data_key(config, 0))
   return Setup(config, vae, data, train, fixed_test_set(config, vae, test))
@@ -242,8 +265,8 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
   if os.path.isdir(workdir) and os.listdir(workdir):
     if not overwrite:
       raise JaxvaeError(
-          f"run folder {workdir} exists and is not empty: choose a new --workdir, pass --resume {workdir} "
-          "to continue it, or --overwrite to replace it"
+        f"run folder {workdir} exists and is not empty: choose a new --workdir, pass --resume {workdir} "
+        "to continue it, or --overwrite to replace it"
       )
     shutil.rmtree(workdir)
   try:
@@ -252,7 +275,9 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
     # into the same new folder at the same moment exactly one goes on (check-then-create is not).
     fd = os.open(os.path.join(workdir, CLAIM), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
-    raise JaxvaeError(f"run folder {workdir} was just claimed by another jaxvae process: choose a new --workdir") from None
+    raise JaxvaeError(
+      f"run folder {workdir} was just claimed by another jaxvae process: choose a new --workdir"
+    ) from None
   except OSError as e:
     raise JaxvaeError(f"cannot write run folder {workdir} ({e.strerror}): choose a writable --workdir") from None
   with os.fdopen(fd, "w") as f:
@@ -298,7 +323,9 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
       rows.append(json.loads(line))
     except ValueError:
       if i < len(lines) - 1 or line.endswith("\n"):
-        raise JaxvaeError(f"{path} line {i + 1} cannot be read: the run folder is damaged; start a new --workdir") from None
+        raise JaxvaeError(
+          f"{path} line {i + 1} cannot be read: the run folder is damaged; start a new --workdir"
+        ) from None
   return rows
 
 
@@ -352,13 +379,15 @@ def resume_config(workdir: str, overrides: dict[str, Any]) -> Config:
     JaxvaeError: no run there, an unreadable config, or an override that would change
       what the run trains (only :data:`jaxvae.config.RESUMABLE` fields may differ).
   """
-  saved = read_config(workdir, f"nothing to resume in {workdir} (no config.json): start it with `jaxvae train --workdir {workdir}`")
+  saved = read_config(
+    workdir, f"nothing to resume in {workdir} (no config.json): start it with `jaxvae train --workdir {workdir}`"
+  )
   changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
   fixed = sorted(k for k in changed if k not in RESUMABLE)
   if fixed:
     diffs = ", ".join(f"{k}={changed[k]!r} (saved {getattr(saved, k)!r})" for k in fixed)
     raise JaxvaeError(
-        f"the config does not match the run in {workdir}: {diffs}; drop those flags to resume, or start a new --workdir"
+      f"the config does not match the run in {workdir}: {diffs}; drop those flags to resume, or start a new --workdir"
     )
   return saved.replace(**changed).validate()
 
@@ -453,19 +482,32 @@ def metrics_row(epoch: int, train_m: dict, test_m: dict, images_per_sec: float, 
   row: dict[str, Any] = {"epoch": epoch}
   row.update({f"train_{k}": float(v) for k, v in train_m.items() if k != "skipped_steps"})
   row.update({f"test_{k}": float(v) for k, v in test_m.items()})
-  row.update(kl=row["test_kl"], skipped_steps=int(train_m["skipped_steps"]), images_per_sec=images_per_sec,
-             seconds=seconds)  # fmt: skip
+  row.update(
+    kl=row["test_kl"], skipped_steps=int(train_m["skipped_steps"]), images_per_sec=images_per_sec, seconds=seconds
+  )
   return row
 
 
 def run_epochs(
-    program: Program, state: Any, train_x: jax.Array, test_x: jax.Array, k_train: jax.Array, k_eval: jax.Array, *,
-    config: Config, start_epoch: int, steps: int, rows: list[list[dict]] | None = None,
-    on_row: Callable[[int, dict], None] = lambda m, row: None, on_state: Callable[[Any], None] = lambda state: None,
-    checkpoint: Callable[[int, Any], None] | None = None,
-    log: Callable[[str], None] = lambda s: None, bar: EpochBar | None = None, label: str = "",
-    line: Callable[[list[dict]], str] | None = None,
-) -> Outcome:  # fmt: skip
+  program: Program,
+  state: Any,
+  train_x: jax.Array,
+  test_x: jax.Array,
+  k_train: jax.Array,
+  k_eval: jax.Array,
+  *,
+  config: Config,
+  start_epoch: int,
+  steps: int,
+  rows: list[list[dict]] | None = None,
+  on_row: Callable[[int, dict], None] = lambda m, row: None,
+  on_state: Callable[[Any], None] = lambda state: None,
+  checkpoint: Callable[[int, Any], None] | None = None,
+  log: Callable[[str], None] = lambda s: None,
+  bar: EpochBar | None = None,
+  label: str = "",
+  line: Callable[[list[dict]], str] | None = None,
+) -> Outcome:
   """Epochs ``start_epoch + 1 .. config.epochs`` of one model or a stack: the loop of every run and sweep.
 
   Each epoch: one call of the epoch program, one host sync for its metrics and skip counters,
@@ -515,40 +557,53 @@ def run_epochs(
         break
   if frozen:
     host = to_host(state)
-    state = jax.tree.map(lambda *parts: np.stack(parts), *[frozen.get(m, program.take(host, m))
-                                                           for m in range(len(jax.tree.leaves(host)[0]))])  # fmt: skip
+    state = jax.tree.map(
+      lambda *parts: np.stack(parts),
+      *[frozen.get(m, program.take(host, m)) for m in range(len(jax.tree.leaves(host)[0]))],
+    )
   return Outcome(state, rows, diverged, received_signal, train_seconds)
 
 
 def summarize(
-    config: Config, rows: list[dict], *, completed: bool, data_shape: tuple[int, ...], active: list[int],
-    train_seconds: float, compile_seconds: float, t_start: float, n_train: int, n_test: int, devices: int = 1,
-    start_epoch: int = 0, models_in_program: int = 1,
-) -> dict[str, Any]:  # fmt: skip
+  config: Config,
+  rows: list[dict],
+  *,
+  completed: bool,
+  data_shape: tuple[int, ...],
+  active: list[int],
+  train_seconds: float,
+  compile_seconds: float,
+  t_start: float,
+  n_train: int,
+  n_test: int,
+  devices: int = 1,
+  start_epoch: int = 0,
+  models_in_program: int = 1,
+) -> dict[str, Any]:
   """``summary.json`` of a run or of one model of a sweep: the last epoch's values, timing and the machine."""
   last = rows[-1]
   run_epochs_done = last["epoch"] - start_epoch
   examples = (n_train // config.batch_size) * config.batch_size
   summary = {
-      "epochs": last["epoch"],
-      "completed": completed,
-      "test_elbo": last["test_elbo"],
-      "test_kl": last["test_kl"],
-      "test_log_p_x_given_z": last["test_log_p_x_given_z"],
-      "train_elbo": last.get("train_elbo"),
-      "bits_per_dim": bits_per_dim(last["test_elbo"], data_shape),
-      "active_units": int(sum(active)),
-      "active_units_per_layer": active,
-      "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in rows)),
-      "images_per_sec": examples * run_epochs_done * models_in_program / train_seconds if train_seconds else None,
-      "seconds_per_epoch": train_seconds / run_epochs_done if train_seconds and run_epochs_done else None,
-      "compile_seconds": compile_seconds,
-      "seconds": time.perf_counter() - t_start,
-      "n_train": int(n_train),
-      "n_test": int(n_test),
-      "device": str(jax.devices()[0].device_kind),
-      "devices": devices,
-      "jax_version": jax.__version__,
+    "epochs": last["epoch"],
+    "completed": completed,
+    "test_elbo": last["test_elbo"],
+    "test_kl": last["test_kl"],
+    "test_log_p_x_given_z": last["test_log_p_x_given_z"],
+    "train_elbo": last.get("train_elbo"),
+    "bits_per_dim": bits_per_dim(last["test_elbo"], data_shape),
+    "active_units": int(sum(active)),
+    "active_units_per_layer": active,
+    "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in rows)),
+    "images_per_sec": examples * run_epochs_done * models_in_program / train_seconds if train_seconds else None,
+    "seconds_per_epoch": train_seconds / run_epochs_done if train_seconds and run_epochs_done else None,
+    "compile_seconds": compile_seconds,
+    "seconds": time.perf_counter() - t_start,
+    "n_train": int(n_train),
+    "n_test": int(n_test),
+    "device": str(jax.devices()[0].device_kind),
+    "devices": devices,
+    "jax_version": jax.__version__,
   }
   if start_epoch:
     summary["resumed_after_epoch"] = start_epoch
@@ -561,17 +616,17 @@ def epoch_line(config: Config, row: dict[str, Any]) -> str:
   train = f"train ELBO {row['train_elbo']:9.3f}  " if "train_elbo" in row else f"train loss {row['train_loss']:9.3f}  "
   skipped = f"  {row['skipped_steps']} updates skipped" if row["skipped_steps"] else ""
   return (
-      f"epoch {row['epoch']:>{len(str(config.epochs))}}/{config.epochs}  {bound}{train}"
-      f"test ELBO {row['test_elbo']:9.3f}  KL {row['kl']:7.3f}  {row['images_per_sec']:,.0f} images/s  "
-      f"{row['seconds']:.2f} s{skipped}"
+    f"epoch {row['epoch']:>{len(str(config.epochs))}}/{config.epochs}  {bound}{train}"
+    f"test ELBO {row['test_elbo']:9.3f}  KL {row['kl']:7.3f}  {row['images_per_sec']:,.0f} images/s  "
+    f"{row['seconds']:.2f} s{skipped}"
   )
 
 
 def diverged_message(epoch: int, skips: int, kept: str) -> str:
   return (
-      f"jaxvae: stopped at epoch {epoch}: the last {skips} updates had a non-finite loss or gradient "
-      f"(or one above --skip-grad-norm) and were skipped; {kept}; lower --lr or set --clip-grad-norm "
-      "and start a new --workdir"
+    f"jaxvae: stopped at epoch {epoch}: the last {skips} updates had a non-finite loss or gradient "
+    f"(or one above --skip-grad-norm) and were skipped; {kept}; lower --lr or set --clip-grad-norm "
+    "and start a new --workdir"
   )
 
 
@@ -581,18 +636,18 @@ def diverged_message(epoch: int, skips: int, kept: str) -> str:
 
 
 def train_and_evaluate(
-    config: Config,
-    workdir: str,
-    *,
-    model: VAE | Callable[..., VAE] | None = None,
-    objective: Objective | Callable[..., Objective] | None = None,
-    data: Dataset | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    progress: bool = True,
-    verbose: bool = True,
-    data_parallel: bool = False,
-    callbacks: Sequence[Callback] = (),
+  config: Config,
+  workdir: str,
+  *,
+  model: VAE | Callable[..., VAE] | None = None,
+  objective: Objective | Callable[..., Objective] | None = None,
+  data: Dataset | None = None,
+  overwrite: bool = False,
+  resume: bool = False,
+  progress: bool = True,
+  verbose: bool = True,
+  data_parallel: bool = False,
+  callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
   """Trains a model and writes (or, with ``resume``, continues) the run folder ``workdir``.
 
@@ -650,8 +705,8 @@ def train_and_evaluate(
     # A run killed after its last checkpoint, before its summary, is finished (summary, pictures), not refused.
     if start_epoch > config.epochs or (start_epoch == config.epochs and _summarized(workdir, start_epoch)):
       raise JaxvaeError(
-          f"the run in {workdir} is complete ({start_epoch} of {config.epochs} epochs): pass --epochs N > {start_epoch} "
-          "to train it further"
+        f"the run in {workdir} is complete ({start_epoch} of {config.epochs} epochs): pass --epochs N > {start_epoch} "
+        "to train it further"
       )
 
   # With several processes (multi-host data parallelism) only process 0 writes files;
@@ -668,8 +723,13 @@ def train_and_evaluate(
   with stop_on_write_errors(workdir):
     on_process_0(start_folder)
     current = {}  # the state after the epoch in flight, for pictures during training
-    run = Run(workdir, config, None, start_epoch,
-              pictures=lambda: images(trainer.vae, eval_params(current["state"]), test_x, keys.plot))  # fmt: skip
+    run = Run(
+      workdir,
+      config,
+      None,
+      start_epoch,
+      pictures=lambda: images(trainer.vae, eval_params(current["state"]), test_x, keys.plot),
+    )
     if main_process:
       call(callbacks, "start", run)
 
@@ -692,24 +752,43 @@ def train_and_evaluate(
     trainer.evaluate.lower(eval_params(state), test_x, keys.eval).compile()
     compile_seconds = time.perf_counter() - t0
     log(
-        f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test examples, "
-        f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
-        f"{jax.devices()[0].platform} device(s)"
-        + (" (a host loop of jitted steps: convolutions on a CPU)" if trainer.train_epoch.loop else "")
-        + f"; compiled in {compile_seconds:.1f} s"
-        + (("; no checkpoint was saved before it stopped: training from epoch 1" if from_scratch
-            else f"; resuming after epoch {start_epoch}") if resume else "")  # fmt: skip
-        + ("; it stopped before its summary: writing it" if start_epoch == config.epochs else "")
+      f"jaxvae: {config.dataset} {train_x.shape[0]} train / {test_x.shape[0]} test examples, "
+      f"{steps} steps of {config.batch_size} per epoch on {jax.device_count() if data_parallel else 1} "
+      f"{jax.devices()[0].platform} device(s)"
+      + (" (a host loop of jitted steps: convolutions on a CPU)" if trainer.train_epoch.loop else "")
+      + f"; compiled in {compile_seconds:.1f} s"
+      + (
+        (
+          "; no checkpoint was saved before it stopped: training from epoch 1"
+          if from_scratch
+          else f"; resuming after epoch {start_epoch}"
+        )
+        if resume
+        else ""
+      )
+      + ("; it stopped before its summary: writing it" if start_epoch == config.epochs else "")
     )
 
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
     try:
       outcome = run_epochs(
-          program, state, train_x, test_x, k_train, keys.eval, config=config, start_epoch=start_epoch, steps=steps,
-          rows=[rows], on_row=on_row, on_state=lambda state: current.update(state=state),
-          checkpoint=lambda epoch, state: checkpointer.save(epoch, state, k_train), log=log, bar=bar,
-          line=lambda last: epoch_line(config, last[0]),
-      )  # fmt: skip
+        program,
+        state,
+        train_x,
+        test_x,
+        k_train,
+        keys.eval,
+        config=config,
+        start_epoch=start_epoch,
+        steps=steps,
+        rows=[rows],
+        on_row=on_row,
+        on_state=lambda state: current.update(state=state),
+        checkpoint=lambda epoch, state: checkpointer.save(epoch, state, k_train),
+        log=log,
+        bar=bar,
+        line=lambda last: epoch_line(config, last[0]),
+      )
     finally:
       checkpointer.close()
     state, rows = outcome.state, outcome.rows[0]
@@ -722,17 +801,25 @@ def train_and_evaluate(
     elif outcome.signal:
       name = signal.Signals(outcome.signal).name
       stop = RunStopped(
-          f"jaxvae: stopped by {name} after epoch {rows[-1]['epoch']}/{config.epochs}; checkpoint saved; "
-          f"resume with: {resume_command(workdir, data_parallel)}",
-          128 + outcome.signal,
+        f"jaxvae: stopped by {name} after epoch {rows[-1]['epoch']}/{config.epochs}; checkpoint saved; "
+        f"resume with: {resume_command(workdir, data_parallel)}",
+        128 + outcome.signal,
       )
     active = [int(a) for a in active_units(to_host(program.variances(eval_params(state), test_x, keys.eval)))]
     summary = summarize(
-        config, rows, completed=stop is None, data_shape=trainer.vae.data_shape, active=active,
-        train_seconds=outcome.train_seconds, compile_seconds=compile_seconds, t_start=t_start,
-        n_train=train_x.shape[0], n_test=test_x.shape[0], devices=jax.device_count() if data_parallel else 1,
-        start_epoch=start_epoch,
-    )  # fmt: skip
+      config,
+      rows,
+      completed=stop is None,
+      data_shape=trainer.vae.data_shape,
+      active=active,
+      train_seconds=outcome.train_seconds,
+      compile_seconds=compile_seconds,
+      t_start=t_start,
+      n_train=train_x.shape[0],
+      n_test=test_x.shape[0],
+      devices=jax.device_count() if data_parallel else 1,
+      start_epoch=start_epoch,
+    )
     if main_process:
       if stop is None:
         save_figures(trainer.vae, eval_params(state), test_x, keys.plot, workdir)
@@ -742,8 +829,8 @@ def train_and_evaluate(
     raise stop
   speed = f"{summary['images_per_sec']:,.0f} images/s, " if summary["images_per_sec"] else ""
   log(
-      f"done: test ELBO {summary['test_elbo']:.3f} nats after {config.epochs} epochs, "
-      f"{speed}{summary['seconds']:.1f} s in all; results in {workdir}"
+    f"done: test ELBO {summary['test_elbo']:.3f} nats after {config.epochs} epochs, "
+    f"{speed}{summary['seconds']:.1f} s in all; results in {workdir}"
   )
   return summary
 
@@ -771,9 +858,12 @@ def stop_on_write_errors(workdir: str):
 
     last = latest_epoch(workdir)
     kept = f"checkpoint {last} and the metrics up to it are intact" if last is not None else "no checkpoint was saved"
-    raise RunStopped(f"jaxvae: cannot write to {workdir} ({reason}): the run stopped; {kept}; make room "
-                     f"and resume with: jaxvae train --resume {workdir}", EXIT_WRITE_FAILED,
-                     everywhere=getattr(e, "everywhere", False)) from None  # fmt: skip
+    raise RunStopped(
+      f"jaxvae: cannot write to {workdir} ({reason}): the run stopped; {kept}; make room "
+      f"and resume with: jaxvae train --resume {workdir}",
+      EXIT_WRITE_FAILED,
+      everywhere=getattr(e, "everywhere", False),
+    ) from None
   finally:
     logging.getLogger("absl").removeFilter(muted)
 
@@ -834,8 +924,10 @@ def images(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, n: int =
   means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
   shown = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
   # mean_x shows E[x|z] in [0, 1] already; the test images are in the model's data range.
-  return {name: np.clip(np.asarray(a), 0.0, 1.0) for name, a in
-          (("samples", samples), ("test_images", _display(x, vae)), ("reconstructions", shown))}  # fmt: skip
+  return {
+    name: np.clip(np.asarray(a), 0.0, 1.0)
+    for name, a in (("samples", samples), ("test_images", _display(x, vae)), ("reconstructions", shown))
+  }
 
 
 def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, workdir: str, n: int = 64) -> list[str]:
@@ -852,15 +944,22 @@ def save_figures(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, wo
   if len(shape) == 3:
     pictures = images(vae, params, test_x, key, n)
     paths = [os.path.join(workdir, "samples.png"), os.path.join(workdir, "reconstructions.png")]
-    plots.save_samples(paths[0], pictures["samples"], f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as the means E[x|z]")
-    plots.save_reconstructions(paths[1], pictures["test_images"], pictures["reconstructions"],
-                               "test images (as the model sees them) and their reconstructions E[x|z] at z = mean of q_phi(z|x)")  # fmt: skip
+    plots.save_samples(
+      paths[0], pictures["samples"], f"{n} samples x ~ p_theta(x|z), z ~ p(z), shown as the means E[x|z]"
+    )
+    plots.save_reconstructions(
+      paths[1],
+      pictures["test_images"],
+      pictures["reconstructions"],
+      "test images (as the model sees them) and their reconstructions E[x|z] at z = mean of q_phi(z|x)",
+    )
     return paths
   if shape == (2,):
     samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, 2000)))
     path = os.path.join(workdir, "samples.png")
-    plots.save_points(path, np.asarray(test_x[:2000]), np.asarray(samples),
-                      "test data x and the means E[x|z] of 2,000 draws z ~ p(z)")  # fmt: skip
+    plots.save_points(
+      path, np.asarray(test_x[:2000]), np.asarray(samples), "test data x and the means E[x|z] of 2,000 draws z ~ p(z)"
+    )
     return [path]
   return []
 

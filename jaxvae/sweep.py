@@ -31,7 +31,8 @@ import itertools
 import math
 import os
 import time
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,9 +45,25 @@ from jaxvae.data import Dataset, static_binarize
 from jaxvae.devices import model_shardings, on_process_0, place, to_host
 from jaxvae.errors import JaxvaeError
 from jaxvae.estimators import active_units, latent_variances
-from jaxvae.run import (EpochBar, Program, RunStopped, append_row, data_key, diverged_message, fixed_test_set,
-                        images, make_objective, prepare, prepare_workdir, run_epochs, run_keys, save_figures, summarize,
-                        write_json, write_run_files)  # fmt: skip
+from jaxvae.run import (
+  EpochBar,
+  Program,
+  RunStopped,
+  append_row,
+  data_key,
+  diverged_message,
+  fixed_test_set,
+  images,
+  make_objective,
+  prepare,
+  prepare_workdir,
+  run_epochs,
+  run_keys,
+  save_figures,
+  summarize,
+  write_json,
+  write_run_files,
+)
 from jaxvae.train import eval_params, with_learning_rate
 
 # ---------------------------------------------------------------------------
@@ -86,8 +103,8 @@ def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[Config
   """
   names = list(grid)
   return [
-      Config.from_dict({**base, **dict(zip(names, values))}).validate()
-      for values in itertools.product(*(grid[n] for n in names))
+    Config.from_dict({**base, **dict(zip(names, values))}).validate()
+    for values in itertools.product(*(grid[n] for n in names))
   ]
 
 
@@ -112,8 +129,13 @@ def switchable(config: Config) -> bool:
   """
   if config.objective == "iwae":
     return True
-  return (config.objective == "vae" and config.kl == "mc" and config.beta == 1 and config.warmup_epochs == 0
-          and config.free_bits == 0)  # fmt: skip
+  return (
+    config.objective == "vae"
+    and config.kl == "mc"
+    and config.beta == 1
+    and config.warmup_epochs == 0
+    and config.free_bits == 0
+  )
 
 
 def _switch_objective(config: Config) -> objectives.Objective:
@@ -175,18 +197,18 @@ def _stack(trees):
 
 
 def train_group(
-    configs: list[Config],
-    data: Dataset | None = None,
-    *,
-    model=None,
-    objective=None,
-    models_per_program: int | None = None,
-    devices=None,
-    progress: bool = False,
-    log=None,
-    folders: list[str] | None = None,
-    names: list[str] | None = None,
-    callbacks: Sequence[Callback] = (),
+  configs: list[Config],
+  data: Dataset | None = None,
+  *,
+  model=None,
+  objective=None,
+  models_per_program: int | None = None,
+  devices=None,
+  progress: bool = False,
+  log=None,
+  folders: list[str] | None = None,
+  names: list[str] | None = None,
+  callbacks: Sequence[Callback] = (),
 ) -> GroupResult:
   """Trains models whose configs differ only in :data:`jaxvae.config.VMAPPED` fields, as stacked states.
 
@@ -252,8 +274,10 @@ def train_group(
 
   # Pictures index the stacked state on this process: not in a job of several processes.
   shown = (lambda i: functools.partial(pictures, i)) if jax.process_count() == 1 else (lambda i: None)
-  runs = [Run(folder, config, name, pictures=shown(i))
-          for i, (folder, config, name) in enumerate(zip(folders or [], named, names or [None] * len(named)))]  # fmt: skip
+  runs = [
+    Run(folder, config, name, pictures=shown(i))
+    for i, (folder, config, name) in enumerate(zip(folders or [], named, names or [None] * len(named)))
+  ]
   for run in runs if main else []:
     write_run_files(run.workdir, run.config, [])
     call(callbacks, "start", run)
@@ -280,13 +304,19 @@ def train_group(
   test_axis = 0 if per_model_data else None
   epoch = trainer.epoch(stacked=True, data_axis=train_axis, on_progress=bar)
   program = Program(
-      epoch=epoch,
-      evaluate=jax.jit(jax.vmap(lambda p, x, k: trainer.evaluate_fn(p, x.astype(jnp.float32), k), in_axes=(0, test_axis, 0))),
-      variances=jax.jit(jax.vmap(lambda p, x, k: latent_variances(vae, p, x.astype(jnp.float32), k, static.eval_batch_size),
-                                 in_axes=(0, test_axis, 0))),  # fmt: skip
-      fold=jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)), out_shardings=stacked),
-      models=0,
-      stacked=True,
+    epoch=epoch,
+    evaluate=jax.jit(
+      jax.vmap(lambda p, x, k: trainer.evaluate_fn(p, x.astype(jnp.float32), k), in_axes=(0, test_axis, 0))
+    ),
+    variances=jax.jit(
+      jax.vmap(
+        lambda p, x, k: latent_variances(vae, p, x.astype(jnp.float32), k, static.eval_batch_size),
+        in_axes=(0, test_axis, 0),
+      )
+    ),
+    fold=jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)), out_shardings=stacked),
+    models=0,
+    stacked=True,
   )
 
   out_states, out_rows, out_active, out_diverged = [], [], [], []
@@ -308,8 +338,10 @@ def train_group(
       train_x = place(np.stack([train_set(c) for c in padded]), stacked)
     else:
       train_x = place(train_set(padded[0]), replicated)
-    test_x = place(np.stack([test_set(c) for c in padded]) if test_axis == 0 else test_set(padded[0]),
-                   stacked if test_axis == 0 else replicated)  # fmt: skip
+    test_x = place(
+      np.stack([test_set(c) for c in padded]) if test_axis == 0 else test_set(padded[0]),
+      stacked if test_axis == 0 else replicated,
+    )
     k_train, k_eval = place((jnp.stack([k.train for k in keys]), jnp.stack([k.eval for k in keys])), stacked)
     if not compiled:
       t0 = time.perf_counter()
@@ -325,14 +357,29 @@ def train_group(
 
     def line(last, start=start, n=len(chunk)):
       elbos = [r["test_elbo"] for r in last]
-      return (f"models {start + 1}-{start + n}/{len(configs)} epoch {last[0]['epoch']}/{static.epochs}: test ELBO "
-              f"{min(elbos):.2f} .. {max(elbos):.2f}, {last[0]['images_per_sec'] * n:,.0f} images/s (all models), "
-              f"{last[0]['seconds']:.2f} s")  # fmt: skip
+      return (
+        f"models {start + 1}-{start + n}/{len(configs)} epoch {last[0]['epoch']}/{static.epochs}: test ELBO "
+        f"{min(elbos):.2f} .. {max(elbos):.2f}, {last[0]['images_per_sec'] * n:,.0f} images/s (all models), "
+        f"{last[0]['seconds']:.2f} s"
+      )
 
-    outcome = run_epochs(program._replace(models=len(chunk)), states, train_x, test_x, k_train, k_eval, config=static,
-                         start_epoch=0, steps=steps, on_row=on_row, on_state=lambda state: live.update(state=state),
-                         log=log or (lambda s: None), bar=bar,
-                         label=f"models {start + 1}-{start + len(chunk)} of {len(configs)}, ", line=line)  # fmt: skip
+    outcome = run_epochs(
+      program._replace(models=len(chunk)),
+      states,
+      train_x,
+      test_x,
+      k_train,
+      k_eval,
+      config=static,
+      start_epoch=0,
+      steps=steps,
+      on_row=on_row,
+      on_state=lambda state: live.update(state=state),
+      log=log or (lambda s: None),
+      bar=bar,
+      label=f"models {start + 1}-{start + len(chunk)} of {len(configs)}, ",
+      line=line,
+    )
     train_seconds += outcome.train_seconds
     examples += max(len(r) for r in outcome.rows) * steps * static.batch_size * len(chunk)
     variances = to_host(program.variances(place(to_host(eval_params(outcome.state)), stacked), test_x, k_eval))
@@ -345,8 +392,18 @@ def train_group(
     if outcome.signal:
       stop_signal = outcome.signal
       break
-  return GroupResult(named[: len(out_rows)], out_states, out_rows, out_active, out_diverged, stop_signal,
-                     compile_seconds, train_seconds, examples, setup)  # fmt: skip
+  return GroupResult(
+    named[: len(out_rows)],
+    out_states,
+    out_rows,
+    out_active,
+    out_diverged,
+    stop_signal,
+    compile_seconds,
+    train_seconds,
+    examples,
+    setup,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -355,17 +412,17 @@ def train_group(
 
 
 def run_sweep(
-    configs: list[Config],
-    workdir: str,
-    *,
-    model=None,
-    objective=None,
-    data: Dataset | None = None,
-    overwrite: bool = False,
-    models_per_program: int | None = None,
-    progress: bool = True,
-    verbose: bool = True,
-    callbacks: Sequence[Callback] = (),
+  configs: list[Config],
+  workdir: str,
+  *,
+  model=None,
+  objective=None,
+  data: Dataset | None = None,
+  overwrite: bool = False,
+  models_per_program: int | None = None,
+  progress: bool = True,
+  verbose: bool = True,
+  callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, Any]]:
   """Trains every config, grouped by shapes, and writes the sweep folder ``workdir``.
 
@@ -403,8 +460,10 @@ def run_sweep(
   if data is None:
     if len({(c.dataset, c.tfds_data_dir, c.image_size) for c in configs}) > 1:
       raise JaxvaeError("a sweep runs on one dataset: give --dataset once, not as a grid axis")
-    limits = {name: None if any(getattr(c, name) is None for c in configs) else max(getattr(c, name) for c in configs)
-              for name in ("n_train", "n_test")}  # fmt: skip
+    limits = {
+      name: None if any(getattr(c, name) is None for c in configs) else max(getattr(c, name) for c in configs)
+      for name in ("n_train", "n_test")
+    }
     data = load_data(configs[0].replace(**limits))
   axes = [f.name for f in dataclasses.fields(Config) if len({getattr(c, f.name) for c in configs}) > 1]
   names = [model_name(c, axes) for c in configs]
@@ -414,7 +473,10 @@ def run_sweep(
 
   groups = group_configs(configs)
   if log:
-    log(f"jaxvae sweep: {len(configs)} models in {len(groups)} group(s) of shared shapes; swept: {', '.join(axes) or 'nothing'}")
+    log(
+      f"jaxvae sweep: {len(configs)} models in {len(groups)} group(s) of shared shapes; "
+      f"swept: {', '.join(axes) or 'nothing'}"
+    )
   folders = [os.path.join(workdir, "models", name) for name in names]
   results: dict[int, tuple[Any, ...]] = {}
   timing, stop_signal = [], None
@@ -422,19 +484,42 @@ def run_sweep(
     if log:
       log(f"group {g + 1}/{len(groups)}: {len(indices)} models ({names[indices[0]]} ...)")
     t_group = time.perf_counter()
-    r = train_group([configs[i] for i in indices], data, model=model, objective=objective,
-                    models_per_program=models_per_program, progress=progress, log=log,
-                    folders=[folders[i] for i in indices], names=[names[i] for i in indices],
-                    callbacks=callbacks)  # fmt: skip
-    timing.append({"group": g, "models": len(indices), "compile_seconds": r.compile_seconds,
-                   "train_seconds": r.train_seconds, "images_per_sec": r.images / max(r.train_seconds, 1e-9)})  # fmt: skip
+    r = train_group(
+      [configs[i] for i in indices],
+      data,
+      model=model,
+      objective=objective,
+      models_per_program=models_per_program,
+      progress=progress,
+      log=log,
+      folders=[folders[i] for i in indices],
+      names=[names[i] for i in indices],
+      callbacks=callbacks,
+    )
+    timing.append(
+      {
+        "group": g,
+        "models": len(indices),
+        "compile_seconds": r.compile_seconds,
+        "train_seconds": r.train_seconds,
+        "images_per_sec": r.images / max(r.train_seconds, 1e-9),
+      }
+    )
     for j, i in enumerate(indices[: len(r.rows)]):
       completed = r.diverged[j] is None and r.rows[j][-1]["epoch"] == configs[i].epochs
       summary = summarize(
-          r.configs[j], r.rows[j], completed=completed, data_shape=r.setup.vae.data_shape, active=r.active_units[j],
-          train_seconds=r.train_seconds, compile_seconds=r.compile_seconds, t_start=t_group,
-          n_train=len(r.setup.train), n_test=len(r.setup.test), models_in_program=1,
-      )  # fmt: skip
+        r.configs[j],
+        r.rows[j],
+        completed=completed,
+        data_shape=r.setup.vae.data_shape,
+        active=r.active_units[j],
+        train_seconds=r.train_seconds,
+        compile_seconds=r.compile_seconds,
+        t_start=t_group,
+        n_train=len(r.setup.train),
+        n_test=len(r.setup.test),
+        models_in_program=1,
+      )
       summary.update(trained_in="jaxvae sweep", group=g)
       if r.diverged[j] is not None:
         summary["stopped"] = diverged_message(*r.diverged[j], "the model's state at that epoch is kept")
@@ -453,12 +538,20 @@ def run_sweep(
     config, (_, _, rows, summary, _) = configs[i], results[i]
     last = rows[-1]
     row = {"name": names[i], "group": summary["group"]}
-    row.update({a: (list(getattr(config, a)) if isinstance(getattr(config, a), tuple) else getattr(config, a)) for a in axes})
     row.update(
-        train_elbo=last.get("train_elbo"), test_elbo=last["test_elbo"], train_kl=last.get("train_kl"),
-        test_kl=last["test_kl"], kl=last["test_kl"], test_log_p_x_given_z=last["test_log_p_x_given_z"],
-        active_units=summary["active_units"], epochs=last["epoch"], completed=summary["completed"],
-    )  # fmt: skip
+      {a: (list(getattr(config, a)) if isinstance(getattr(config, a), tuple) else getattr(config, a)) for a in axes}
+    )
+    row.update(
+      train_elbo=last.get("train_elbo"),
+      test_elbo=last["test_elbo"],
+      train_kl=last.get("train_kl"),
+      test_kl=last["test_kl"],
+      kl=last["test_kl"],
+      test_log_p_x_given_z=last["test_log_p_x_given_z"],
+      active_units=summary["active_units"],
+      epochs=last["epoch"],
+      completed=summary["completed"],
+    )
     table.append(row)
   table.sort(key=lambda r: -r["test_elbo"])
 
@@ -468,27 +561,33 @@ def run_sweep(
     _write_table(workdir, table, axes, timing, t_start)
   if log:
     log(format_table(table, axes))
-    log(f"best: {table[0]['name']} (test ELBO {table[0]['test_elbo']:.3f}); run folder {os.path.join(workdir, 'best')}; "
-        f"{time.perf_counter() - t_start:.1f} s in all")  # fmt: skip
+    log(
+      f"best: {table[0]['name']} (test ELBO {table[0]['test_elbo']:.3f}); run folder {os.path.join(workdir, 'best')}; "
+      f"{time.perf_counter() - t_start:.1f} s in all"
+    )
   if stop_signal:
     import signal
 
     partial = sum(1 for r in table if not r["completed"])
     raise RunStopped(
-        f"jaxvae: sweep stopped by {signal.Signals(stop_signal).name}: {len(done)} of {len(configs)} models trained, "
-        f"{partial} of them stopped early (completed: false), all written to {workdir}; a sweep does not resume: "
-        "rerun it into a new --workdir",
-        128 + stop_signal,
+      f"jaxvae: sweep stopped by {signal.Signals(stop_signal).name}: {len(done)} of {len(configs)} models trained, "
+      f"{partial} of them stopped early (completed: false), all written to {workdir}; a sweep does not resume: "
+      "rerun it into a new --workdir",
+      128 + stop_signal,
     )
   return table
 
 
-def _write_table(workdir: str, table: list[dict[str, Any]], axes: list[str], timing: list[dict], t_start: float) -> None:
+def _write_table(
+  workdir: str, table: list[dict[str, Any]], axes: list[str], timing: list[dict], t_start: float
+) -> None:
   """``sweep.json``, ``sweep.csv`` and ``sweep.png``."""
   from jaxvae import plots
 
-  write_json(os.path.join(workdir, "sweep.json"), {"axes": axes, "rows": table, "groups": timing,
-                                                    "seconds": time.perf_counter() - t_start})  # fmt: skip
+  write_json(
+    os.path.join(workdir, "sweep.json"),
+    {"axes": axes, "rows": table, "groups": timing, "seconds": time.perf_counter() - t_start},
+  )
   with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(table[0]))
     writer.writeheader()
@@ -518,8 +617,13 @@ def _write_best(result, folder: str, main: bool = True) -> None:
 def format_table(table: list[dict[str, Any]], axes: list[str]) -> str:
   """The sweep's rows as aligned text, best first."""
   cols = [*axes, "test_elbo", "train_elbo", "kl", "active_units"]
-  text = [[("/".join(map(str, r[c])) if isinstance(r[c], list) else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
-           for c in cols] for r in table]  # fmt: skip
+  text = [
+    [
+      ("/".join(map(str, r[c])) if isinstance(r[c], list) else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
+      for c in cols
+    ]
+    for r in table
+  ]
   widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(cols)]
   lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
   lines += ["  ".join(v.rjust(w) for v, w in zip(t, widths)) for t in text]

@@ -20,7 +20,6 @@ from jaxvae.errors import JaxvaeError
 from jaxvae.evaluate import load_run
 from jaxvae.model import VAE, Params
 
-
 # The rule of posterior_grid: a coarse pass over [-GRID_EXTENT, GRID_EXTENT]^2 keeps the points
 # above GRID_THRESHOLD of the posterior's maximum. The explorer page applies the same rule.
 GRID_EXTENT = 4.0
@@ -92,8 +91,15 @@ def posterior_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size:
   return {"z1": z1, "z2": z2, "density": density / (density.sum() * cell)}
 
 
-def bounds_on_grid(vae: VAE, params: Params, x: jax.Array, q: Gaussian, size: int = BOUNDS_SIZE, coarse: int = BOUNDS_COARSE,
-                   grid_q: Gaussian | None = None) -> dict[str, float]:  # fmt: skip
+def bounds_on_grid(
+  vae: VAE,
+  params: Params,
+  x: jax.Array,
+  q: Gaussian,
+  size: int = BOUNDS_SIZE,
+  coarse: int = BOUNDS_COARSE,
+  grid_q: Gaussian | None = None,
+) -> dict[str, float]:
   """log p(x), ELBO(q) and KL(q || p_theta(z|x)) of one image of a 2-D model, by quadrature on a grid.
 
   On the grid of :func:`posterior_grid` (built around ``grid_q``, default ``q``), with cell
@@ -135,7 +141,7 @@ def interpolations(vae: VAE, params: Params, x_a: jax.Array, x_b: jax.Array, ste
 
 
 def plot_run(
-    workdir: str, out: str | None = None, *, n_posteriors: int = 5, seed: int = 0, model=None, data=None
+  workdir: str, out: str | None = None, *, n_posteriors: int = 5, seed: int = 0, model=None, data=None
 ) -> list[str]:
   """Writes the pictures of a run's model into ``out`` (default ``workdir``); returns their paths.
 
@@ -151,8 +157,10 @@ def plot_run(
   if len(layers) != 1 or len(vae.data_shape) != 3:
     raise JaxvaeError("jaxvae plot draws image models with one stochastic layer: use a run of --model mlp or burda1")
   if vae.posterior is not None and not vae.posterior.closed_form:
-    raise JaxvaeError(f"jaxvae plot draws a Gaussian q_phi(z|x) and its ellipses; this run's posterior is "
-                      f"{vae.posterior.name}: use a run of --posterior gaussian")  # fmt: skip
+    raise JaxvaeError(
+      f"jaxvae plot draws a Gaussian q_phi(z|x) and its ellipses; this run's posterior is "
+      f"{vae.posterior.name}: use a run of --posterior gaussian"
+    )
   out = out or workdir
   os.makedirs(out, exist_ok=True)
   labels = run.setup.data.test_labels[: len(test)]
@@ -160,8 +168,9 @@ def plot_run(
   written = []
   title = f"{os.path.basename(os.path.normpath(workdir))}, epoch {epoch}, d = {vae.latent_dim}"
 
-  means = np.concatenate([np.asarray(vae.q_phi(params, jnp.asarray(test[i : i + 2000])).mean)
-                          for i in range(0, len(test), 2000)])  # fmt: skip
+  means = np.concatenate(
+    [np.asarray(vae.q_phi(params, jnp.asarray(test[i : i + 2000])).mean) for i in range(0, len(test), 2000)]
+  )
   path = os.path.join(out, "latent_scatter.png")
   plots.save_latent_scatter(path, means, labels, title)
   written.append(path)
@@ -182,8 +191,15 @@ def plot_run(
     for i in chosen:
       x = jnp.asarray(test[i])
       q = jax.tree.map(lambda a: a[0], vae.q_phi(params, x[None]))
-      panels.append({"image": test[i], "label": int(labels[i]), "q_mean": np.asarray(q.mean),
-                     "q_scale": np.exp(np.asarray(q.log_scale)), **posterior_on_grid(vae, params, x, q)})  # fmt: skip
+      panels.append(
+        {
+          "image": test[i],
+          "label": int(labels[i]),
+          "q_mean": np.asarray(q.mean),
+          "q_scale": np.exp(np.asarray(q.log_scale)),
+          **posterior_on_grid(vae, params, x, q),
+        }
+      )
     path = os.path.join(out, "posterior_vs_q.png")
     plots.save_posterior_vs_q(path, panels, title)
     written.append(path)

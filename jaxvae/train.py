@@ -18,7 +18,8 @@ the built-in ones from a :class:`jaxvae.Config`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +48,7 @@ class TrainState(NamedTuple):
   step: jax.Array
   hparams: Any
   consecutive_skips: jax.Array
-  ema: "EMA | None" = None
+  ema: EMA | None = None
 
 
 class EMA(NamedTuple):
@@ -82,9 +83,9 @@ def with_learning_rate(opt_state, lr: jax.Array | float):
   """A copy of ``opt_state`` with the injected base learning rate set to ``lr``."""
   lr = jnp.asarray(lr, jnp.float32)
   return jax.tree.map(
-      lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": lr}) if _has_lr(s) else s,
-      opt_state,
-      is_leaf=_has_lr,
+    lambda s: s._replace(hyperparams={**s.hyperparams, "learning_rate": lr}) if _has_lr(s) else s,
+    opt_state,
+    is_leaf=_has_lr,
   )
 
 
@@ -119,7 +120,7 @@ def map_batches(fn: Callable[[jax.Array, jax.Array], Any], x: jax.Array, batch_s
 
 
 def make_train_step(
-    vae: VAE, objective: Objective, optimizer: optax.GradientTransformation, skip_grad_norm: float | None = None
+  vae: VAE, objective: Objective, optimizer: optax.GradientTransformation, skip_grad_norm: float | None = None
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
   """The pure (un-jitted) training step.
 
@@ -197,11 +198,11 @@ def epoch_order(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax
 
 
 def make_train_epoch(
-    train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]],
-    batch_size: int,
-    on_progress: Callable[[jax.Array], None] | None = None,
-    batch_sharding: jax.sharding.Sharding | None = None,
-    unroll: int = 1,
+  train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]],
+  batch_size: int,
+  on_progress: Callable[[jax.Array], None] | None = None,
+  batch_sharding: jax.sharding.Sharding | None = None,
+  unroll: int = 1,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
   """One epoch as one ``lax.scan`` of ``train_step`` over a shuffled pass through the data.
 
@@ -269,8 +270,18 @@ class Epoch:
   :meth:`compile` chooses and compiles the program for given arguments ahead of time.
   """
 
-  def __init__(self, train_step, batch_size: int, *, stacked: bool = False, data_axis: int | None = None,
-               loop: bool | None = None, on_progress=None, batch_sharding=None, unroll: int = 1):  # fmt: skip
+  def __init__(
+    self,
+    train_step,
+    batch_size: int,
+    *,
+    stacked: bool = False,
+    data_axis: int | None = None,
+    loop: bool | None = None,
+    on_progress=None,
+    batch_sharding=None,
+    unroll: int = 1,
+  ):
     self._train_step = train_step
     self._batch_size = batch_size
     self._stacked = stacked
@@ -312,14 +323,15 @@ class Epoch:
 
   def _scan(self):
     if self.program is None:
-      epoch = make_train_epoch(self._train_step, self._batch_size, self._on_progress, self._batch_sharding,
-                               self._unroll)  # fmt: skip
+      epoch = make_train_epoch(
+        self._train_step, self._batch_size, self._on_progress, self._batch_sharding, self._unroll
+      )
       if self._stacked:
         epoch = jax.vmap(epoch, in_axes=(0, self._data_axis, 0))
       self.program = jax.jit(epoch, donate_argnums=0)
     return self.program
 
-  def compile(self, state, data, key) -> "Epoch":
+  def compile(self, state, data, key) -> Epoch:
     """Chooses the scan or the host loop for these arguments, and compiles the scan ahead of time."""
     self._choose(state, data, key)
     if not self.loop:
@@ -332,8 +344,11 @@ class Epoch:
       return (self.compiled or self._scan())(state, data, key)
     if self._looped is None:
       means = jax.vmap(epoch_means, in_axes=1) if self._stacked else epoch_means
-      self._looped = (jax.jit(self._gathered_step(), donate_argnums=0), jax.jit(self._orders, static_argnums=1),
-                      jax.jit(lambda ms: means(jax.tree.map(lambda *a: jnp.stack(a), *ms))))  # fmt: skip
+      self._looped = (
+        jax.jit(self._gathered_step(), donate_argnums=0),
+        jax.jit(self._orders, static_argnums=1),
+        jax.jit(lambda ms: means(jax.tree.map(lambda *a: jnp.stack(a), *ms))),
+      )
     step, orders, mean = self._looped
     order, keys = orders(key, self._examples(data))
     steps = order.shape[-2]
@@ -349,7 +364,7 @@ class Epoch:
 
 
 def make_evaluate(
-    vae: VAE, batch_size: int = 1000, analytic_kl: bool = True
+  vae: VAE, batch_size: int = 1000, analytic_kl: bool = True
 ) -> Callable[[Params, jax.Array, jax.Array], Metrics]:
   """``evaluate(params, x [M, ...] float32, key) -> metrics``: the mean single-sample ELBO terms.
 
@@ -406,17 +421,17 @@ class Trainer(NamedTuple):
 
 
 def make_trainer(
-    vae: VAE,
-    objective: Objective,
-    optimizer: optax.GradientTransformation,
-    *,
-    batch_size: int,
-    eval_batch_size: int = 1000,
-    analytic_kl: bool = True,
-    skip_grad_norm: float | None = None,
-    ema_decay: float | None = None,
-    on_progress: Callable[[jax.Array], None] | None = None,
-    batch_sharding: jax.sharding.Sharding | None = None,
+  vae: VAE,
+  objective: Objective,
+  optimizer: optax.GradientTransformation,
+  *,
+  batch_size: int,
+  eval_batch_size: int = 1000,
+  analytic_kl: bool = True,
+  skip_grad_norm: float | None = None,
+  ema_decay: float | None = None,
+  on_progress: Callable[[jax.Array], None] | None = None,
+  batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Trainer:
   """The jitted step, epoch and evaluation of a model, an objective and an optimizer.
 
@@ -451,13 +466,13 @@ def make_trainer(
 
   evaluate = make_evaluate(vae, eval_batch_size, analytic_kl)
   return Trainer(
-      vae=vae,
-      objective=objective,
-      init=init,
-      step=train_step,
-      train_step=jax.jit(train_step),
-      train_epoch=Epoch(train_step, batch_size, on_progress=on_progress, batch_sharding=batch_sharding),
-      evaluate=jax.jit(evaluate),
-      evaluate_fn=evaluate,
-      batch_size=batch_size,
+    vae=vae,
+    objective=objective,
+    init=init,
+    step=train_step,
+    train_step=jax.jit(train_step),
+    train_epoch=Epoch(train_step, batch_size, on_progress=on_progress, batch_sharding=batch_sharding),
+    evaluate=jax.jit(evaluate),
+    evaluate_fn=evaluate,
+    batch_size=batch_size,
   )

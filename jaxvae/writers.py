@@ -1,7 +1,7 @@
 """Writers of a run's curves for the tools people watch runs with, as :class:`jaxvae.Callback` values.
 
-TensorBoard, without TensorFlow: ``tensorboard()`` writes ``W/tensorboard/`` with tensorboardX (a writer of TensorBoard's event
-format that needs neither TensorFlow nor PyTorch). After each epoch, every value of the
+TensorBoard, without TensorFlow: ``tensorboard()`` writes ``W/tensorboard/`` with tensorboardX (a writer of
+TensorBoard's event format that needs neither TensorFlow nor PyTorch). After each epoch, every value of the
 ``metrics.jsonl`` row becomes a scalar at step = epoch: ``train/elbo``, ``test/elbo``,
 ``train/kl``, ``train/log_p_x_given_z``, ``train/kl_weight``, ``train/grad_norm``,
 ``train/skipped_steps``, ``speed/images_per_sec`` and, where the objective has them, the
@@ -48,7 +48,7 @@ def tag(key: str) -> str:
   """The TensorBoard tag of a ``metrics.jsonl`` key: ``train_elbo`` -> ``train/elbo``."""
   for split in ("train", "test"):
     if key.startswith(split + "_"):
-      return f"{split}/{key[len(split) + 1:]}"
+      return f"{split}/{key[len(split) + 1 :]}"
   if key == "skipped_steps":
     return "train/skipped_steps"
   if key == "seconds":
@@ -81,8 +81,9 @@ def tensorboard(images_every: int = 5) -> Callback:
     from tensorboardX import SummaryWriter
     from tensorboardX.summary import hparams as hparams_summaries
 
-    writer = SummaryWriter(logdir=os.path.join(run.workdir, TENSORBOARD_DIR), purge_step=run.resumed_after + 1,
-                           flush_secs=10)  # fmt: skip
+    writer = SummaryWriter(
+      logdir=os.path.join(run.workdir, TENSORBOARD_DIR), purge_step=run.resumed_after + 1, flush_secs=10
+    )
     for summary in hparams_summaries(hparams(run.config), {"test/elbo": None, "train/elbo": None}):
       writer.file_writer.add_summary(summary)
     writers[run.workdir] = writer
@@ -107,7 +108,9 @@ def tensorboard(images_every: int = 5) -> Callback:
 
 def _scalars(row: dict[str, Any]) -> dict[str, float]:
   """The numbers of a ``metrics.jsonl`` row by their tags (booleans and text left out)."""
-  return {tag(k): v for k, v in row.items() if k not in _SKIPPED and isinstance(v, (int, float)) and not isinstance(v, bool)}
+  return {
+    tag(k): v for k, v in row.items() if k not in _SKIPPED and isinstance(v, (int, float)) and not isinstance(v, bool)
+  }
 
 
 def _grid(batch) -> Any:
@@ -161,7 +164,9 @@ def wandb_problem() -> str | None:
       return None
   except (OSError, netrc.NetrcParseError):
     pass
-  return f"no W&B API key for {host}: run `wandb login`, or set WANDB_MODE=offline (files in W/wandb/, `wandb sync` later)"
+  return (
+    f"no W&B API key for {host}: run `wandb login`, or set WANDB_MODE=offline (files in W/wandb/, `wandb sync` later)"
+  )
 
 
 def wandb(project: str = "jaxvae", images_every: int = 5) -> Callback:
@@ -187,9 +192,14 @@ def wandb(project: str = "jaxvae", images_every: int = 5) -> Callback:
 
   def start(run: Run) -> None:
     group = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(run.workdir)))) if run.name else None
-    runs[run.workdir] = _wandb_init(run.workdir, _wandb_run_info(run.workdir, project), config=hparams(run.config),
-                                    name=run.name or os.path.basename(os.path.abspath(run.workdir)), group=group,
-                                    job_type="train")  # fmt: skip
+    runs[run.workdir] = _wandb_init(
+      run.workdir,
+      _wandb_run_info(run.workdir, project),
+      config=hparams(run.config),
+      name=run.name or os.path.basename(os.path.abspath(run.workdir)),
+      group=group,
+      job_type="train",
+    )
 
   def epoch(run: Run, row: dict[str, Any]) -> None:
     import wandb as wb

@@ -1,4 +1,5 @@
-"""Strict numerics for every test (implicit rank promotion is an error, as in Equinox's suite), one XLA cache per session."""
+"""Strict numerics for every test (implicit rank promotion is an error, as in Equinox's suite), one XLA cache
+per session."""
 
 import atexit
 import hashlib
@@ -15,8 +16,11 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # (they inherit the environment): the same small programs are compiled once, not in every process.
 _CACHE = tempfile.mkdtemp(prefix="jaxvae-tests-xla-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-os.environ.update(JAX_COMPILATION_CACHE_DIR=_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")  # fmt: skip
+os.environ.update(
+  JAX_COMPILATION_CACHE_DIR=_CACHE,
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -48,7 +52,9 @@ def snapshot():
 
 
 def pytest_addoption(parser):
-  parser.addoption("--slow", action="store_true", help="also run the tests marked slow (long paths with a smoke sibling)")
+  parser.addoption(
+    "--slow", action="store_true", help="also run the tests marked slow (long paths with a smoke sibling)"
+  )
 
 
 def pytest_collection_modifyitems(config, items):

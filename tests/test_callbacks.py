@@ -17,9 +17,9 @@ def recorder():
   """A callback that keeps what it is called with, and the calls themselves."""
   seen = {"start": [], "epoch": [], "end": []}
   callback = jaxvae.Callback(
-      start=lambda run: seen["start"].append(run),
-      epoch=lambda run, row: seen["epoch"].append((run, row)),
-      end=lambda run, summary: seen["end"].append((run, summary)),
+    start=lambda run: seen["start"].append(run),
+    epoch=lambda run, row: seen["epoch"].append((run, row)),
+    end=lambda run, summary: seen["end"].append((run, summary)),
   )
   return callback, seen
 
@@ -33,8 +33,9 @@ def test_a_run_calls_back_with_every_row_once_across_a_resume_and_with_its_summa
   workdir = str(tmp_path / "run")
   callback, seen = recorder()
   train_and_evaluate(Config(**SMALL, epochs=2), workdir, progress=False, verbose=False, callbacks=[callback])
-  train_and_evaluate(Config(**SMALL, epochs=4), workdir, resume=True, progress=False, verbose=False,
-                     callbacks=[callback])  # fmt: skip
+  train_and_evaluate(
+    Config(**SMALL, epochs=4), workdir, resume=True, progress=False, verbose=False, callbacks=[callback]
+  )
   assert [(r.workdir, r.name, r.resumed_after) for r in seen["start"]] == [(workdir, None, 0), (workdir, None, 2)]
   assert [row for _, row in seen["epoch"]] == read_metrics(workdir)  # epochs 1-4, each once
   assert [run.resumed_after for run, _ in seen["epoch"]] == [0, 0, 2, 2]
@@ -43,8 +44,13 @@ def test_a_run_calls_back_with_every_row_once_across_a_resume_and_with_its_summa
 
 def test_a_sweep_calls_back_for_each_model_with_its_folder_and_name(tmp_path):
   callback, seen = recorder()
-  run_sweep([Config(**SMALL, epochs=2, seed=s) for s in (0, 1)], str(tmp_path / "sweep"), progress=False,
-            verbose=False, callbacks=[callback])  # fmt: skip
+  run_sweep(
+    [Config(**SMALL, epochs=2, seed=s) for s in (0, 1)],
+    str(tmp_path / "sweep"),
+    progress=False,
+    verbose=False,
+    callbacks=[callback],
+  )
   assert sorted(r.name for r in seen["start"]) == ["seed=0", "seed=1"]
   for run in seen["start"]:
     assert run.workdir == str(tmp_path / "sweep" / "models" / run.name) and run.config.seed == int(run.name[-1])
@@ -59,8 +65,9 @@ def test_a_callback_that_raises_stops_the_run_after_writing_the_epoch(tmp_path):
 
   workdir = str(tmp_path / "run")
   with pytest.raises(RuntimeError, match="my logger is down"):
-    train_and_evaluate(Config(**SMALL, epochs=3), workdir, progress=False, verbose=False,
-                       callbacks=[jaxvae.Callback(epoch=fail_at_2)])  # fmt: skip
+    train_and_evaluate(
+      Config(**SMALL, epochs=3), workdir, progress=False, verbose=False, callbacks=[jaxvae.Callback(epoch=fail_at_2)]
+    )
   assert [r["epoch"] for r in read_metrics(workdir)] == [1, 2]
 
 
@@ -83,8 +90,10 @@ def session_hparams(accumulator):
   for content in accumulator.PluginTagToContent("hparams").values():
     data = plugin_data_pb2.HParamsPluginData.FromString(content)
     if data.HasField("session_start_info"):
-      return {k: v.number_value if v.HasField("number_value") else v.string_value
-              for k, v in data.session_start_info.hparams.items()}  # fmt: skip
+      return {
+        k: v.number_value if v.HasField("number_value") else v.string_value
+        for k, v in data.session_start_info.hparams.items()
+      }
   return None
 
 
@@ -118,7 +127,10 @@ def test_tensorboard_has_every_epoch_once_across_a_resume_with_the_values_of_met
     picture = Image.open(io.BytesIO(shown[0].encoded_image_string))
     assert picture.size[0] >= 8 * 28 and picture.size[1] >= 8 * 28, (name, picture.size)
   capsys.readouterr()
-  assert main(["train", *tiny, "--epochs", "1", "--no-progress", "--no-tensorboard", "--workdir", str(tmp_path / "off")]) == 0
+  assert (
+    main(["train", *tiny, "--epochs", "1", "--no-progress", "--no-tensorboard", "--workdir", str(tmp_path / "off")])
+    == 0
+  )
   assert not os.path.exists(tmp_path / "off" / "tensorboard")
 
 
@@ -128,15 +140,21 @@ def test_tensorboard_and_wandb_have_one_run_per_swept_model_with_its_hyperparame
   pytest.importorskip("wandb")
   monkeypatch.setenv("WANDB_MODE", "offline")
   monkeypatch.setenv("WANDB_SILENT", "true")
-  run_sweep([Config(**SMALL, epochs=2, beta=b) for b in (0.5, 2.0)], str(tmp_path / "sweep"), progress=False,
-            verbose=False, callbacks=[jaxvae.tensorboard(), jaxvae.wandb(project="tests")])  # fmt: skip
+  run_sweep(
+    [Config(**SMALL, epochs=2, beta=b) for b in (0.5, 2.0)],
+    str(tmp_path / "sweep"),
+    progress=False,
+    verbose=False,
+    callbacks=[jaxvae.tensorboard(), jaxvae.wandb(project="tests")],
+  )
   samples = {}
   for name, beta in (("beta=0.5", 0.5), ("beta=2", 2.0)):
     folder = str(tmp_path / "sweep" / "models" / name)
     accumulator = events(folder)
     assert session_hparams(accumulator)["beta"] == beta
     assert [s.value for s in accumulator.Scalars("test/elbo")] == pytest.approx(
-        [r["test_elbo"] for r in read_metrics(folder)], rel=1e-6)  # fmt: skip
+      [r["test_elbo"] for r in read_metrics(folder)], rel=1e-6
+    )
     assert [i.step for i in accumulator.Images("images/samples")] == [2]  # at the last epoch
     samples[name] = accumulator.Images("images/samples")[0].encoded_image_string
     [run_dir] = glob.glob(os.path.join(folder, "wandb", "offline-run-*"))
@@ -163,8 +181,12 @@ def test_tensorboard_serves_the_run_on_127_0_0_1_with_a_test_elbo_curve_of_3_poi
   assert main(["eval", "--workdir", workdir, "--k", "10", "--no-progress"]) == 0
   assert main(["gaps", "--workdir", workdir, "--k", "10", "--n-test", "16", "--steps", "5", "--no-progress"]) == 0
   port = free_port()
-  server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", workdir, "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+  server = subprocess.Popen(
+    [sys.executable, "-m", "tensorboard.main", "--logdir", workdir, "--host", "127.0.0.1", "--port", str(port)],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
   def get(path):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
@@ -240,7 +262,9 @@ def wandb_run(run_dir):
       row = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item}
       out["history"][row["_step"]] = row
     elif kind == "summary":
-      out["summary"].update({(u.key or "/".join(u.nested_key)): json.loads(u.value_json) for u in record.summary.update})
+      out["summary"].update(
+        {(u.key or "/".join(u.nested_key)): json.loads(u.value_json) for u in record.summary.update}
+      )
   return out
 
 

@@ -9,14 +9,27 @@ import jax
 import matplotlib.image
 import numpy as np
 import pytest
+from helpers import mnist_trainer as make_trainer
 
 from jaxvae.checkpoint import restore_checkpoint
 from jaxvae.cli import main
 from jaxvae.config import Config
-from helpers import mnist_trainer as make_trainer
 
-SMOKE = ["--n-train", "512", "--n-test", "200", "--epochs", "2", "--hidden", "64", "--latent-dim", "8",
-         "--batch-size", "32", "--no-progress"]  # fmt: skip
+SMOKE = [
+  "--n-train",
+  "512",
+  "--n-test",
+  "200",
+  "--epochs",
+  "2",
+  "--hidden",
+  "64",
+  "--latent-dim",
+  "8",
+  "--batch-size",
+  "32",
+  "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +41,15 @@ def run_dir(tmp_path_factory):
 
 def test_run_folder_holds_every_file(run_dir):
   assert sorted(os.listdir(run_dir)) == [
-      ".claimed", "checkpoints", "config.json", "metrics.jsonl", "reconstructions.png", "samples.png", "summary.json",
-      "tensorboard",
-  ]  # fmt: skip
+    ".claimed",
+    "checkpoints",
+    "config.json",
+    "metrics.jsonl",
+    "reconstructions.png",
+    "samples.png",
+    "summary.json",
+    "tensorboard",
+  ]
   with open(os.path.join(run_dir, "config.json")) as f:
     config = Config.from_dict(json.load(f))
   assert config == Config(n_train=512, n_test=200, epochs=2, hidden=(64,), latent_dim=8, batch_size=32)
@@ -80,17 +99,17 @@ def test_overwrite_replaces_the_folder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flags, named",
-    [
-        (["--beta", "-1"], "beta"),
-        (["--lr", "0"], "lr"),
-        (["--latent-dim", "0"], "latent_dim"),
-        (["--epochs", "0"], "epochs"),
-        (["--dataset", "cifar"], "dataset"),
-        (["--hidden", "4x"], "hidden"),
-        (["--batch-size", "100000"], "batch_size"),
-        (["--no-such-flag"], "no-such-flag"),
-    ],
+  "flags, named",
+  [
+    (["--beta", "-1"], "beta"),
+    (["--lr", "0"], "lr"),
+    (["--latent-dim", "0"], "latent_dim"),
+    (["--epochs", "0"], "epochs"),
+    (["--dataset", "cifar"], "dataset"),
+    (["--hidden", "4x"], "hidden"),
+    (["--batch-size", "100000"], "batch_size"),
+    (["--no-such-flag"], "no-such-flag"),
+  ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags, named):
   workdir = tmp_path / "never"
@@ -103,9 +122,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags
 def test_console_script_reports_bad_input_without_a_traceback(tmp_path):
   workdir = tmp_path / "C"
   proc = subprocess.run(
-      [sys.executable, "-m", "jaxvae.cli", "train", "--beta", "-1", "--workdir", str(workdir)],
-      capture_output=True, text=True, timeout=120,
-  )  # fmt: skip
+    [sys.executable, "-m", "jaxvae.cli", "train", "--beta", "-1", "--workdir", str(workdir)],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "beta" in proc.stderr
   assert "Traceback" not in proc.stderr and not workdir.exists()
@@ -118,8 +139,17 @@ def test_eval_writes_eval_json_and_repeats_itself(run_dir, capsys):
   assert "log p(x)" in out and "active units" in out
   with open(os.path.join(run_dir, "eval.json")) as f:
     first = json.load(f)
-  for key in ("test_log_px", "test_log_px_se", "test_log_px_mc_se", "test_elbo", "test_kl",
-              "test_log_p_x_given_z", "active_units", "bits_per_dim", "samples_per_sec"):  # fmt: skip
+  for key in (
+    "test_log_px",
+    "test_log_px_se",
+    "test_log_px_mc_se",
+    "test_elbo",
+    "test_kl",
+    "test_log_p_x_given_z",
+    "active_units",
+    "bits_per_dim",
+    "samples_per_sec",
+  ):
     assert key in first, key
   assert first["k"] == 50 and first["n_test"] == 60 and first["checkpoint_epoch"] == 2
   # IS with k = 50 bounds log p(x) tighter than the ELBO, and the estimate is a log-likelihood in nats.

@@ -17,10 +17,10 @@ from jaxvae.run import train_and_evaluate
 
 # md5 of the uncompressed files, as published with MNIST.
 MNIST_MD5 = {
-    "train_images": "6bbc9ace898e44ae57da46a324031adb",
-    "train_labels": "a25bea736e30d166cdddb491f175f624",
-    "test_images": "2646ac647ad5339dbf082846283269ea",
-    "test_labels": "27ae3e4e09519cfbb04c329615203637",
+  "train_images": "6bbc9ace898e44ae57da46a324031adb",
+  "train_labels": "a25bea736e30d166cdddb491f175f624",
+  "test_images": "2646ac647ad5339dbf082846283269ea",
+  "test_labels": "27ae3e4e09519cfbb04c329615203637",
 }
 
 
@@ -29,7 +29,9 @@ def test_read_idx_round_trip_and_errors():
   data = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2, 3, 4) + array.tobytes()
   np.testing.assert_array_equal(read_idx(data), array)
   ints = np.array([1, -2, 3], np.int32)
-  np.testing.assert_array_equal(read_idx(bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 3) + ints.astype(">i4").tobytes()), ints)
+  np.testing.assert_array_equal(
+    read_idx(bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 3) + ints.astype(">i4").tobytes()), ints
+  )
   with pytest.raises(JaxvaeError, match="magic"):
     read_idx(b"\x1f\x8b\x08\x00")
   with pytest.raises(JaxvaeError, match="length"):
@@ -88,7 +90,8 @@ from tfds_read import write_png_dataset
 
 labels = np.arange(52) % 4
 images = np.broadcast_to((10 * labels)[:, None, None, None], (52, 8, 8, 3)).astype(np.uint8)
-write_png_dataset(sys.argv[1], "ColourSquares", {"train": (images[:40], labels[:40]), "test": (images[40:], labels[40:])}, 4)
+splits = {"train": (images[:40], labels[:40]), "test": (images[40:], labels[40:])}
+write_png_dataset(sys.argv[1], "ColourSquares", splits, 4)
 """
 
 
@@ -99,8 +102,9 @@ def test_a_real_prepared_tfds_folder_is_read_without_tensorflow_and_only_as_far_
   import sys
 
   benchmarks = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-  proc = subprocess.run([sys.executable, "-c", WRITE_TFDS, str(tmp_path), benchmarks], capture_output=True, text=True,
-                        timeout=300)  # fmt: skip
+  proc = subprocess.run(
+    [sys.executable, "-c", WRITE_TFDS, str(tmp_path), benchmarks], capture_output=True, text=True, timeout=300
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   capfd.readouterr()
   data = load_dataset("tfds:colour_squares", str(tmp_path), n_train=30, n_test=5)

@@ -14,7 +14,7 @@ RNG = np.random.default_rng(0)
 
 def _gaussian(shape=(3, 4)):
   return D.Gaussian(
-      jnp.asarray(RNG.normal(size=shape), jnp.float32), jnp.asarray(RNG.normal(scale=0.5, size=shape), jnp.float32)
+    jnp.asarray(RNG.normal(size=shape), jnp.float32), jnp.asarray(RNG.normal(scale=0.5, size=shape), jnp.float32)
   )
 
 
@@ -29,7 +29,7 @@ def test_standard_normal_log_prob_matches_scipy():
   z = jnp.asarray(RNG.normal(size=(5, 7)), jnp.float32)
   np.testing.assert_allclose(D.standard_normal_log_prob(z), stats.norm.logpdf(np.asarray(z)).sum(-1), rtol=1e-6)
   np.testing.assert_allclose(
-      D.standard_normal_log_prob(z), D.gaussian_log_prob(D.standard_normal(z.shape), z), rtol=1e-6
+    D.standard_normal_log_prob(z), D.gaussian_log_prob(D.standard_normal(z.shape), z), rtol=1e-6
   )
 
 
@@ -40,7 +40,7 @@ def test_gaussian_kl_matches_the_formula_and_the_standard_normal_special_case():
   expected = (np.log(sp / sq) + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5).sum(-1)
   np.testing.assert_allclose(D.gaussian_kl(q, p), expected, rtol=1e-5)
   np.testing.assert_allclose(
-      D.gaussian_kl_to_standard_normal(q), D.gaussian_kl(q, D.standard_normal(q.mean.shape)), rtol=1e-5, atol=1e-6
+    D.gaussian_kl_to_standard_normal(q), D.gaussian_kl(q, D.standard_normal(q.mean.shape)), rtol=1e-5, atol=1e-6
   )
   np.testing.assert_allclose(D.gaussian_kl(q, q), 0.0, atol=1e-6)
   assert np.all(np.asarray(D.gaussian_kl(q, p)) > 0)

@@ -17,19 +17,34 @@ from jaxvae.explorer import check_explorable
 from jaxvae.run import write_run_files
 from jaxvae.teaching import bounds_on_grid
 
-TINY = ["--hidden", "32", "--batch-size", "64", "--n-train", "1024", "--n-test", "200", "--epochs", "2",
-        "--no-progress", "--no-tensorboard"]  # fmt: skip
+TINY = [
+  "--hidden",
+  "32",
+  "--batch-size",
+  "64",
+  "--n-train",
+  "1024",
+  "--n-test",
+  "200",
+  "--epochs",
+  "2",
+  "--no-progress",
+  "--no-tensorboard",
+]
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DRIVER = shutil.which("chromedriver")
 
 
-@pytest.mark.parametrize("changes, named", [
+@pytest.mark.parametrize(
+  "changes, named",
+  [
     (dict(likelihood="discretized-logistic"), "the likelihood is discretized-logistic"),
     (dict(prior="vamp"), "the prior is vamp"),
     (dict(posterior="iaf"), "the posterior is iaf"),
     (dict(net="conv"), "the model is mlp with conv networks"),
     (dict(model="burda2"), "the model is burda2"),
-])  # fmt: skip
+  ],
+)
 def test_other_models_are_refused_with_one_line_naming_what_differs(changes, named):
   with pytest.raises(Exception, match=re.escape(named)) as raised:
     check_explorable(Config(**changes).validate())
@@ -48,8 +63,11 @@ def test_the_cli_refuses_before_loading_anything(tmp_path, capsys):
 def runs(tmp_path_factory):
   """Small trained models with their pages: d = 2 and d = 3 (Bernoulli), and d = 2 with a Gaussian likelihood."""
   out = {}
-  for name, flags in ((2, ["--latent-dim", "2"]), (3, ["--latent-dim", "3"]),
-                      ("gaussian", ["--latent-dim", "2", "--likelihood", "gaussian"])):  # fmt: skip
+  for name, flags in (
+    (2, ["--latent-dim", "2"]),
+    (3, ["--latent-dim", "3"]),
+    ("gaussian", ["--latent-dim", "2", "--likelihood", "gaussian"]),
+  ):
     workdir = str(tmp_path_factory.mktemp(f"model-{name}") / "W")
     assert main(["train", *TINY, *flags, "--workdir", workdir]) == 0
     assert main(["explore", "--workdir", workdir, "--points", "300", "--images", "10"]) == 0
@@ -101,8 +119,9 @@ def point_at(browser, element_id, fractions):
 
   element = browser.find_element(By.ID, element_id)
   w, h = element.size["width"], element.size["height"]
-  ActionChains(browser).move_to_element_with_offset(element, int((fractions[0] - 0.5) * w),
-                                                    int((fractions[1] - 0.5) * h)).perform()  # fmt: skip
+  ActionChains(browser).move_to_element_with_offset(
+    element, int((fractions[0] - 0.5) * w), int((fractions[1] - 0.5) * h)
+  ).perform()
 
 
 @pytest.mark.parametrize("model", [2, 3, "gaussian"])
@@ -139,8 +158,10 @@ def test_explaining_a_test_image_gives_the_numbers_of_python(browser, runs, mode
   page = open_page(browser, runs[model])
   for _ in range(3):
     browser.find_element(By.ID, "next").click()
-  shown = page("{source: explorer.state.explained.source, qPhi: explorer.state.explained.qPhi, "
-               "numbers: explorer.state.explained.numbers}")  # fmt: skip
+  shown = page(
+    "{source: explorer.state.explained.source, qPhi: explorer.state.explained.qPhi, "
+    "numbers: explorer.state.explained.numbers}"
+  )
   assert shown["source"] == "test image 3"
   run = load_run(runs[model])
   x = jnp.asarray(run.setup.test[3])
@@ -152,7 +173,9 @@ def test_explaining_a_test_image_gives_the_numbers_of_python(browser, runs, mode
   text = browser.find_element(By.ID, "n-elbo").text
   assert float(text) == pytest.approx(expected["elbo"], abs=1e-3)
   # Moving q away from the encoder's lowers the ELBO and raises KL(q || p(z|x)) by as much.
-  browser.execute_script("const s = document.getElementById('shift-1'); s.value = 1.5; s.dispatchEvent(new Event('input'));")
+  browser.execute_script(
+    "const s = document.getElementById('shift-1'); s.value = 1.5; s.dispatchEvent(new Event('input'));"
+  )
   moved = page("explorer.state.explained.numbers")
   assert moved["log_px"] == pytest.approx(shown["numbers"]["log_px"], abs=1e-9)
   assert moved["elbo"] < shown["numbers"]["elbo"] and moved["kl"] > shown["numbers"]["kl"]
@@ -167,11 +190,13 @@ def test_a_drawn_stroke_changes_q_to_the_encoders_q_of_the_drawing(browser, runs
   pad = browser.find_element(By.ID, "drawing")
   w = pad.size["width"]
   chain = ActionChains(browser).move_to_element_with_offset(pad, 0, int(-0.3 * w)).click_and_hold()
-  for step in range(1, 9):
+  for _ in range(1, 9):
     chain = chain.move_by_offset(0, int(0.075 * w))
   chain.release().perform()
-  drawn = page("{source: explorer.state.explained.source, x: Array.from(explorer.state.explained.x), "
-               "mean: explorer.state.explained.qPhi.mean}")  # fmt: skip
+  drawn = page(
+    "{source: explorer.state.explained.source, x: Array.from(explorer.state.explained.x), "
+    "mean: explorer.state.explained.qPhi.mean}"
+  )
   assert drawn["source"] == "your drawing" and 20 < sum(drawn["x"]) < 300  # a vertical stroke of 0/1 pixels
   assert drawn["mean"] != before
   run = load_run(runs[2])

@@ -44,8 +44,18 @@ def _close(rows_a, rows_b, rtol):
 def test_a_model_from_a_file_trains_resumes_evaluates_and_sweeps_by_reference(tmp_path, capsys):
   """The smoke version of the next test, in this process: the same reference through every command."""
   reference = os.path.join(ROOT, "examples", "own_model", "my_models.py") + ":make_vae"
-  tiny = ["--model", reference, "--n-train", "512", "--n-test", "64", "--batch-size", "64", "--no-progress",
-          "--no-tensorboard"]  # fmt: skip
+  tiny = [
+    "--model",
+    reference,
+    "--n-train",
+    "512",
+    "--n-test",
+    "64",
+    "--batch-size",
+    "64",
+    "--no-progress",
+    "--no-tensorboard",
+  ]
   a, b = str(tmp_path / "A"), str(tmp_path / "B")
   assert main(["train", *tiny, "--epochs", "3", "--workdir", a]) == 0
   assert main(["train", *tiny, "--epochs", "2", "--workdir", b]) == 0
@@ -63,10 +73,25 @@ def test_a_model_from_a_file_trains_resumes_evaluates_and_sweeps_by_reference(tm
 def test_a_model_from_a_file_survives_sigterm_and_resume_and_is_evaluated_and_swept(tmp_path):
   """examples/own_model: `jaxvae train --model my_models.py:make_vae`, stopped, resumed, evaluated, swept."""
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "examples", "own_model", "stop_and_resume.py"), "--epochs", "6",
-       "--n-train", "12800", "--n-test", "200", "--k", "50", "--workdir", str(tmp_path)],
-      capture_output=True, text=True, timeout=900, cwd=ROOT,
-  )  # fmt: skip
+    [
+      sys.executable,
+      os.path.join(ROOT, "examples", "own_model", "stop_and_resume.py"),
+      "--epochs",
+      "6",
+      "--n-train",
+      "12800",
+      "--n-test",
+      "200",
+      "--k",
+      "50",
+      "--workdir",
+      str(tmp_path),
+    ],
+    capture_output=True,
+    text=True,
+    timeout=900,
+    cwd=ROOT,
+  )
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   assert "metrics.jsonl equals A's (6 rows" in proc.stdout and "SIGTERM" in proc.stdout
   a, b = str(tmp_path / "A"), str(tmp_path / "B")
@@ -78,24 +103,28 @@ def test_a_model_from_a_file_survives_sigterm_and_resume_and_is_evaluated_and_sw
   with open(tmp_path / "sweep" / "sweep.json") as f:
     assert len(json.load(f)["rows"]) == 2
   # The same reference serves the teaching tools.
-  assert main(["gaps", "--workdir", a, "--n-test", "8", "--k", "20", "--steps", "5", "--batch-size", "8",
-               "--no-progress"]) == 0  # fmt: skip
+  assert (
+    main(["gaps", "--workdir", a, "--n-test", "8", "--k", "20", "--steps", "5", "--batch-size", "8", "--no-progress"])
+    == 0
+  )
   assert main(["plot", "--workdir", a, "--out", str(tmp_path / "pictures"), "--n-posteriors", "2"]) == 0
   assert os.path.exists(tmp_path / "pictures" / "latent_scatter.png")
 
 
 @pytest.mark.parametrize(
-    "reference, words",
-    [
-        ("nowhere/missing.py:make_vae", ["no file", "missing.py"]),
-        ("{dir}/parts.py:nothing_here", ["no function", "nothing_here"]),
-        ("{dir}/parts.py:not_a_vae", ["returned int", "jaxvae.VAE"]),
-        ("{dir}/broken.py:make_vae", ["importing", "ZeroDivisionError"]),
-        ("{dir}/parts.py:needs_more", ["takes", "learning_rate"]),
-    ],
+  "reference, words",
+  [
+    ("nowhere/missing.py:make_vae", ["no file", "missing.py"]),
+    ("{dir}/parts.py:nothing_here", ["no function", "nothing_here"]),
+    ("{dir}/parts.py:not_a_vae", ["returned int", "jaxvae.VAE"]),
+    ("{dir}/broken.py:make_vae", ["importing", "ZeroDivisionError"]),
+    ("{dir}/parts.py:needs_more", ["takes", "learning_rate"]),
+  ],
 )
 def test_a_bad_model_reference_is_one_line_and_writes_nothing(tmp_path, capsys, reference, words):
-  (tmp_path / "parts.py").write_text("def not_a_vae(config):\n  return 3\n\ndef needs_more(config, learning_rate):\n  pass\n")
+  (tmp_path / "parts.py").write_text(
+    "def not_a_vae(config):\n  return 3\n\ndef needs_more(config, learning_rate):\n  pass\n"
+  )
   (tmp_path / "broken.py").write_text("x = 1 / 0\n")
   workdir = tmp_path / "run"
   assert main(["train", "--model", reference.format(dir=tmp_path), "--workdir", str(workdir), "--no-progress"]) == 2
@@ -117,10 +146,15 @@ def _my_bernoulli(data_shape):
     return jnp.sum(per_pixel.reshape(per_pixel.shape[: per_pixel.ndim - 3] + (-1,)), axis=-1)
 
   return jaxvae.Likelihood(
-      name="my-bernoulli", output_shape=data_shape, init=lambda: {}, outputs=lambda params, raw: raw,
-      log_prob=log_prob, mean=jax.nn.sigmoid, preprocess=jaxvae.likelihoods.bernoulli(data_shape).preprocess,
-      check=jaxvae.likelihoods.bernoulli(data_shape).check,
-  )  # fmt: skip
+    name="my-bernoulli",
+    output_shape=data_shape,
+    init=lambda: {},
+    outputs=lambda params, raw: raw,
+    log_prob=log_prob,
+    mean=jax.nn.sigmoid,
+    preprocess=jaxvae.likelihoods.bernoulli(data_shape).preprocess,
+    check=jaxvae.likelihoods.bernoulli(data_shape).check,
+  )
 
 
 def _my_standard_normal(latent_dim, closed_form):
@@ -128,11 +162,12 @@ def _my_standard_normal(latent_dim, closed_form):
     return 0.5 * (q.mean**2 + jnp.exp(2 * q.log_scale) - 1.0) - q.log_scale
 
   return jaxvae.Prior(
-      name="my-normal", init=lambda key, data=None: {},
-      log_prob=lambda params, z: jnp.sum(-0.5 * z * z - 0.5 * np.log(2 * np.pi), axis=-1),
-      sample=lambda params, key, n: jax.random.normal(key, (n, latent_dim)),
-      kl_per_dim=kl if closed_form else None,
-  )  # fmt: skip
+    name="my-normal",
+    init=lambda key, data=None: {},
+    log_prob=lambda params, z: jnp.sum(-0.5 * z * z - 0.5 * np.log(2 * np.pi), axis=-1),
+    sample=lambda params, key, n: jax.random.normal(key, (n, latent_dim)),
+    kl_per_dim=kl if closed_form else None,
+  )
 
 
 @pytest.mark.parametrize("closed_form", [True, False])
@@ -140,9 +175,13 @@ def test_a_likelihood_and_a_prior_of_ones_own_train_as_the_built_ins_do(tmp_path
   config = TINY.replace(kl="analytic" if closed_form else "mc")
   shape = (28, 28, 1)
   mine = jaxvae.VAE.from_modules(
-      MLPEncoder(hidden=(32,), latent_dim=4), MLPDecoder(hidden=(32,), out_shape=shape), data_shape=shape,
-      latent_dim=4, likelihood=_my_bernoulli(shape), prior=_my_standard_normal(4, closed_form),
-  )  # fmt: skip
+    MLPEncoder(hidden=(32,), latent_dim=4),
+    MLPDecoder(hidden=(32,), out_shape=shape),
+    data_shape=shape,
+    latent_dim=4,
+    likelihood=_my_bernoulli(shape),
+    prior=_my_standard_normal(4, closed_form),
+  )
   train_and_evaluate(config, str(tmp_path / "mine"), model=mine, data=mnist, progress=False, verbose=False)
   train_and_evaluate(config, str(tmp_path / "builtin"), data=mnist, progress=False, verbose=False)
   _close(_rows(tmp_path / "mine"), _rows(tmp_path / "builtin"), rtol=1e-4)
@@ -153,7 +192,7 @@ def test_a_likelihood_and_a_prior_of_ones_own_train_as_the_built_ins_do(tmp_path
 
 
 OBJECTIVE_FILE = textwrap.dedent(
-    """
+  """
     import jax.numpy as jnp
     import jaxvae
 
@@ -161,7 +200,8 @@ OBJECTIVE_FILE = textwrap.dedent(
       def loss(vae, params, x, key, hparams, step):
         terms = jaxvae.elbo(vae, params, x, key, k=config.k)
         value = -jnp.mean(terms.log_p_x_given_z) + hparams["beta"] * jnp.mean(terms.kl)
-        return value, {"elbo": jnp.mean(terms.elbo), "kl": jnp.mean(terms.kl), "log_p_x_given_z": jnp.mean(terms.log_p_x_given_z)}
+        means = {"elbo": terms.elbo, "kl": terms.kl, "log_p_x_given_z": terms.log_p_x_given_z}
+        return value, {name: jnp.mean(v) for name, v in means.items()}
       return jaxvae.Objective("my-beta-elbo", loss, {"beta": jnp.float32(config.beta)})
     """
 )
@@ -170,8 +210,19 @@ OBJECTIVE_FILE = textwrap.dedent(
 def test_an_objective_of_ones_own_trains_resumes_and_sweeps_by_reference(tmp_path, capsys):
   (tmp_path / "objectives.py").write_text(OBJECTIVE_FILE)
   ref = f"{tmp_path}/objectives.py:make_objective"
-  flags = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "256", "--n-test", "64",
-           "--no-progress"]  # fmt: skip
+  flags = [
+    "--hidden",
+    "32",
+    "--latent-dim",
+    "4",
+    "--batch-size",
+    "32",
+    "--n-train",
+    "256",
+    "--n-test",
+    "64",
+    "--no-progress",
+  ]
   assert main(["train", *flags, "--epochs", "3", "--objective", ref, "--workdir", str(tmp_path / "mine")]) == 0
   assert main(["train", *flags, "--epochs", "3", "--workdir", str(tmp_path / "builtin")]) == 0
   _close(_rows(tmp_path / "mine"), _rows(tmp_path / "builtin"), rtol=1e-4)
@@ -180,8 +231,23 @@ def test_an_objective_of_ones_own_trains_resumes_and_sweeps_by_reference(tmp_pat
   assert main(["train", "--resume", str(tmp_path / "short"), "--epochs", "3", "--no-progress"]) == 0
   assert _rows(tmp_path / "short") == _rows(tmp_path / "mine")
   # A sweep vmaps over the objective's own beta: the factory is called per config.
-  assert main(["sweep", *flags, "--epochs", "1", "--objective", ref, "--grid", "beta=0.5,4",
-               "--workdir", str(tmp_path / "sweep")]) == 0  # fmt: skip
+  assert (
+    main(
+      [
+        "sweep",
+        *flags,
+        "--epochs",
+        "1",
+        "--objective",
+        ref,
+        "--grid",
+        "beta=0.5,4",
+        "--workdir",
+        str(tmp_path / "sweep"),
+      ]
+    )
+    == 0
+  )
   with open(tmp_path / "sweep" / "sweep.json") as f:
     kl = {r["beta"]: r["kl"] for r in json.load(f)["rows"]}
   assert kl[4.0] < kl[0.5]
@@ -195,11 +261,35 @@ def test_an_objective_of_ones_own_trains_resumes_and_sweeps_by_reference(tmp_pat
 def test_npz_images_train_and_evaluate_from_the_command_line(tmp_path, mnist, capsys):
   path = tmp_path / "digits.npz"
   small = mnist.train[:400, ::2, ::2]  # 14 x 14 images, uint8
-  np.savez(path, train=small[:300], test=small[300:], train_labels=mnist.train_labels[:300],
-           test_labels=mnist.train_labels[300:400])  # fmt: skip
+  np.savez(
+    path,
+    train=small[:300],
+    test=small[300:],
+    train_labels=mnist.train_labels[:300],
+    test_labels=mnist.train_labels[300:400],
+  )
   workdir = str(tmp_path / "run")
-  assert main(["train", "--dataset", f"npz:{path}", "--hidden", "32", "--latent-dim", "2", "--batch-size", "50",
-               "--epochs", "2", "--workdir", workdir, "--no-progress"]) == 0  # fmt: skip
+  assert (
+    main(
+      [
+        "train",
+        "--dataset",
+        f"npz:{path}",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "2",
+        "--workdir",
+        workdir,
+        "--no-progress",
+      ]
+    )
+    == 0
+  )
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
   assert summary["n_train"] == 300 and summary["n_test"] == 100 and np.isfinite(summary["test_elbo"])
@@ -214,9 +304,35 @@ def test_npz_vectors_train_with_a_real_valued_gaussian_likelihood(tmp_path, caps
   path = tmp_path / "vectors.npz"
   np.savez(path, train=x[:500], test=x[500:])
   workdir = str(tmp_path / "run")
-  assert main(["train", "--dataset", f"npz:{path}", "--likelihood", "gaussian", "--gaussian-scale", "per-pixel",
-               "--gaussian-sigma", "1", "--hidden", "32", "--latent-dim", "2", "--batch-size", "50", "--epochs", "30",
-               "--lr", "3e-3", "--workdir", workdir, "--no-progress"]) == 0  # fmt: skip
+  assert (
+    main(
+      [
+        "train",
+        "--dataset",
+        f"npz:{path}",
+        "--likelihood",
+        "gaussian",
+        "--gaussian-scale",
+        "per-pixel",
+        "--gaussian-sigma",
+        "1",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "30",
+        "--lr",
+        "3e-3",
+        "--workdir",
+        workdir,
+        "--no-progress",
+      ]
+    )
+    == 0
+  )
   run = load_run(workdir)
   assert run.vae.data_shape == (3,) and not run.vae.likelihood.eight_bit  # real values: no dequantization
   np.testing.assert_allclose(run.setup.test, x[500:].astype(np.float32))  # x is the data, as given
@@ -225,8 +341,22 @@ def test_npz_vectors_train_with_a_real_valued_gaussian_likelihood(tmp_path, caps
     assert json.load(f)["test_log_px"] > -10  # a density of 3 numbers, not of 784 pixels
   # Bad vectors: the same one-line errors as bad images.
   np.savez(tmp_path / "nan.npz", train=np.full((10, 3), np.nan), test=x[:5])
-  assert main(["train", "--dataset", f"npz:{tmp_path}/nan.npz", "--likelihood", "gaussian", "--batch-size", "5",
-               "--workdir", str(tmp_path / "never")]) == 2  # fmt: skip
+  assert (
+    main(
+      [
+        "train",
+        "--dataset",
+        f"npz:{tmp_path}/nan.npz",
+        "--likelihood",
+        "gaussian",
+        "--batch-size",
+        "5",
+        "--workdir",
+        str(tmp_path / "never"),
+      ]
+    )
+    == 2
+  )
   np.savez(tmp_path / "half.npz", train=x)
   assert main(["train", "--dataset", f"npz:{tmp_path}/half.npz", "--workdir", str(tmp_path / "never")]) == 2
   err = capsys.readouterr().err.strip().splitlines()
@@ -240,8 +370,11 @@ def test_npz_vectors_train_with_a_real_valued_gaussian_likelihood(tmp_path, caps
 
 def _orthogonal_decoder(dtype):
   q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 3)))
-  return {"W": jnp.asarray(q * np.array([2.0, 1.0, 0.5]), dtype), "b": jnp.linspace(-1.0, 1.0, 6, dtype=dtype),
-          "log_sigma": jnp.asarray(np.log(0.7), dtype)}  # fmt: skip
+  return {
+    "W": jnp.asarray(q * np.array([2.0, 1.0, 0.5]), dtype),
+    "b": jnp.linspace(-1.0, 1.0, 6, dtype=dtype),
+    "log_sigma": jnp.asarray(np.log(0.7), dtype),
+  }
 
 
 def test_float64_importance_sampling_is_exact_where_the_proposal_is_the_posterior():
@@ -270,7 +403,9 @@ def test_float64_trains_resumes_and_evaluates_a_float64_model(tmp_path):
     data = Dataset.from_arrays(x[:1000], x[1000:], name="linear-gaussian")
     config = Config(batch_size=50, epochs=4, lr=1e-2)
     train_and_evaluate(config, str(tmp_path / "a"), model=vae, data=data, progress=False, verbose=False)
-    train_and_evaluate(config.replace(epochs=2), str(tmp_path / "b"), model=vae, data=data, progress=False, verbose=False)
+    train_and_evaluate(
+      config.replace(epochs=2), str(tmp_path / "b"), model=vae, data=data, progress=False, verbose=False
+    )
     train_and_evaluate(config, str(tmp_path / "b"), model=vae, data=data, resume=True, progress=False, verbose=False)
     assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
     run = load_run(str(tmp_path / "a"), model=vae, data=data)
@@ -325,8 +460,12 @@ def test_dreg_estimates_the_iwae_gradient_with_less_encoder_noise():
 
 
 EXAMPLES = {"str": "x", "int": "3", "float": "0.5", "ints": "8,4"}
-STRINGS = {"dataset": "tfds:celeb_a", "tfds_data_dir": "/data/tfds", "model": "my_models.py:make_vae",
-           "objective": "iwae"}  # fmt: skip
+STRINGS = {
+  "dataset": "tfds:celeb_a",
+  "tfds_data_dir": "/data/tfds",
+  "model": "my_models.py:make_vae",
+  "objective": "iwae",
+}
 
 
 def _example(name):
@@ -354,8 +493,9 @@ def test_every_config_field_is_a_flag_and_a_grid_axis():
   # Fields that default to None or a tuple parse as their kind, with none for unset.
   assert parse_grid(["clip_grad_norm=1,10,none"]) == {"clip_grad_norm": [1.0, 10.0, None]}
   assert parse_grid(["conv_channels=16/32,8"]) == {"conv_channels": [(16, 32), (8,)]}
-  config = config_from_args(parser.parse_args(["train", "--dataset", "tfds:celeb_a", "--image-size", "32",
-                                               "--net", "conv", "--workdir", "w"]))  # fmt: skip
+  config = config_from_args(
+    parser.parse_args(["train", "--dataset", "tfds:celeb_a", "--image-size", "32", "--net", "conv", "--workdir", "w"])
+  )
   assert config.image_size == 32
 
 
@@ -369,14 +509,38 @@ def test_the_readme_flag_table_is_the_one_the_specs_describe():
 
 def test_a_grid_over_a_field_that_defaults_to_none_trains_two_models(tmp_path, capsys):
   workdir = str(tmp_path / "sweep")
-  assert main(["sweep", "--grid", "clip_grad_norm=1,10", "--epochs", "1", "--hidden", "16", "--latent-dim", "2",
-               "--batch-size", "32", "--n-train", "128", "--n-test", "32", "--workdir", workdir, "--no-progress"]) == 0  # fmt: skip
+  assert (
+    main(
+      [
+        "sweep",
+        "--grid",
+        "clip_grad_norm=1,10",
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "32",
+        "--n-train",
+        "128",
+        "--n-test",
+        "32",
+        "--workdir",
+        workdir,
+        "--no-progress",
+      ]
+    )
+    == 0
+  )
   with open(os.path.join(workdir, "sweep.json")) as f:
     assert sorted(r["clip_grad_norm"] for r in json.load(f)["rows"]) == [1.0, 10.0]
 
 
 def test_importing_jaxvae_loads_no_plotting_checkpointing_or_progress_library():
-  code = "import sys, jaxvae; print(sorted(m for m in ('matplotlib', 'orbax', 'tqdm', 'tensorflow_datasets') if m in sys.modules))"
+  heavy = "('matplotlib', 'orbax', 'tqdm', 'tensorflow_datasets')"
+  code = f"import sys, jaxvae; print(sorted(m for m in {heavy} if m in sys.modules))"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert out.stdout.strip() == "[]", out.stderr[-1000:]
 
@@ -387,7 +551,8 @@ def test_the_built_in_models_are_built_through_the_public_path():
 
   for config in (Config(), Config(net="conv"), Config(model="burda1"), Config(model="burda2")):
     vae = make_vae(config, (28, 28, 1))
-    user = jaxvae.VAE.from_modules(MLPEncoder((8,), 2), MLPDecoder((8,), (28, 28, 1)), data_shape=(28, 28, 1),
-                                   latent_dim=2)  # fmt: skip
+    user = jaxvae.VAE.from_modules(
+      MLPEncoder((8,), 2), MLPDecoder((8,), (28, 28, 1)), data_shape=(28, 28, 1), latent_dim=2
+    )
     assert type(vae) is type(user) and vae._fields == user._fields
     assert {f.__qualname__.split(".")[0] for f in vae[:5]} == {"VAE"}  # closures made by from_modules

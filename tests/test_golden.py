@@ -18,8 +18,8 @@ import os
 import jax
 import numpy as np
 import pytest
-
 from helpers import MNIST_SHAPE
+
 from jaxvae.build import make_vae
 from jaxvae.config import Config
 from jaxvae.evaluate import evaluate_run
@@ -35,15 +35,19 @@ TINY, CASES = _golden["tiny"], _golden["cases"]
 def _old_burda2_init(config, vae):
   """burda2's initialisation before the open core: ``split(key, 4)`` as q(z1|x), q(z2|z1), p(z1|z2), p(x|z1)."""
   act, d1, d2 = config.activation, config.latent_dim, config.latent_dim2
-  modules = {"encoder": (MLPEncoder(config.hidden, d1, act), MNIST_SHAPE),
-             "posterior": (GaussianMLP(config.hidden2, d2, act), (d1,)),
-             "prior": (GaussianMLP(config.hidden2[::-1], d1, act), (d2,)),
-             "decoder": (MLPDecoder(config.hidden[::-1], MNIST_SHAPE, act), (d1,))}  # fmt: skip
+  modules = {
+    "encoder": (MLPEncoder(config.hidden, d1, act), MNIST_SHAPE),
+    "posterior": (GaussianMLP(config.hidden2, d2, act), (d1,)),
+    "prior": (GaussianMLP(config.hidden2[::-1], d1, act), (d2,)),
+    "decoder": (MLPDecoder(config.hidden[::-1], MNIST_SHAPE, act), (d1,)),
+  }
 
   def init(key, data=None):
     keys = jax.random.split(key, 4)
-    return {name: module.init(k, jax.numpy.zeros((1,) + shape))["params"]
-            for k, (name, (module, shape)) in zip(keys, modules.items())}  # fmt: skip
+    return {
+      name: module.init(k, jax.numpy.zeros((1,) + shape))["params"]
+      for k, (name, (module, shape)) in zip(keys, modules.items())
+    }
 
   return vae._replace(init=init)
 

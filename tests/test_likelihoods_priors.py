@@ -9,16 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from helpers import mnist_trainer as make_trainer
+from helpers import mnist_vae as make_vae
 from scipy import stats
 from scipy.special import logsumexp
 
 from jaxvae import distributions as D
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.likelihoods import discretized_logistic, gaussian
-from helpers import mnist_vae as make_vae
 from jaxvae.objectives import importance_terms
 from jaxvae.run import train_and_evaluate
-from helpers import mnist_trainer as make_trainer
 
 RNG = np.random.default_rng(0)
 
@@ -26,10 +26,10 @@ RNG = np.random.default_rng(0)
 def _mixture(shape_hw, c, k, scale=1.0):
   lead = shape_hw
   return D.LogisticMixture(
-      jnp.asarray(RNG.normal(size=lead + (k,)), jnp.float32),
-      jnp.asarray(RNG.uniform(-1.2, 1.2, size=lead + (c, k)), jnp.float32),
-      jnp.asarray(RNG.uniform(-4, 0, size=lead + (c, k)) * scale, jnp.float32),
-      jnp.asarray(RNG.uniform(-1, 1, size=lead + (c, k)), jnp.float32),
+    jnp.asarray(RNG.normal(size=lead + (k,)), jnp.float32),
+    jnp.asarray(RNG.uniform(-1.2, 1.2, size=lead + (c, k)), jnp.float32),
+    jnp.asarray(RNG.uniform(-4, 0, size=lead + (c, k)) * scale, jnp.float32),
+    jnp.asarray(RNG.uniform(-1, 1, size=lead + (c, k)), jnp.float32),
   )
 
 
@@ -82,7 +82,7 @@ def test_gaussian_mixture_log_prob_matches_the_direct_sum():
   log_w = np.log(RNG.dirichlet(np.ones(k)))
   z = RNG.normal(size=(5, 4, d))
   direct = logsumexp(
-      [log_w[j] + stats.norm.logpdf(z, means[j], np.exp(log_scales[j])).sum(-1) for j in range(k)], axis=0
+    [log_w[j] + stats.norm.logpdf(z, means[j], np.exp(log_scales[j])).sum(-1) for j in range(k)], axis=0
   )
   ours = D.gaussian_mixture_log_prob(*(jnp.asarray(a, jnp.float32) for a in (z, means, log_scales, log_w)))
   np.testing.assert_allclose(ours, direct, rtol=1e-4, atol=1e-4)
@@ -97,7 +97,9 @@ def test_gaussian_mixture_log_prob_of_narrow_components_far_from_the_origin_stay
   log_scales = np.full((k, d), np.log(0.01))
   z = means[:8] + 0.01 * RNG.normal(size=(8, d))
   direct = logsumexp([stats.norm.logpdf(z, means[j], 0.01).sum(-1) for j in range(k)], axis=0) - np.log(k)
-  ours = np.asarray(D.gaussian_mixture_log_prob(*(jnp.asarray(a, jnp.float32) for a in (z, means, log_scales, np.full(k, -np.log(k))))))
+  ours = np.asarray(
+    D.gaussian_mixture_log_prob(*(jnp.asarray(a, jnp.float32) for a in (z, means, log_scales, np.full(k, -np.log(k)))))
+  )
   peak = -d * (np.log(0.01) + 0.5 * np.log(2 * np.pi))
   assert np.all(ours <= peak + 1e-3)
   np.testing.assert_allclose(ours, direct, atol=0.5)
@@ -120,8 +122,12 @@ def test_each_prior_is_a_normalized_density_with_samples_where_it_says(prior):
     u = jax.nn.sigmoid(params["prior"]["pseudo_inputs"])
     q = vae.q_phi(params, u)
     direct = logsumexp(
-        [stats.norm.logpdf(np.asarray(z), np.asarray(q.mean[j]), np.exp(np.asarray(q.log_scale[j]))).sum(-1)
-         for j in range(6)], axis=0) - np.log(6)  # fmt: skip
+      [
+        stats.norm.logpdf(np.asarray(z), np.asarray(q.mean[j]), np.exp(np.asarray(q.log_scale[j]))).sum(-1)
+        for j in range(6)
+      ],
+      axis=0,
+    ) - np.log(6)
     np.testing.assert_allclose(vae.log_p_z(params, z), direct, rtol=1e-3, atol=1e-3)
   if prior != "normal":
     assert vae.kl_q_p_z is None  # no closed form: the ELBO estimates the KL
@@ -140,13 +146,13 @@ def test_learned_priors_change_log_px_through_the_prior_density(mnist):
 
 
 @pytest.mark.parametrize(
-    "changes",
-    [
-        dict(net="conv", likelihood="bernoulli"),
-        dict(net="conv", likelihood="discretized-logistic", mixtures=3),
-        dict(net="conv", likelihood="gaussian", gaussian_scale="per-pixel", prior="vamp", prior_components=5),
-        dict(likelihood="gaussian", gaussian_scale="fixed", prior="mog"),
-    ],
+  "changes",
+  [
+    dict(net="conv", likelihood="bernoulli"),
+    dict(net="conv", likelihood="discretized-logistic", mixtures=3),
+    dict(net="conv", likelihood="gaussian", gaussian_scale="per-pixel", prior="vamp", prior_components=5),
+    dict(likelihood="gaussian", gaussian_scale="fixed", prior="mog"),
+  ],
 )
 def test_conv_and_8_bit_models_train(mnist, changes):
   config = Config(batch_size=16, n_train=64, latent_dim=4, hidden=(32,), conv_channels=(4, 8), **changes)
@@ -161,19 +167,38 @@ def test_conv_and_8_bit_models_train(mnist, changes):
 
 
 def test_8_bit_run_reports_bits_per_dim(tmp_path, mnist):
-  config = Config(likelihood="discretized-logistic", mixtures=3, net="conv", conv_channels=(4, 8), latent_dim=4,
-                  batch_size=32, n_train=128, n_test=64, epochs=1)  # fmt: skip
+  config = Config(
+    likelihood="discretized-logistic",
+    mixtures=3,
+    net="conv",
+    conv_channels=(4, 8),
+    latent_dim=4,
+    batch_size=32,
+    n_train=128,
+    n_test=64,
+    epochs=1,
+  )
   summary = train_and_evaluate(config, str(tmp_path / "dl"), data=mnist, progress=False, verbose=False)
   assert summary["bits_per_dim"] == pytest.approx(-summary["test_elbo"] / (784 * np.log(2)))
   assert 0 < summary["bits_per_dim"] < 10  # nats of 8-bit data: below 8 bits of a uniform model once trained a bit
   assert os.path.exists(tmp_path / "dl" / "samples.png")
 
 
-@pytest.mark.parametrize("name, size, shape", [("cifar10", None, (32, 32, 3)), ("celeb_a", 16, (16, 16, 3)),
-                                               ("kmnist", None, (28, 28, 1))])  # fmt: skip
+@pytest.mark.parametrize(
+  "name, size, shape", [("cifar10", None, (32, 32, 3)), ("celeb_a", 16, (16, 16, 3)), ("kmnist", None, (28, 28, 1))]
+)
 def test_tfds_colour_and_grey_datasets_train_with_a_conv_model(tmp_path, name, size, shape):
-  config = Config(dataset=f"tfds:{name}", image_size=size, net="conv", conv_channels=(4, 8), latent_dim=4,
-                  likelihood="discretized-logistic", mixtures=2, batch_size=8, epochs=1)  # fmt: skip
+  config = Config(
+    dataset=f"tfds:{name}",
+    image_size=size,
+    net="conv",
+    conv_channels=(4, 8),
+    latent_dim=4,
+    likelihood="discretized-logistic",
+    mixtures=2,
+    batch_size=8,
+    epochs=1,
+  )
   with tfds.testing.mock_data(num_examples=24):
     summary = train_and_evaluate(config, str(tmp_path / name), progress=False, verbose=False)
   assert summary["n_train"] == 24 and np.isfinite(summary["bits_per_dim"])
@@ -186,16 +211,16 @@ def test_tfds_colour_and_grey_datasets_train_with_a_conv_model(tmp_path, name, s
 
 
 @pytest.mark.parametrize(
-    "changes, named",
-    [
-        (dict(likelihood="poisson"), "likelihood"),
-        (dict(prior="flow"), "prior"),
-        (dict(net="resnet"), "net"),
-        (dict(model="burda2", net="conv"), "burda2"),
-        (dict(prior="vamp", free_bits=0.5), "free_bits"),
-        (dict(gaussian_scale="learned"), "gaussian_scale"),
-        (dict(image_size=2), "image_size"),
-    ],
+  "changes, named",
+  [
+    (dict(likelihood="poisson"), "likelihood"),
+    (dict(prior="flow"), "prior"),
+    (dict(net="resnet"), "net"),
+    (dict(model="burda2", net="conv"), "burda2"),
+    (dict(prior="vamp", free_bits=0.5), "free_bits"),
+    (dict(gaussian_scale="learned"), "gaussian_scale"),
+    (dict(image_size=2), "image_size"),
+  ],
 )
 def test_invalid_likelihood_and_prior_settings_name_the_field(changes, named):
   with pytest.raises(JaxvaeError, match=named):

@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import mnist_trainer as make_trainer
+from helpers import mnist_vae as make_vae
 
 from jaxvae.config import Config, JaxvaeError
-from helpers import mnist_vae as make_vae
 from jaxvae.objectives import elbo, importance_terms
-from helpers import mnist_trainer as make_trainer
 
 
 def _shapes(params):
@@ -20,8 +20,8 @@ def test_burda1_is_784_200_200_50_tanh():
   assert (config.hidden, config.latent_dim, config.activation) == ((200, 200), 50, "tanh")
   params = make_vae(config).init(jax.random.key(0))
   assert _shapes(params) == {
-      "encoder": {"Dense_0": (784, 200), "Dense_1": (200, 200), "Dense_2": (200, 100)},
-      "decoder": {"Dense_0": (50, 200), "Dense_1": (200, 200), "Dense_2": (200, 784)},
+    "encoder": {"Dense_0": (784, 200), "Dense_1": (200, 200), "Dense_2": (200, 100)},
+    "decoder": {"Dense_0": (50, 200), "Dense_1": (200, 200), "Dense_2": (200, 784)},
   }
 
 
@@ -30,10 +30,10 @@ def test_burda2_has_two_stochastic_layers_with_their_own_prior_and_inference_net
   vae = make_vae(config)
   params = vae.init(jax.random.key(0))
   assert _shapes(params) == {
-      "encoder": {"Dense_0": (784, 200), "Dense_1": (200, 200), "Dense_2": (200, 200)},  # q(z1|x): 2 x 100
-      "posterior": {"Dense_0": (100, 100), "Dense_1": (100, 100), "Dense_2": (100, 100)},  # q(z2|z1): 2 x 50
-      "prior": {"Dense_0": (50, 100), "Dense_1": (100, 100), "Dense_2": (100, 200)},  # p(z1|z2): 2 x 100
-      "decoder": {"Dense_0": (100, 200), "Dense_1": (200, 200), "Dense_2": (200, 784)},  # p(x|z1)
+    "encoder": {"Dense_0": (784, 200), "Dense_1": (200, 200), "Dense_2": (200, 200)},  # q(z1|x): 2 x 100
+    "posterior": {"Dense_0": (100, 100), "Dense_1": (100, 100), "Dense_2": (100, 100)},  # q(z2|z1): 2 x 50
+    "prior": {"Dense_0": (50, 100), "Dense_1": (100, 100), "Dense_2": (100, 200)},  # p(z1|z2): 2 x 100
+    "decoder": {"Dense_0": (100, 200), "Dense_1": (200, 200), "Dense_2": (200, 784)},  # p(x|z1)
   }
   assert vae.kl_q_p_z is None
   x = (jax.random.uniform(jax.random.key(1), (6, 28, 28, 1)) < 0.3).astype(jnp.float32)
@@ -51,14 +51,14 @@ def test_burda2_has_two_stochastic_layers_with_their_own_prior_and_inference_net
 
 
 @pytest.mark.parametrize(
-    "changes",
-    [
-        dict(model="burda1", objective="iwae", k=5),
-        dict(model="burda2", objective="vae", k=2),
-        dict(model="burda2", objective="iwae", k=3),
-        dict(objective="vae", k=3, kl="mc"),
-        dict(beta=4.0, warmup_epochs=2.0, free_bits=0.5),
-    ],
+  "changes",
+  [
+    dict(model="burda1", objective="iwae", k=5),
+    dict(model="burda2", objective="vae", k=2),
+    dict(model="burda2", objective="iwae", k=3),
+    dict(objective="vae", k=3, kl="mc"),
+    dict(beta=4.0, warmup_epochs=2.0, free_bits=0.5),
+  ],
 )
 def test_every_objective_trains(mnist, changes):
   config = Config(batch_size=32, n_train=256, **changes).validate()
@@ -90,17 +90,17 @@ def test_kl_warmup_ramps_the_kl_weight_over_the_configured_epochs(mnist):
 
 
 @pytest.mark.parametrize(
-    "changes, named",
-    [
-        (dict(objective="iwae", k=5, beta=2.0), "beta"),
-        (dict(model="burda2", free_bits=1.0), "free_bits"),
-        (dict(model="mlp", hidden2=(10,)), "hidden2"),
-        (dict(model="vgg"), "model"),
-        (dict(objective="elbo"), "objective"),
-        (dict(k=0), "k"),
-        (dict(lr_schedule="cosine"), "lr_schedule"),
-        (dict(free_bits=-1.0), "free_bits"),
-    ],
+  "changes, named",
+  [
+    (dict(objective="iwae", k=5, beta=2.0), "beta"),
+    (dict(model="burda2", free_bits=1.0), "free_bits"),
+    (dict(model="mlp", hidden2=(10,)), "hidden2"),
+    (dict(model="vgg"), "model"),
+    (dict(objective="elbo"), "objective"),
+    (dict(k=0), "k"),
+    (dict(lr_schedule="cosine"), "lr_schedule"),
+    (dict(free_bits=-1.0), "free_bits"),
+  ],
 )
 def test_invalid_objective_settings_name_the_field(changes, named):
   with pytest.raises(JaxvaeError, match=named):

@@ -29,8 +29,17 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="gloo collective
 def start(args, cwds=(ROOT, ROOT)):
   """Processes 0 and 1 of a job running ``jaxvae *args``."""
   port = free_port()
-  return [subprocess.Popen([sys.executable, "-m", "jaxvae.cli", *args], cwd=cwd, env=job_env(2, i, port),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i, cwd in enumerate(cwds)]  # fmt: skip
+  return [
+    subprocess.Popen(
+      [sys.executable, "-m", "jaxvae.cli", *args],
+      cwd=cwd,
+      env=job_env(2, i, port),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i, cwd in enumerate(cwds)
+  ]
 
 
 def finish(procs, timeout=300):
@@ -64,7 +73,9 @@ def params_of(workdir, epoch=None):
 
 
 def max_difference(a, b):
-  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return max(
+    float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )
 
 
 def test_data_parallel_over_two_processes_trains_as_one_process_stops_together_and_resumes_bit_identically(tmp_path):
@@ -77,7 +88,8 @@ def test_data_parallel_over_two_processes_trains_as_one_process_stops_together_a
   straight = str(tmp_path / "a" / "W")
 
   # One process with one device: the same parameters up to the order of the gradient sums.
-  config = Config.from_dict(json.load(open(os.path.join(straight, "config.json"))))
+  with open(os.path.join(straight, "config.json")) as f:
+    config = Config.from_dict(json.load(f))
   train_and_evaluate(config, str(tmp_path / "one"), progress=False, verbose=False)
   assert max_difference(params_of(straight), params_of(tmp_path / "one")) < 2e-5
   for r2, r1 in zip(rows_of(straight), rows_of(tmp_path / "one")):
@@ -85,8 +97,13 @@ def test_data_parallel_over_two_processes_trains_as_one_process_stops_together_a
   # One process with two devices sums in the same order: bit for bit.
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   two_devices = str(tmp_path / "two-devices")
-  subprocess.run([sys.executable, "-m", "jaxvae.cli", *args, "--workdir", two_devices], env=env, cwd=ROOT, check=True,
-                 capture_output=True)  # fmt: skip
+  subprocess.run(
+    [sys.executable, "-m", "jaxvae.cli", *args, "--workdir", two_devices],
+    env=env,
+    cwd=ROOT,
+    check=True,
+    capture_output=True,
+  )
   assert max_difference(params_of(straight), params_of(two_devices)) == 0.0
   assert rows_of(straight) == rows_of(two_devices)
 

@@ -21,9 +21,9 @@ def model():
   params = vae.init(key)
   q_mat, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(DATA_DIM, LATENT_DIM)))
   params["decoder"] = {
-      "W": jnp.asarray(q_mat * np.array([2.0, 1.0, 0.5]), jnp.float32),
-      "b": jnp.linspace(-1.0, 1.0, DATA_DIM),
-      "log_sigma": jnp.asarray(np.log(0.7), jnp.float32),
+    "W": jnp.asarray(q_mat * np.array([2.0, 1.0, 0.5]), jnp.float32),
+    "b": jnp.linspace(-1.0, 1.0, DATA_DIM),
+    "log_sigma": jnp.asarray(np.log(0.7), jnp.float32),
   }
   x = jnp.asarray(np.random.default_rng(1).normal(size=(4, DATA_DIM)), jnp.float32)
   return vae, params, x
@@ -63,7 +63,9 @@ def test_elbo_of_a_wrong_q_is_log_px_minus_its_kl_to_the_posterior(model, analyt
   np.testing.assert_allclose(LG.exact_elbo(params, x), log_px - gap, rtol=1e-5, atol=1e-4)
   # The single-sample estimator is unbiased for it: its mean over many draws agrees within 4 standard errors.
   n = 20_000
-  draws = jax.vmap(lambda k: elbo(vae, params, x, k, analytic_kl=analytic_kl).elbo)(jax.random.split(jax.random.key(0), n))
+  draws = jax.vmap(lambda k: elbo(vae, params, x, k, analytic_kl=analytic_kl).elbo)(
+    jax.random.split(jax.random.key(0), n)
+  )
   draws = np.asarray(draws, np.float64)
   mean, se = draws.mean(0), draws.std(0) / np.sqrt(n)
   np.testing.assert_array_less(np.abs(mean - np.asarray(log_px - gap)), 4 * se + 1e-4)
@@ -77,7 +79,7 @@ def test_elbo_terms_are_consistent_and_beta_weights_the_kl(model):
   assert terms.elbo.shape == (x.shape[0],)
   np.testing.assert_allclose(beta_elbo_loss(terms, 1.0), -jnp.mean(terms.elbo), rtol=1e-6)
   np.testing.assert_allclose(
-      beta_elbo_loss(terms, 3.0), -jnp.mean(terms.log_p_x_given_z) + 3.0 * jnp.mean(terms.kl), rtol=1e-5
+    beta_elbo_loss(terms, 3.0), -jnp.mean(terms.log_p_x_given_z) + 3.0 * jnp.mean(terms.kl), rtol=1e-5
   )
   np.testing.assert_allclose(beta_elbo_loss(terms, 0.0), -jnp.mean(terms.log_p_x_given_z), rtol=1e-6)
 
@@ -133,7 +135,7 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k(model):
   n = 4000
   for k in (1, 5, 50):
     draws = jax.vmap(lambda key: iwae_bound(importance_terms(vae, params, x, key, k).log_w))(
-        jax.random.split(jax.random.key(k), n)
+      jax.random.split(jax.random.key(k), n)
     )
     draws = np.asarray(draws, np.float64)
     means[k], ses[k] = draws.mean(0), draws.std(0) / np.sqrt(n)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import MNIST_SHAPE, mnist_trainer
 
 from jaxvae import distributions as D
 from jaxvae import flows, ladder, objectives, rng
@@ -20,7 +21,6 @@ from jaxvae.nets import MLPDecoder
 from jaxvae.run import train_and_evaluate
 from jaxvae.sweep import group_configs, train_group
 from jaxvae.train import eval_params
-from helpers import MNIST_SHAPE, mnist_trainer
 
 TINY = dict(batch_size=32, n_train=256, n_test=64, epochs=2)
 TINY_IAF = dict(TINY, hidden=(32,), latent_dim=4, posterior="iaf", flow_steps=2, flow_hidden=(16, 16))
@@ -65,8 +65,14 @@ def test_iaf_log_density_is_the_change_of_variables_by_autodiff_and_the_inverse_
 
 def _tiny_ladder(latents=(3, 2), widths=(8, 8)):
   prior, posterior = ladder.ladder(latents, widths, "tanh")
-  vae = VAE.from_modules(ladder.LadderEncoder(widths, latents, "tanh"), MLPDecoder((8,), (5,), "tanh"),
-                         data_shape=(5,), latent_dim=latents[0], prior=prior, posterior=posterior)  # fmt: skip
+  vae = VAE.from_modules(
+    ladder.LadderEncoder(widths, latents, "tanh"),
+    MLPDecoder((8,), (5,), "tanh"),
+    data_shape=(5,),
+    latent_dim=latents[0],
+    prior=prior,
+    posterior=posterior,
+  )
   params = _perturbed(vae.init(jax.random.key(0)), jax.random.key(1), 0.2)
   x = (jax.random.uniform(jax.random.key(2), (4, 5)) > 0.5).astype(jnp.float32)
   return vae, params, x
@@ -90,7 +96,9 @@ def test_ladder_posterior_is_the_precision_weighted_merge_and_its_layer_kls_are_
   def log_normal(v, mu, var):
     return -0.5 * np.sum((v - mu) ** 2 / var + np.log(2 * np.pi * var), axis=-1)
 
-  np.testing.assert_allclose(np.asarray(log_q), log_normal(z2, mu_hat2, var_hat2) + log_normal(z1, mu_q, var_q), rtol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(log_q), log_normal(z2, mu_hat2, var_hat2) + log_normal(z1, mu_q, var_q), rtol=1e-5
+  )
   np.testing.assert_allclose(np.asarray(vae.log_q(params, x, z)), np.asarray(log_q), rtol=1e-5)
   log_p = log_normal(z2, 0.0, 1.0) + log_normal(z1, mu_p, var_p)
   np.testing.assert_allclose(np.asarray(vae.log_p_z(params, z)), log_p, rtol=1e-5)
@@ -194,8 +202,14 @@ def test_local_q_through_a_flow_posterior_finds_the_q_star_of_the_closed_form_pa
 
   base = lg.make_linear_gaussian_vae(data_dim=3, latent_dim=2)
   params = _perturbed(base.init(jax.random.key(0)), jax.random.key(1), 0.5)
-  vae = VAE.from_modules(lg.LinearEncoder(2), lg.LinearDecoder(3), data_shape=(3,), latent_dim=2,
-                         likelihood=base.likelihood, posterior=flows.iaf(2, steps=0)._replace(closed_form=False))  # fmt: skip
+  vae = VAE.from_modules(
+    lg.LinearEncoder(2),
+    lg.LinearDecoder(3),
+    data_shape=(3,),
+    latent_dim=2,
+    likelihood=base.likelihood,
+    posterior=flows.iaf(2, steps=0)._replace(closed_form=False),
+  )
   assert vae.kl_q_p_z is None  # the generic path
   x = jnp.array([0.5, -1.0, 2.0])
   options = dict(steps=400, lr=5e-2, samples=32, eval_samples=20_000)
@@ -208,19 +222,23 @@ def test_local_q_through_a_flow_posterior_finds_the_q_star_of_the_closed_form_pa
 
 def test_research_model_configs_are_checked_with_one_line_errors():
   for bad, says in (
-      (dict(model="ladder", prior="mog"), "own top-down prior"),
-      (dict(model="ladder", ladder_layers=(8, 4), ladder_widths=(32,)), "one width per stochastic layer"),
-      (dict(model="ladder", latent_dim=10), "leave --latent-dim unset"),
-      (dict(ladder_layers=(8, 4)), "use them with --model ladder"),
-      (dict(model="burda2", posterior="iaf"), "--posterior gaussian"),
-      (dict(posterior="iaf", free_bits=0.5), "free_bits"),
-      (dict(ema_decay=1.0), "ema_decay"),
+    (dict(model="ladder", prior="mog"), "own top-down prior"),
+    (dict(model="ladder", ladder_layers=(8, 4), ladder_widths=(32,)), "one width per stochastic layer"),
+    (dict(model="ladder", latent_dim=10), "leave --latent-dim unset"),
+    (dict(ladder_layers=(8, 4)), "use them with --model ladder"),
+    (dict(model="burda2", posterior="iaf"), "--posterior gaussian"),
+    (dict(posterior="iaf", free_bits=0.5), "free_bits"),
+    (dict(ema_decay=1.0), "ema_decay"),
   ):
     with pytest.raises(JaxvaeError, match=says):
       Config(**bad).validate()
   assert Config(model="ladder").latent_dim == 64
-  assert isinstance(make_vae(Config(model="ladder", net="conv", conv_channels=(8,), ladder_layers=(4, 2),
-                                    ladder_widths=(16, 8)), MNIST_SHAPE), VAE)  # fmt: skip
+  assert isinstance(
+    make_vae(
+      Config(model="ladder", net="conv", conv_channels=(8,), ladder_layers=(4, 2), ladder_widths=(16, 8)), MNIST_SHAPE
+    ),
+    VAE,
+  )
 
 
 def test_burda2_log_weights_equal_an_independent_numpy_computation_of_the_two_layer_model():

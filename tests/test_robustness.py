@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import mnist_trainer as make_trainer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,15 +24,32 @@ from jaxvae.cli import main
 from jaxvae.config import Config, JaxvaeError
 from jaxvae.data import Dataset
 from jaxvae.run import TIMING_KEYS, read_metrics, train_and_evaluate
-from helpers import mnist_trainer as make_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "256", "--n-test", "64", "--no-progress"]
+TINY = [
+  "--hidden",
+  "32",
+  "--latent-dim",
+  "4",
+  "--batch-size",
+  "32",
+  "--n-train",
+  "256",
+  "--n-test",
+  "64",
+  "--no-progress",
+]
 
 
 def _jaxvae(*args, **kwargs):
-  return subprocess.Popen([sys.executable, "-m", "jaxvae.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+  return subprocess.Popen(
+    [sys.executable, "-m", "jaxvae.cli", *args],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    **kwargs,
+  )
 
 
 def _without_timing(rows):
@@ -93,7 +111,7 @@ def test_sigterm_mid_run_then_resume_is_bit_identical_to_a_straight_run(straight
 
 
 def test_sigkill_in_an_epoch_a_checkpoint_write_or_the_final_evaluation_loses_nothing(straight, tmp_path):
-  """SIGKILL cannot be caught: each resume continues from the newest intact checkpoint, and the run ends as a straight one."""
+  """SIGKILL cannot be caught: each resume goes on from the newest intact checkpoint; the run ends as a straight one."""
   workdir = str(tmp_path / "K")
   checkpoints = os.path.join(workdir, "checkpoints")
 
@@ -112,8 +130,10 @@ def test_sigkill_in_an_epoch_a_checkpoint_write_or_the_final_evaluation_loses_no
   killed_when([*RUN, "--workdir", workdir], lambda: len(read_metrics(workdir)) >= 2)  # in epoch 3
   killed_when(["--resume", workdir, "--no-progress"], in_a_checkpoint_write)
   assert in_a_checkpoint_write()  # a half-written checkpoint is left behind
-  killed_when(["--resume", workdir, "--no-progress"],  # all epochs recorded, the summary not yet written
-              lambda: len(read_metrics(workdir)) == 6 and not os.path.exists(os.path.join(workdir, "summary.json")))  # fmt: skip
+  killed_when(
+    ["--resume", workdir, "--no-progress"],  # all epochs recorded, the summary not yet written
+    lambda: len(read_metrics(workdir)) == 6 and not os.path.exists(os.path.join(workdir, "summary.json")),
+  )
   resumed = _jaxvae("train", "--resume", workdir, "--no-progress")
   assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
   assert _without_timing(read_metrics(workdir)) == _without_timing(read_metrics(straight))
@@ -130,8 +150,9 @@ def _small_disk(folder, megabytes):
   if not hasattr(os, "geteuid") or os.geteuid() != 0:
     pytest.skip("a size-limited filesystem needs `mount -t tmpfs`, which needs root")
   os.makedirs(folder)
-  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
-                           capture_output=True, text=True)  # fmt: skip
+  mounted = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True, text=True
+  )
   if mounted.returncode:
     pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
   try:
@@ -191,7 +212,9 @@ def test_sigint_stops_with_status_130_and_a_checkpoint(tmp_path):
   assert _params(workdir).epoch == len(read_metrics(workdir))
 
 
-def test_resume_refuses_a_changed_config_or_a_damaged_checkpoint_and_continues_a_run_without_one(tmp_path, capsys, snapshot):
+def test_resume_refuses_a_changed_config_or_a_damaged_checkpoint_and_continues_a_run_without_one(
+  tmp_path, capsys, snapshot
+):
   workdir = str(tmp_path / "D")
   assert main(["train", *TINY, "--epochs", "2", "--workdir", workdir]) == 0
   before = snapshot(workdir)
@@ -206,6 +229,7 @@ def test_resume_refuses_a_changed_config_or_a_damaged_checkpoint_and_continues_a
   refused(["train", "--resume", workdir], ["complete", "--epochs"])
   refused(["train", "--resume", str(tmp_path / "nothing")], ["nothing to resume"])
   refused(["train", "--resume", workdir, "--workdir", str(tmp_path / "other")], ["--resume", "--workdir"])
+
   # Damaged checkpoints: every data file overwritten with garbage. All of them: refused.
   def damage(epoch, folder=workdir):
     for root, _, files in os.walk(os.path.join(folder, "checkpoints", str(epoch))):
@@ -317,8 +341,9 @@ def test_a_nan_batch_is_skipped_and_leaves_the_state_unchanged(mnist):
   assert int(after.consecutive_skips) == 1 and int(after.step) == int(state.step) + 1
   again, metrics = trainer.train_step(after, good, jax.random.key(3))
   assert int(metrics["skipped_steps"]) == 0 and int(again.consecutive_skips) == 0
-  assert not np.array_equal(np.asarray(again.params["decoder"]["Dense_1"]["kernel"]),
-                            np.asarray(after.params["decoder"]["Dense_1"]["kernel"]))  # fmt: skip
+  assert not np.array_equal(
+    np.asarray(again.params["decoder"]["Dense_1"]["kernel"]), np.asarray(after.params["decoder"]["Dense_1"]["kernel"])
+  )
 
 
 def test_a_gradient_norm_threshold_skips_large_updates(mnist):
@@ -334,7 +359,9 @@ def test_a_gradient_norm_threshold_skips_large_updates(mnist):
 
 def test_a_diverging_learning_rate_stops_the_run_with_status_3(tmp_path, capsys):
   workdir = str(tmp_path / "H")
-  assert main(["train", *TINY, "--epochs", "4", "--lr", "1e6", "--max-consecutive-skips", "5", "--workdir", workdir]) == 3
+  assert (
+    main(["train", *TINY, "--epochs", "4", "--lr", "1e6", "--max-consecutive-skips", "5", "--workdir", workdir]) == 3
+  )
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "non-finite" in err and "--lr" in err
   rows = read_metrics(workdir)
@@ -344,8 +371,9 @@ def test_a_diverging_learning_rate_stops_the_run_with_status_3(tmp_path, capsys)
 
 
 def test_clipping_keeps_a_large_learning_rate_finite(tmp_path):
-  config = Config(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2, lr=0.05,
-                  clip_grad_norm=1.0)  # fmt: skip
+  config = Config(
+    hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2, lr=0.05, clip_grad_norm=1.0
+  )
   summary = train_and_evaluate(config, str(tmp_path / "I"), progress=False, verbose=False)
   assert np.isfinite(summary["test_elbo"])
 
@@ -356,13 +384,13 @@ def test_clipping_keeps_a_large_learning_rate_finite(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "images, words",
-    [
-        (np.linspace(0.0, 2.0, 128, dtype=np.float32).reshape(8, 4, 4, 1), ["[0, 2]", "[0, 1]"]),
-        (np.full((8, 4, 4, 1), np.nan, np.float32), ["NaN"]),
-        (np.zeros((8, 4, 4, 1), np.int16), ["int16", "uint8"]),
-        (np.zeros((8,), np.uint8), ["shape", "[N, ...]"]),
-    ],
+  "images, words",
+  [
+    (np.linspace(0.0, 2.0, 128, dtype=np.float32).reshape(8, 4, 4, 1), ["[0, 2]", "[0, 1]"]),
+    (np.full((8, 4, 4, 1), np.nan, np.float32), ["NaN"]),
+    (np.zeros((8, 4, 4, 1), np.int16), ["int16", "uint8"]),
+    (np.zeros((8,), np.uint8), ["shape", "[N, ...]"]),
+  ],
 )
 def test_bad_data_is_named_and_nothing_is_written(tmp_path, images, words):
   dataset = Dataset.from_arrays(images, images, name="mine")
@@ -391,16 +419,16 @@ def test_an_unwritable_run_folder_is_one_line(tmp_path, capsys):
 
 # A property over the CLI: invalid values get the one-line refusal, valid ones train.
 FIELDS = {
-    "--beta": st.one_of(st.floats(-2, -0.01), st.floats(0, 3)),
-    "--lr": st.one_of(st.floats(-1, 0), st.floats(1e-4, 1e-2)),
-    "--latent-dim": st.integers(-1, 6),
-    "--batch-size": st.integers(-1, 80),
-    "--epochs": st.integers(-1, 1),
-    "--k": st.integers(0, 3),
-    "--model": st.sampled_from(["mlp", "burda1", "burda2", "resnet"]),
-    "--objective": st.sampled_from(["vae", "iwae", "elbo"]),
-    "--free-bits": st.floats(-1, 1),
-    "--warmup-epochs": st.floats(-1, 2),
+  "--beta": st.one_of(st.floats(-2, -0.01), st.floats(0, 3)),
+  "--lr": st.one_of(st.floats(-1, 0), st.floats(1e-4, 1e-2)),
+  "--latent-dim": st.integers(-1, 6),
+  "--batch-size": st.integers(-1, 80),
+  "--epochs": st.integers(-1, 1),
+  "--k": st.integers(0, 3),
+  "--model": st.sampled_from(["mlp", "burda1", "burda2", "resnet"]),
+  "--objective": st.sampled_from(["vae", "iwae", "elbo"]),
+  "--free-bits": st.floats(-1, 1),
+  "--warmup-epochs": st.floats(-1, 2),
 }
 
 

@@ -10,13 +10,13 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from helpers import mnist_trainer as make_trainer
 
 from jaxvae.checkpoint import restore_checkpoint
 from jaxvae.cli import main
 from jaxvae.config import Config, JaxvaeError
-from jaxvae.sweep import expand_grid, group_configs, parse_grid, train_group
 from jaxvae.run import train_and_evaluate
-from helpers import mnist_trainer as make_trainer
+from jaxvae.sweep import expand_grid, group_configs, parse_grid, train_group
 
 SMALL = dict(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=100, epochs=3)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,9 +38,9 @@ def test_parse_and_expand_grid_and_group_by_shapes():
 
 def test_a_model_trained_in_a_sweep_equals_the_same_config_trained_alone(tmp_path, mnist):
   configs = [
-      Config(**SMALL, beta=0.5, seed=0),
-      Config(**SMALL, beta=2.0, seed=1, lr=3e-4),
-      Config(**SMALL, beta=1.0, seed=2, warmup_epochs=1.5, free_bits=0.2, binarization_seed=3),
+    Config(**SMALL, beta=0.5, seed=0),
+    Config(**SMALL, beta=2.0, seed=1, lr=3e-4),
+    Config(**SMALL, beta=1.0, seed=2, warmup_epochs=1.5, free_bits=0.2, binarization_seed=3),
   ]
   result = train_group(configs, mnist, models_per_program=4)
   for i, config in enumerate(configs):
@@ -70,8 +70,24 @@ def test_chunks_of_the_models_axis_give_the_same_models(mnist):
 def test_sweep_cli_writes_the_table_the_figure_and_a_best_run_that_eval_reads(tmp_path, capsys):
   workdir = str(tmp_path / "sweep")
   flags = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "512", "--n-test", "100"]
-  assert main(["sweep", "--grid", "beta=0.5,4", "--grid", "seed=0,1", "--epochs", "2", *flags,
-               "--workdir", workdir, "--no-progress"]) == 0  # fmt: skip
+  assert (
+    main(
+      [
+        "sweep",
+        "--grid",
+        "beta=0.5,4",
+        "--grid",
+        "seed=0,1",
+        "--epochs",
+        "2",
+        *flags,
+        "--workdir",
+        workdir,
+        "--no-progress",
+      ]
+    )
+    == 0
+  )
   out = capsys.readouterr().out
   assert "test_elbo" in out and "best:" in out
   with open(os.path.join(workdir, "sweep.csv")) as f:
@@ -92,7 +108,7 @@ def test_sweep_cli_writes_the_table_the_figure_and_a_best_run_that_eval_reads(tm
 
 
 FAKE_DEVICES = textwrap.dedent(
-    """
+  """
     import os, sys
     import jax, numpy as np
     assert jax.device_count() == 4, jax.devices()
@@ -129,7 +145,7 @@ FAKE_DEVICES = textwrap.dedent(
 def test_sharded_sweep_and_data_parallel_training_on_4_fake_devices(tmp_path):
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run(
-      [sys.executable, "-c", FAKE_DEVICES, str(tmp_path)], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
+    [sys.executable, "-c", FAKE_DEVICES, str(tmp_path)], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
   )
   assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
@@ -164,16 +180,38 @@ def test_sigterm_stops_a_sweep_after_the_epoch_in_flight_and_keeps_what_it_train
   import time
 
   workdir = tmp_path / "sweep"
-  proc = subprocess.Popen([sys.executable, "-m", "jaxvae.cli", "sweep", "--grid", "seed=0,1", "--epochs", "6",
-                           "--n-train", "25600", "--n-test", "500", "--workdir", str(workdir), "--no-progress"],
-                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+  proc = subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "jaxvae.cli",
+      "sweep",
+      "--grid",
+      "seed=0,1",
+      "--epochs",
+      "6",
+      "--n-train",
+      "25600",
+      "--n-test",
+      "500",
+      "--workdir",
+      str(workdir),
+      "--no-progress",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   deadline = time.time() + 300
-  while time.time() < deadline and sum(len(open(p).readlines()) for p in workdir.glob("models/*/metrics.jsonl")) < 2:
+  while (
+    time.time() < deadline and sum(len(p.read_text().splitlines()) for p in workdir.glob("models/*/metrics.jsonl")) < 2
+  ):
     time.sleep(0.05)
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 143 and len(err.strip().splitlines()) == 1 and "stopped early" in err, err[-2000:]
-  rows = [len(open(p).readlines()) for p in sorted(workdir.glob("models/*/metrics.jsonl"))]
+  rows = [len(p.read_text().splitlines()) for p in sorted(workdir.glob("models/*/metrics.jsonl"))]
   assert len(rows) == 2 and rows[0] == rows[1] and 1 <= rows[0] < 6
   with open(workdir / "sweep.json") as f:
     assert [r["completed"] for r in json.load(f)["rows"]] == [False, False]

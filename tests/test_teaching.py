@@ -26,11 +26,11 @@ def test_log_px_is_elbo_plus_kl_to_the_true_posterior_for_any_q():
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), vae.init(jax.random.key(0)))
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(50, 7)))
-    for trial in range(5):  # random encoders: the identity holds for every q, not only good ones
+    for _ in range(5):  # random encoders: the identity holds for every q, not only good ones
       params["encoder"] = {
-          "A": jnp.asarray(rng.normal(size=(3, 7))),
-          "c": jnp.asarray(rng.normal(size=3)),
-          "s": jnp.asarray(rng.normal(size=3)),
+        "A": jnp.asarray(rng.normal(size=(3, 7))),
+        "c": jnp.asarray(rng.normal(size=3)),
+        "s": jnp.asarray(rng.normal(size=3)),
       }
       log_px = LG.log_p_x(params, x)
       gap = LG.kl_to_true_posterior(params, vae.q_phi(params, x), x)
@@ -40,9 +40,12 @@ def test_log_px_is_elbo_plus_kl_to_the_true_posterior_for_any_q():
 
 def test_identity_script_reports_the_identity_holding():
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "teaching", "identity.py"), "--steps", "50", "--skip-mnist"],
-      capture_output=True, text=True, timeout=300, cwd=ROOT,
-  )  # fmt: skip
+    [sys.executable, os.path.join(ROOT, "experiments", "teaching", "identity.py"), "--steps", "50", "--skip-mnist"],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=ROOT,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   line = next(l for l in proc.stdout.splitlines() if l.startswith("the identity holds to"))
   assert float(line.split()[4]) <= 1e-4
@@ -60,7 +63,7 @@ def test_local_optimization_never_lowers_the_elbo(z2_run):
   run = load_run(z2_run)
   x = jnp.asarray(run.setup.test[:24])
   out = jax.jit(jax.vmap(lambda x, k: optimize_local_q(run.vae, run.params, x, k, steps=100)))(
-      x, jax.random.split(jax.random.key(0), 24)
+    x, jax.random.split(jax.random.key(0), 24)
   )
   phi, star = np.asarray(out["elbo_q_phi"]), np.asarray(out["elbo_q_star"])
   assert np.all(star >= phi)
@@ -68,8 +71,25 @@ def test_local_optimization_never_lowers_the_elbo(z2_run):
 
 
 def test_gaps_are_non_negative_within_their_error_and_written(z2_run, capsys):
-  assert main(["gaps", "--workdir", z2_run, "--n-test", "60", "--k", "500", "--steps", "100", "--batch-size", "30",
-               "--no-progress"]) == 0  # fmt: skip
+  assert (
+    main(
+      [
+        "gaps",
+        "--workdir",
+        z2_run,
+        "--n-test",
+        "60",
+        "--k",
+        "500",
+        "--steps",
+        "100",
+        "--batch-size",
+        "30",
+        "--no-progress",
+      ]
+    )
+    == 0
+  )
   assert "amortization gap" in capsys.readouterr().out
   with open(os.path.join(z2_run, "gaps.json")) as f:
     r = json.load(f)
@@ -90,8 +110,9 @@ def test_plot_writes_the_four_pictures_of_a_2d_model(z2_run, tmp_path, capsys):
 
 def test_plot_of_a_higher_dimensional_model_draws_what_applies(tmp_path):
   workdir = str(tmp_path / "z4")
-  train_and_evaluate(Config(latent_dim=4, hidden=(64,), n_train=512, n_test=200, epochs=1), workdir,
-                     progress=False, verbose=False)  # fmt: skip
+  train_and_evaluate(
+    Config(latent_dim=4, hidden=(64,), n_train=512, n_test=200, epochs=1), workdir, progress=False, verbose=False
+  )
   assert main(["plot", "--workdir", workdir]) == 0
   assert os.path.exists(os.path.join(workdir, "latent_scatter.png"))
   assert not os.path.exists(os.path.join(workdir, "manifold.png"))

@@ -7,9 +7,9 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from helpers import mnist_trainer as make_trainer
 from helpers import mnist_vae as make_vae
+
 from jaxvae.build import burda_lr_factor, make_objective, make_optimizer
 from jaxvae.config import Config
 from jaxvae.run import prepare, train_and_evaluate
@@ -113,8 +113,10 @@ def test_map_batches_equals_one_big_batch():
 
 
 def test_test_set_is_binarized_once_independently_of_the_run_seed(mnist):
-  test_a, test_b, test_c = (prepare(c, data=mnist).test for c in
-                             (SMALL.replace(seed=0), SMALL.replace(seed=1), SMALL.replace(binarization_seed=1)))
+  test_a, test_b, test_c = (
+    prepare(c, data=mnist).test
+    for c in (SMALL.replace(seed=0), SMALL.replace(seed=1), SMALL.replace(binarization_seed=1))
+  )
   np.testing.assert_array_equal(test_a, test_b)
   assert not np.array_equal(test_a, test_c)
   assert set(np.unique(test_a)) == {0.0, 1.0}
@@ -153,7 +155,7 @@ def test_burda_learning_rate_schedule_is_3_to_the_i_epochs_at_10_to_the_minus_i_
 
 
 def test_a_sweep_of_conv_models_takes_the_host_loop_and_trains_like_the_scan(mnist):
-  """The stacked epoch (a sweep's) chooses the host loop for convolutions on a CPU, as a run does, with the same result."""
+  """A stacked epoch (a sweep's) takes the host loop for convolutions on a CPU, as a run does, with the same result."""
   config = Config(net="conv", conv_channels=(4,), latent_dim=4, batch_size=16, n_train=64)
   trainer = make_trainer(config)
   images = jnp.asarray(mnist.train[:48])
@@ -164,7 +166,7 @@ def test_a_sweep_of_conv_models_takes_the_host_loop_and_trains_like_the_scan(mni
   looped_state, looped_metrics = looped(states, images, keys)
   assert looped.loop
   scanned_state, scanned_metrics = trainer.epoch(stacked=True, loop=False)(
-      stack([trainer.init(jax.random.key(s)) for s in (0, 1)]), images, keys
+    stack([trainer.init(jax.random.key(s)) for s in (0, 1)]), images, keys
   )
   chex.assert_trees_all_close(looped_state.params, scanned_state.params, rtol=1e-4, atol=1e-6)
   chex.assert_trees_all_close(looped_metrics, scanned_metrics, rtol=1e-4, atol=1e-5)

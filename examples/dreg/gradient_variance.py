@@ -66,8 +66,13 @@ def summarize(mean, var, part):
   v = np.concatenate([np.ravel(a) for a in jax.tree.leaves(var[part])]).astype(np.float64)
   live = v > 0  # a parameter whose gradient is 0 in every draw carries no signal and no noise
   snr = np.abs(m[live]) / np.sqrt(v[live])
-  return {"snr_median": float(np.median(snr)), "snr_mean": float(np.mean(snr)), "noise": float(np.sum(v)),
-          "signal": float(np.sum(m * m)), "parameters": int(live.sum())}  # fmt: skip
+  return {
+    "snr_median": float(np.median(snr)),
+    "snr_mean": float(np.mean(snr)),
+    "noise": float(np.sum(v)),
+    "signal": float(np.sum(m * m)),
+    "parameters": int(live.sum()),
+  }
 
 
 def main(argv=None):
@@ -94,28 +99,51 @@ def main(argv=None):
 
   rows = []
   print(f"{run} (epoch {loaded.epoch}): {args.batch} test images, {args.draws} gradient draws per estimator and k")
-  print(f"{'k':>5} {'estimator':>10} {'encoder SNR':>12} {'encoder noise':>14} {'decoder SNR':>12} {'decoder noise':>14} {'s':>6}")
+  print(
+    f"{'k':>5} {'estimator':>10} {'encoder SNR':>12} {'encoder noise':>14} "
+    f"{'decoder SNR':>12} {'decoder noise':>14} {'s':>6}"
+  )
   for k in ks:
     for name, objective in (("IWAE", jaxvae.objectives.iwae(k)), ("DReG", jaxvae.objectives.iwae_dreg(k))):
       t0 = time.perf_counter()
       mean, var = jax.jit(lambda keys: gradient_moments(vae, params, objective, x, keys))(keys)
-      row = {"k": k, "estimator": name, "encoder": summarize(mean, var, "encoder"),
-             "decoder": summarize(mean, var, "decoder"), "seconds": time.perf_counter() - t0}  # fmt: skip
+      row = {
+        "k": k,
+        "estimator": name,
+        "encoder": summarize(mean, var, "encoder"),
+        "decoder": summarize(mean, var, "decoder"),
+        "seconds": time.perf_counter() - t0,
+      }
       rows.append(row)
       e, d = row["encoder"], row["decoder"]
-      print(f"{k:>5} {name:>10} {e['snr_median']:>12.4f} {e['noise']:>14.4g} {d['snr_median']:>12.4f} {d['noise']:>14.4g} "
-            f"{row['seconds']:>6.1f}")
+      print(
+        f"{k:>5} {name:>10} {e['snr_median']:>12.4f} {e['noise']:>14.4g} {d['snr_median']:>12.4f} {d['noise']:>14.4g} "
+        f"{row['seconds']:>6.1f}"
+      )
 
   linear = linear_gaussian_rows(ks, keys)
   os.makedirs(args.workdir, exist_ok=True)
   with open(os.path.join(args.workdir, "dreg.json"), "w") as f:
-    json.dump({"run": run, "epoch": loaded.epoch, "batch": args.batch, "draws": args.draws, "rows": rows,
-               "linear_gaussian_rows": linear}, f, indent=1)  # fmt: skip
+    json.dump(
+      {
+        "run": run,
+        "epoch": loaded.epoch,
+        "batch": args.batch,
+        "draws": args.draws,
+        "rows": rows,
+        "linear_gaussian_rows": linear,
+      },
+      f,
+      indent=1,
+    )
   draw(os.path.join(args.workdir, "dreg.png"), rows, linear, ks, args)
   at = {r["estimator"]: r for r in rows if r["k"] == max(ks)}
-  print(f"k = {max(ks)}: encoder gradient noise DReG / IWAE = {at['DReG']['encoder']['noise'] / at['IWAE']['encoder']['noise']:.3f}, "
-        f"encoder SNR DReG / IWAE = {at['DReG']['encoder']['snr_median'] / at['IWAE']['encoder']['snr_median']:.2f}; "
-        f"wrote {os.path.join(args.workdir, 'dreg.png')}")
+  print(
+    f"k = {max(ks)}: encoder gradient noise DReG / IWAE = "
+    f"{at['DReG']['encoder']['noise'] / at['IWAE']['encoder']['noise']:.3f}, "
+    f"encoder SNR DReG / IWAE = {at['DReG']['encoder']['snr_median'] / at['IWAE']['encoder']['snr_median']:.2f}; "
+    f"wrote {os.path.join(args.workdir, 'dreg.png')}"
+  )
 
 
 def linear_gaussian_rows(ks, keys):
@@ -123,8 +151,11 @@ def linear_gaussian_rows(ks, keys):
   vae = LG.make_linear_gaussian_vae(6, 3)
   params = vae.init(jax.random.key(0))
   q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 3)))
-  params["decoder"] = {"W": jnp.asarray(q * np.array([2.0, 1.0, 0.5]), jnp.float32), "b": jnp.linspace(-1.0, 1.0, 6),
-                       "log_sigma": jnp.asarray(np.log(0.7), jnp.float32)}  # fmt: skip
+  params["decoder"] = {
+    "W": jnp.asarray(q * np.array([2.0, 1.0, 0.5]), jnp.float32),
+    "b": jnp.linspace(-1.0, 1.0, 6),
+    "log_sigma": jnp.asarray(np.log(0.7), jnp.float32),
+  }
   posterior = LG.optimal_encoder(params)
   params["encoder"] = {**posterior, "c": posterior["c"] + 0.1, "s": posterior["s"] - 0.05}
   x = jnp.asarray(np.random.default_rng(1).normal(size=(4, 6)), jnp.float32)
@@ -133,8 +164,10 @@ def linear_gaussian_rows(ks, keys):
     for name, objective in (("IWAE", jaxvae.objectives.iwae(k)), ("DReG", jaxvae.objectives.iwae_dreg(k))):
       mean, var = jax.jit(lambda keys: gradient_moments(vae, params, objective, x, keys))(keys)
       rows.append({"k": k, "estimator": name, "encoder": summarize(mean, var, "encoder")})
-  print("linear-Gaussian VAE, q_phi = the true posterior shifted by 0.1: median encoder SNR " + ", ".join(
-      f"k={r['k']} {r['estimator']} {r['encoder']['snr_median']:.3f}" for r in rows))
+  print(
+    "linear-Gaussian VAE, q_phi = the true posterior shifted by 0.1: median encoder SNR "
+    + ", ".join(f"k={r['k']} {r['estimator']} {r['encoder']['snr_median']:.3f}" for r in rows)
+  )
   return rows
 
 
@@ -145,8 +178,11 @@ def draw(path, rows, linear, ks, args):
   import matplotlib.pyplot as plt
 
   fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-  panels = ((rows, "encoder", "MNIST VAE: encoder (phi) gradient"), (rows, "decoder", "MNIST VAE: decoder (theta) gradient"),
-            (linear, "encoder", "linear-Gaussian VAE: encoder gradient"))  # fmt: skip
+  panels = (
+    (rows, "encoder", "MNIST VAE: encoder (phi) gradient"),
+    (rows, "decoder", "MNIST VAE: decoder (theta) gradient"),
+    (linear, "encoder", "linear-Gaussian VAE: encoder gradient"),
+  )
   for ax, (table, part, title) in zip(axes, panels):
     for name, color in (("IWAE", "tab:blue"), ("DReG", "tab:red")):
       snr = [r[part]["snr_median"] for r in table if r["estimator"] == name]
@@ -158,8 +194,9 @@ def draw(path, rows, linear, ks, args):
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-  fig.suptitle(f"signal-to-noise ratio of the IWAE_k gradient, {args.draws} draws (MNIST: {args.batch} test images)",
-               fontsize=10)  # fmt: skip
+  fig.suptitle(
+    f"signal-to-noise ratio of the IWAE_k gradient, {args.draws} draws (MNIST: {args.batch} test images)", fontsize=10
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -44,6 +44,10 @@ def make_vae(config, data_shape):
   """The factory jaxvae calls: ``--latent-dim`` (default 16 here) sets d."""
   latent_dim = config.latent_dim or 16
   return jaxvae.VAE.from_modules(
-      Encoder(latent_dim), Decoder(tuple(data_shape)), data_shape=data_shape, latent_dim=latent_dim,
-      likelihood="bernoulli", prior="normal",
+    Encoder(latent_dim),
+    Decoder(tuple(data_shape)),
+    data_shape=data_shape,
+    latent_dim=latent_dim,
+    likelihood="bernoulli",
+    prior="normal",
   )

@@ -21,8 +21,9 @@ TIMING = ("images_per_sec", "seconds")
 
 
 def jaxvae(*args):
-  return subprocess.Popen([sys.executable, "-m", "jaxvae.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)  # fmt: skip
+  return subprocess.Popen(
+    [sys.executable, "-m", "jaxvae.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
 
 
 def rows(folder):
@@ -48,8 +49,17 @@ def main(argv=None):
   parser.add_argument("--k", type=int, default=1000, help="importance samples per test image in jaxvae eval")
   parser.add_argument("--workdir", default="runs/own_model")
   args = parser.parse_args(argv)
-  run = ["--model", MODEL, "--epochs", str(args.epochs), "--n-train", str(args.n_train), "--n-test", str(args.n_test),
-         "--no-progress"]  # fmt: skip
+  run = [
+    "--model",
+    MODEL,
+    "--epochs",
+    str(args.epochs),
+    "--n-train",
+    str(args.n_train),
+    "--n-test",
+    str(args.n_test),
+    "--no-progress",
+  ]
   a, b = os.path.join(args.workdir, "A"), os.path.join(args.workdir, "B")
 
   t0 = time.perf_counter()
@@ -64,13 +74,17 @@ def main(argv=None):
   print(f"B: {err.strip()}")
   finish(jaxvae("train", "--resume", b, "--no-progress"), "jaxvae train --resume (B)")
   same = rows(a) == rows(b)
-  print(f"B resumed to epoch {rows(b)[-1]['epoch']}: metrics.jsonl {'equals' if same else 'DIFFERS FROM'} A's "
-        f"({len(rows(a))} rows, timing fields aside)")
+  print(
+    f"B resumed to epoch {rows(b)[-1]['epoch']}: metrics.jsonl {'equals' if same else 'DIFFERS FROM'} A's "
+    f"({len(rows(a))} rows, timing fields aside)"
+  )
 
   out, _ = finish(jaxvae("eval", "--workdir", b, "--k", str(args.k), "--no-progress"), "jaxvae eval (B)")
   print(out.strip())
-  out, _ = finish(jaxvae("sweep", *run, "--epochs", "1", "--grid", "seed=0,1", "--workdir",
-                         os.path.join(args.workdir, "sweep")), "jaxvae sweep")  # fmt: skip
+  out, _ = finish(
+    jaxvae("sweep", *run, "--epochs", "1", "--grid", "seed=0,1", "--workdir", os.path.join(args.workdir, "sweep")),
+    "jaxvae sweep",
+  )
   print(out.strip().splitlines()[-1])
   if not same:
     sys.exit(1)

@@ -30,8 +30,9 @@ import jaxvae
 from jaxvae.nets import MLPDecoder, MLPEncoder
 
 
-def pinwheel(n: int, arms: int = 5, radial_std: float = 0.3, tangential_std: float = 0.05, rate: float = 0.25,
-             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def pinwheel(
+  n: int, arms: int = 5, radial_std: float = 0.3, tangential_std: float = 0.05, rate: float = 0.25, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
   """``n`` points of a pinwheel with ``arms`` arms, and the arm of each: Johnson et al.'s construction."""
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, arms, n)
@@ -49,12 +50,12 @@ def heteroscedastic_gaussian(dim: int) -> jaxvae.Likelihood:
   kept above -5, so that no point can collapse the density.
   """
   return jaxvae.Likelihood(
-      name="heteroscedastic-gaussian",
-      output_shape=(2 * dim,),  # the decoder's raw output: mu and log sigma
-      init=lambda: {},
-      outputs=lambda params, raw: jaxvae.Gaussian(raw[..., :dim], jnp.maximum(raw[..., dim:], -5.0)),
-      log_prob=lambda x, g: jaxvae.gaussian_log_prob(g, x),
-      mean=lambda g: g.mean,
+    name="heteroscedastic-gaussian",
+    output_shape=(2 * dim,),  # the decoder's raw output: mu and log sigma
+    init=lambda: {},
+    outputs=lambda params, raw: jaxvae.Gaussian(raw[..., :dim], jnp.maximum(raw[..., dim:], -5.0)),
+    log_prob=lambda x, g: jaxvae.gaussian_log_prob(g, x),
+    mean=lambda g: g.mean,
   )
 
 
@@ -62,10 +63,12 @@ def make_vae(config, data_shape):
   """q_phi(z|x) and p_theta(x|z) as tanh MLPs, with the likelihood above."""
   likelihood = heteroscedastic_gaussian(data_shape[-1])
   return jaxvae.VAE.from_modules(
-      MLPEncoder(hidden=(64, 64), latent_dim=2, activation="tanh"),
-      MLPDecoder(hidden=(64, 64), out_shape=likelihood.output_shape, activation="tanh"),
-      data_shape=data_shape, latent_dim=2, likelihood=likelihood,
-  )  # fmt: skip
+    MLPEncoder(hidden=(64, 64), latent_dim=2, activation="tanh"),
+    MLPDecoder(hidden=(64, 64), out_shape=likelihood.output_shape, activation="tanh"),
+    data_shape=data_shape,
+    latent_dim=2,
+    likelihood=likelihood,
+  )
 
 
 def draw(path: str, data: jaxvae.Dataset, vae: jaxvae.VAE, params, summary: dict, evaluation: dict) -> None:
@@ -80,12 +83,22 @@ def draw(path: str, data: jaxvae.Dataset, vae: jaxvae.VAE, params, summary: dict
   g = vae.p_theta(params, vae.sample_p_z(params, k_z, len(x)))
   samples = np.asarray(g.mean + jnp.exp(g.log_scale) * jax.random.normal(k_x, g.mean.shape))
   fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
-  panels = ((x, labels, "test data x (colour: arm)", "x1", "x2"),
-            (codes, labels, "codes: the means of q_phi(z|x)", "z1", "z2"),
-            (samples, None, "samples x ~ p_theta(x|z), z ~ p(z)", "x1", "x2"))  # fmt: skip
+  panels = (
+    (x, labels, "test data x (colour: arm)", "x1", "x2"),
+    (codes, labels, "codes: the means of q_phi(z|x)", "z1", "z2"),
+    (samples, None, "samples x ~ p_theta(x|z), z ~ p(z)", "x1", "x2"),
+  )
   for ax, (points, colour, title, xl, yl) in zip(axes, panels):
-    ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6, c=colour, cmap="tab10" if colour is not None else None,
-               color=None if colour is not None else "tab:red", rasterized=True)  # fmt: skip
+    ax.scatter(
+      points[:, 0],
+      points[:, 1],
+      s=3,
+      alpha=0.6,
+      c=colour,
+      cmap="tab10" if colour is not None else None,
+      color=None if colour is not None else "tab:red",
+      rasterized=True,
+    )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
@@ -93,9 +106,11 @@ def draw(path: str, data: jaxvae.Dataset, vae: jaxvae.VAE, params, summary: dict
     ax.grid(alpha=0.3)
   axes[2].set_xlim(axes[0].get_xlim())
   axes[2].set_ylim(axes[0].get_ylim())
-  fig.suptitle(f"pinwheel, {summary['epochs']} epochs: test ELBO {summary['test_elbo']:.3f} nats, "
-               f"log p(x) {evaluation['test_log_px']:.3f} +- {evaluation['test_log_px_se']:.3f} (k = {evaluation['k']})",
-               fontsize=10)  # fmt: skip
+  fig.suptitle(
+    f"pinwheel, {summary['epochs']} epochs: test ELBO {summary['test_elbo']:.3f} nats, "
+    f"log p(x) {evaluation['test_log_px']:.3f} +- {evaluation['test_log_px_se']:.3f} (k = {evaluation['k']})",
+    fontsize=10,
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -119,14 +134,18 @@ def main(argv=None):
   data = jaxvae.load_npz(path)  # a jaxvae.Dataset, named npz:PATH so that the run folder can reload it
   config = jaxvae.Config(epochs=args.epochs, batch_size=100, lr=3e-3)
   run = os.path.join(args.workdir, "run")
-  summary = jaxvae.train_and_evaluate(config, run, model=make_vae, data=data, overwrite=True, progress=False,
-                                      verbose=False)  # fmt: skip
+  summary = jaxvae.train_and_evaluate(
+    config, run, model=make_vae, data=data, overwrite=True, progress=False, verbose=False
+  )
   evaluation = jaxvae.evaluate_run(run, k=args.k, progress=False)
   loaded = jaxvae.evaluate.load_run(run)
   draw(os.path.join(args.workdir, "pinwheel.png"), loaded.setup.data, loaded.vae, loaded.params, summary, evaluation)
-  print(f"pinwheel: {args.n_train} training points, {args.epochs} epochs in {summary['seconds']:.1f} s; test ELBO "
-        f"{summary['test_elbo']:.3f} nats, log p(x) {evaluation['test_log_px']:.3f} +- {evaluation['test_log_px_se']:.3f} "
-        f"(k = {args.k}); active units {evaluation['active_units']} of 2; wrote {os.path.join(args.workdir, 'pinwheel.png')}")
+  print(
+    f"pinwheel: {args.n_train} training points, {args.epochs} epochs in {summary['seconds']:.1f} s; test ELBO "
+    f"{summary['test_elbo']:.3f} nats, log p(x) {evaluation['test_log_px']:.3f} +- {evaluation['test_log_px_se']:.3f} "
+    f"(k = {args.k}); active units {evaluation['active_units']} of 2; "
+    f"wrote {os.path.join(args.workdir, 'pinwheel.png')}"
+  )
 
 
 if __name__ == "__main__":

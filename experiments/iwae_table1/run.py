@@ -35,13 +35,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/, for cells.py
 
-from cells import train_then_evaluate  # noqa: E402
-from jaxvae.config import Config  # noqa: E402
+from cells import train_then_evaluate
+
+from jaxvae.config import Config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEDULES = {
-    "paper": dict(epochs=3280, batch_size=20, eval_k=5000, eval_n_test=None),
-    "short": dict(epochs=13, batch_size=100, eval_k=5000, eval_n_test=2000),
+  "paper": dict(epochs=3280, batch_size=20, eval_k=5000, eval_n_test=None),
+  "short": dict(epochs=13, batch_size=100, eval_k=5000, eval_n_test=2000),
 }
 
 
@@ -62,7 +63,7 @@ def run_cell(cell: dict, schedule: dict, workdir: str, seed: int) -> dict:
   if cell["run"] != cell["name"]:
     config = config.replace(objective="vae")
   summary, evaluation = train_then_evaluate(
-      config, os.path.join(workdir, cell["run"]), k=schedule["eval_k"], n_test=schedule["eval_n_test"]
+    config, os.path.join(workdir, cell["run"]), k=schedule["eval_k"], n_test=schedule["eval_n_test"]
   )
   return {"summary": summary, "eval": evaluation}
 
@@ -73,8 +74,9 @@ def run_program(cells: list[dict], schedule: dict, workdir: str, seed: int) -> d
   from jaxvae.sweep import model_name, run_sweep
 
   trained = [c for c in cells if c["run"] == c["name"]]
-  configs = [Config(**c["config"], epochs=schedule["epochs"], batch_size=schedule["batch_size"], seed=seed)
-             for c in trained]  # fmt: skip
+  configs = [
+    Config(**c["config"], epochs=schedule["epochs"], batch_size=schedule["batch_size"], seed=seed) for c in trained
+  ]
   folder = os.path.join(workdir, "programs", f"burda{cells[0]['layers']}_k{cells[0]['k']}")
   if not os.path.exists(os.path.join(folder, "sweep.json")):
     print(f"== {folder}: {len(configs)} models in one program", flush=True)
@@ -102,36 +104,39 @@ def write_results(cells: list[dict], results: dict, schedule_name: str, schedule
   n_test = schedule["eval_n_test"]
   images = "all 10,000" if n_test is None else f"the first {n_test:,}"
   lines = [
-      f"# Burda et al. (2016) Table 1, reproduced: `{schedule_name}` schedule",
-      "",
-      f"Test log-likelihood log p(x) in nats, dynamically binarized MNIST. Ours: importance sampling with "
-      f"k = {schedule['eval_k']} on {images} test images (binarized once, seed 0); training: batch "
-      f"{schedule['batch_size']}, {schedule['epochs']} epochs, Adam (0.9, 0.999, eps 1e-4), "
-      "lr 1e-3 * 10^(-i/7) for 3^i epochs; seed 0.",
-      "",
-      "| layers | objective | k | paper | ours | ours - paper | ± (s.e. over images) | test ELBO | active units | epochs | train time | eval time |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    f"# Burda et al. (2016) Table 1, reproduced: `{schedule_name}` schedule",
+    "",
+    f"Test log-likelihood log p(x) in nats, dynamically binarized MNIST. Ours: importance sampling with "
+    f"k = {schedule['eval_k']} on {images} test images (binarized once, seed 0); training: batch "
+    f"{schedule['batch_size']}, {schedule['epochs']} epochs, Adam (0.9, 0.999, eps 1e-4), "
+    "lr 1e-3 * 10^(-i/7) for 3^i epochs; seed 0.",
+    "",
+    "| layers | objective | k | paper | ours | ours - paper | ± (s.e. over images) | test ELBO | active units | epochs "
+    "| train time | eval time |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for layers, objective, row in rows:
     for cell in row:
       r = results.get(cell["name"])
       if r is None:
-        lines.append(f"| {layers} | {objective.upper()} | {cell['k']} | {cell['paper_test_log_px']:.2f} | not run | | | | | | | |")
+        lines.append(
+          f"| {layers} | {objective.upper()} | {cell['k']} | {cell['paper_test_log_px']:.2f} | not run | | | | | | | |"
+        )
         continue
       s, e = r["summary"], r["eval"]
       same = " (same run as VAE)" if cell["run"] != cell["name"] else ""
       lines.append(
-          f"| {layers} | {objective.upper()} | {cell['k']} | {cell['paper_test_log_px']:.2f} | "
-          f"{e['test_log_px']:.2f}{same} | {e['test_log_px'] - cell['paper_test_log_px']:+.2f} | "
-          f"{e['test_log_px_se']:.2f} | {e['test_elbo']:.2f} | {'+'.join(map(str, e['active_units_per_layer']))} | "
-          f"{s['epochs']} | {s['seconds'] / 60:.1f} min | {e['seconds'] / 60:.1f} min |"
+        f"| {layers} | {objective.upper()} | {cell['k']} | {cell['paper_test_log_px']:.2f} | "
+        f"{e['test_log_px']:.2f}{same} | {e['test_log_px'] - cell['paper_test_log_px']:+.2f} | "
+        f"{e['test_log_px_se']:.2f} | {e['test_elbo']:.2f} | {'+'.join(map(str, e['active_units_per_layer']))} | "
+        f"{s['epochs']} | {s['seconds'] / 60:.1f} min | {e['seconds'] / 60:.1f} min |"
       )
   lines += [
-      "",
-      "Paper: Burda, Grosse & Salakhutdinov, \"Importance Weighted Autoencoders\", ICLR 2016, Table 1",
-      "(batch 20, 3280 epochs, k = 5000 on the full test set). Rerun: "
-      f"`python experiments/iwae_table1/run.py --schedule {schedule_name}`.",
-      "",
+    "",
+    'Paper: Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", ICLR 2016, Table 1',
+    "(batch 20, 3280 epochs, k = 5000 on the full test set). Rerun: "
+    f"`python experiments/iwae_table1/run.py --schedule {schedule_name}`.",
+    "",
   ]
   with open(path, "w") as f:
     f.write("\n".join(lines))
@@ -144,8 +149,9 @@ def main(argv=None):
   parser.add_argument("--cells", nargs="*", help="cell names to run (default: all), e.g. burda1_vae_k1")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default=os.path.join(HERE, "results.md"))
-  parser.add_argument("--together", action="store_true",
-                      help="train VAE and IWAE of each (layers, k) as one vmapped program (6 programs)")
+  parser.add_argument(
+    "--together", action="store_true", help="train VAE and IWAE of each (layers, k) as one vmapped program (6 programs)"
+  )
   args = parser.parse_args(argv)
   schedule = SCHEDULES[args.schedule]
   cells = load_cells()

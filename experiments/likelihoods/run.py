@@ -20,15 +20,19 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/, for cells.py
 
-from cells import train_then_evaluate  # noqa: E402
-from jaxvae.config import Config  # noqa: E402
+from cells import train_then_evaluate
+
+from jaxvae.config import Config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CELLS = {
-    "gaussian-fixed": ("Gaussian, fixed sigma = 0.1", dict(likelihood="gaussian", gaussian_scale="fixed")),
-    "gaussian-global": ("Gaussian, one learned sigma", dict(likelihood="gaussian", gaussian_scale="global")),
-    "gaussian-per-pixel": ("Gaussian, a learned sigma per pixel", dict(likelihood="gaussian", gaussian_scale="per-pixel")),
-    "logistic": ("discretized logistic mixture, 5 components", dict(likelihood="discretized-logistic", mixtures=5)),
+  "gaussian-fixed": ("Gaussian, fixed sigma = 0.1", dict(likelihood="gaussian", gaussian_scale="fixed")),
+  "gaussian-global": ("Gaussian, one learned sigma", dict(likelihood="gaussian", gaussian_scale="global")),
+  "gaussian-per-pixel": (
+    "Gaussian, a learned sigma per pixel",
+    dict(likelihood="gaussian", gaussian_scale="per-pixel"),
+  ),
+  "logistic": ("discretized logistic mixture, 5 components", dict(likelihood="discretized-logistic", mixtures=5)),
 }
 
 
@@ -43,28 +47,30 @@ def main(argv=None):
   rows = []
   for name, (label, changes) in CELLS.items():
     config = Config(epochs=args.epochs, **changes)
-    summary, e = train_then_evaluate(config, os.path.join(args.workdir, f"{name}-{args.epochs}"), k=args.k,
-                                     n_test=args.n_test)  # fmt: skip
+    summary, e = train_then_evaluate(
+      config, os.path.join(args.workdir, f"{name}-{args.epochs}"), k=args.k, n_test=args.n_test
+    )
     rows.append((label, summary, e))
     write(rows, args)
 
 
 def write(rows, args) -> None:
   lines = [
-      f"# Likelihoods for 8-bit MNIST at the same budget ({args.epochs} epochs)",
-      "",
-      f"MLP VAE 784-400-20, Adam 1e-3, batch 128, {args.epochs} epochs, seed 0, MNIST pixels as 8-bit values. "
-      f"bits/dim = -log p(x) / (784 ln 2); the ELBO column is over all 10,000 test images, the importance-sampled "
-      f"one over the first {args.n_test:,} with k = {args.k}. Lower is better.",
-      "",
-      "| likelihood p(x\\|z) | bits/dim from -ELBO | bits/dim from IS log p(x) | test ELBO (nats) | test log p(x) | KL | train time |",
-      "|---|---|---|---|---|---|---|",
+    f"# Likelihoods for 8-bit MNIST at the same budget ({args.epochs} epochs)",
+    "",
+    f"MLP VAE 784-400-20, Adam 1e-3, batch 128, {args.epochs} epochs, seed 0, MNIST pixels as 8-bit values. "
+    f"bits/dim = -log p(x) / (784 ln 2); the ELBO column is over all 10,000 test images, the importance-sampled "
+    f"one over the first {args.n_test:,} with k = {args.k}. Lower is better.",
+    "",
+    "| likelihood p(x\\|z) | bits/dim from -ELBO | bits/dim from IS log p(x) | test ELBO (nats) | test log p(x) | KL "
+    "| train time |",
+    "|---|---|---|---|---|---|---|",
   ]
   for label, s, e in rows:
     bpd_elbo = -s["test_elbo"] / (784 * math.log(2))
     lines.append(
-        f"| {label} | {bpd_elbo:.3f} | {e['bits_per_dim']:.3f} | {s['test_elbo']:.1f} | {e['test_log_px']:.1f} | "
-        f"{s['test_kl']:.1f} | {s['seconds'] / 60:.1f} min |"
+      f"| {label} | {bpd_elbo:.3f} | {e['bits_per_dim']:.3f} | {s['test_elbo']:.1f} | {e['test_log_px']:.1f} | "
+      f"{s['test_kl']:.1f} | {s['seconds'] / 60:.1f} min |"
     )
   lines += ["", f"Rerun: `python experiments/likelihoods/run.py --epochs {args.epochs}`.", ""]
   with open(args.out, "w") as f:

@@ -31,25 +31,26 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cells import train_then_evaluate  # noqa: E402
+from cells import train_then_evaluate
 
-from jaxvae.config import Config  # noqa: E402
-from jaxvae.evaluate import inference_gaps  # noqa: E402
+from jaxvae.config import Config
+from jaxvae.evaluate import inference_gaps
 
 COMMON = dict(batch_size=100, lr=1e-3, adam_eps=1e-4, seed=0)
 ROWS = {
-    "gaussian": dict(model="burda1"),
-    "iaf": dict(model="burda1", posterior="iaf", flow_steps=2, flow_hidden=(320, 320)),
-    "burda2": dict(model="burda2", warmup_epochs=10.0),
-    "ladder": dict(model="ladder", warmup_epochs=10.0, skip_grad_norm=500.0),
+  "gaussian": dict(model="burda1"),
+  "iaf": dict(model="burda1", posterior="iaf", flow_steps=2, flow_hidden=(320, 320)),
+  "burda2": dict(model="burda2", warmup_epochs=10.0),
+  "ladder": dict(model="ladder", warmup_epochs=10.0, skip_grad_norm=500.0),
 }
 GAPS = ("gaussian", "iaf")
 
 
 def command(row: str, epochs: int, folder: str) -> str:
   flags = {**COMMON, **ROWS[row], "epochs": epochs}
-  text = " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
-                  for k, v in flags.items())  # fmt: skip
+  text = " ".join(
+    f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in flags.items()
+  )
   return f"jaxvae train {text} --workdir {folder} && jaxvae eval --workdir {folder} --k 5000"
 
 
@@ -69,8 +70,12 @@ def main(argv=None) -> None:
     config = Config(**COMMON, **ROWS[row], epochs=args.epochs)
     t0 = time.perf_counter()
     summary, evaluation = train_then_evaluate(config, folder, k=5000)
-    out = {"command": command(row, args.epochs, folder), "summary": summary, "eval": evaluation,
-           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"}  # fmt: skip
+    out = {
+      "command": command(row, args.epochs, folder),
+      "summary": summary,
+      "eval": evaluation,
+      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    }
     if row in GAPS:
       gaps_path = os.path.join(folder, "gaps.json")
       if not os.path.exists(gaps_path):
@@ -85,8 +90,11 @@ def main(argv=None) -> None:
     with open(path, "w") as f:
       json.dump(results, f, indent=2)
     e = evaluation
-    print(f"{row}: log p(x) {e['test_log_px']:.2f} +- {e['test_log_px_se']:.2f}, ELBO {e['test_elbo']:.2f}, "
-          f"active {e['active_units_per_layer']}", flush=True)  # fmt: skip
+    print(
+      f"{row}: log p(x) {e['test_log_px']:.2f} +- {e['test_log_px_se']:.2f}, ELBO {e['test_elbo']:.2f}, "
+      f"active {e['active_units_per_layer']}",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

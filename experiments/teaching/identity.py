@@ -42,15 +42,18 @@ def linear_gaussian_part(steps: int, data_dim: int = 8, latent_dim: int = 3, n: 
     params = vae.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     params["decoder"] = {
-        "W": jnp.asarray(rng.normal(size=(data_dim, latent_dim))),
-        "b": jnp.asarray(rng.normal(size=data_dim)),
-        "log_sigma": jnp.asarray(np.log(0.5)),
+      "W": jnp.asarray(rng.normal(size=(data_dim, latent_dim))),
+      "b": jnp.asarray(rng.normal(size=data_dim)),
+      "log_sigma": jnp.asarray(np.log(0.5)),
     }
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
     # Data from the model itself: z ~ p(z), x ~ p(x|z).
     z = rng.normal(size=(n, latent_dim))
-    x = jnp.asarray(z @ np.asarray(params["decoder"]["W"]).T + np.asarray(params["decoder"]["b"])
-                    + 0.5 * rng.normal(size=(n, data_dim)))  # fmt: skip
+    x = jnp.asarray(
+      z @ np.asarray(params["decoder"]["W"]).T
+      + np.asarray(params["decoder"]["b"])
+      + 0.5 * rng.normal(size=(n, data_dim))
+    )
 
     def terms(encoder):
       p = {**params, "encoder": encoder}
@@ -70,8 +73,10 @@ def linear_gaussian_part(steps: int, data_dim: int = 8, latent_dim: int = 3, n: 
 
     encoder = params["encoder"]
     opt_state = optimizer.init(encoder)
-    print(f"Part 1: linear-Gaussian VAE, D = {data_dim}, d = {latent_dim}, {n} data points from the model; "
-          "q_phi trained by the reparameterized ELBO (16 samples, Adam 0.05); exact terms in float64, nats per point")
+    print(
+      f"Part 1: linear-Gaussian VAE, D = {data_dim}, d = {latent_dim}, {n} data points from the model; "
+      "q_phi trained by the reparameterized ELBO (16 samples, Adam 0.05); exact terms in float64, nats per point"
+    )
     print(f"{'step':>5} {'log p(x)':>11} {'ELBO':>11} {'KL(q||p(z|x))':>14} {'max |log p(x) - ELBO - KL|':>28}")
     worst = 0.0
     for t in range(steps + 1):
@@ -79,13 +84,17 @@ def linear_gaussian_part(steps: int, data_dim: int = 8, latent_dim: int = 3, n: 
         log_px, bound, kl = terms(encoder)
         residual = float(jnp.max(jnp.abs(log_px - bound - kl)))
         worst = max(worst, residual)
-        print(f"{t:>5} {float(jnp.mean(log_px)):>11.4f} {float(jnp.mean(bound)):>11.4f} {float(jnp.mean(kl)):>14.6f} "
-              f"{residual:>28.2e}")
+        print(
+          f"{t:>5} {float(jnp.mean(log_px)):>11.4f} {float(jnp.mean(bound)):>11.4f} {float(jnp.mean(kl)):>14.6f} "
+          f"{residual:>28.2e}"
+        )
       if t < steps:
         encoder, opt_state = step(encoder, opt_state, jax.random.key(t))
     print(f"the identity holds to {worst:.1e} nats (largest violation over every step and data point; bound 1e-4)")
-    print("log p(x) stays fixed (p is not trained); the ELBO rises exactly as the KL to the true posterior falls; "
-          "the KL stops above 0 because the true posterior is correlated and q is diagonal.\n")
+    print(
+      "log p(x) stays fixed (p is not trained); the ELBO rises exactly as the KL to the true posterior falls; "
+      "the KL stops above 0 because the true posterior is correlated and q is diagonal.\n"
+    )
     return worst
 
 
@@ -104,8 +113,10 @@ def mnist_part(workdir: str | None, n_test: int = 500, k: int = 1000) -> None:
   print(f"Part 2: {workdir} (epoch {epoch}), the first {n_test} test images, nats per image:")
   print(f"  log p(x) (importance sampling, k = {k})        {lp.mean():9.3f}   (sampling s.e. {se:.4f})")
   print(f"  ELBO (closed-form KL, 1000 samples of z)        {el.mean():9.3f}")
-  print(f"  KL(q_phi(z|x) || p(z|x)) = log p(x) - ELBO        {lp.mean() - el.mean():9.3f}   "
-        f"(>= 0 for {np.mean(lp >= el):.0%} of the images)")
+  print(
+    f"  KL(q_phi(z|x) || p(z|x)) = log p(x) - ELBO        {lp.mean() - el.mean():9.3f}   "
+    f"(>= 0 for {np.mean(lp >= el):.0%} of the images)"
+  )
 
 
 def main(argv=None):

@@ -21,21 +21,23 @@ TIMING = ("images_per_sec", "seconds", "samples_per_sec")
 EVALUATED = ("mlp", "conv", "burda2_iwae_k3", "logistic_mixture", "vamp_prior")
 TINY = dict(n_train=256, n_test=64, batch_size=32, epochs=2)
 CASES = {
-    "mlp": dict(hidden=(32,), latent_dim=4),
-    "mlp_k3_mc_kl": dict(hidden=(32,), latent_dim=4, k=3, kl="mc"),
-    "mlp_beta_warmup_free_bits": dict(hidden=(32,), latent_dim=4, beta=2.0, warmup_epochs=1.5, free_bits=0.2),
-    "mlp_static_clip_burda_lr": dict(hidden=(32,), latent_dim=4, binarization="static", clip_grad_norm=5.0,
-                                     lr_schedule="burda", adam_eps=1e-4),
-    "conv": dict(net="conv", conv_channels=(4, 8), latent_dim=4),
-    "burda1_iwae_k5": dict(model="burda1", objective="iwae", k=5),
-    "burda2_vae": dict(model="burda2", hidden=(32,), latent_dim=8, hidden2=(16,), latent_dim2=4),
-    "burda2_iwae_k3": dict(model="burda2", hidden=(32,), latent_dim=8, hidden2=(16,), latent_dim2=4,
-                           objective="iwae", k=3),
-    "gaussian_per_pixel": dict(hidden=(32,), latent_dim=4, likelihood="gaussian", gaussian_scale="per-pixel"),
-    "gaussian_fixed": dict(hidden=(32,), latent_dim=4, likelihood="gaussian", gaussian_scale="fixed"),
-    "logistic_mixture": dict(hidden=(32,), latent_dim=4, likelihood="discretized-logistic", mixtures=3),
-    "mog_prior": dict(hidden=(32,), latent_dim=4, prior="mog", prior_components=5),
-    "vamp_prior": dict(hidden=(32,), latent_dim=4, prior="vamp", prior_components=8, warmup_epochs=1.0),
+  "mlp": dict(hidden=(32,), latent_dim=4),
+  "mlp_k3_mc_kl": dict(hidden=(32,), latent_dim=4, k=3, kl="mc"),
+  "mlp_beta_warmup_free_bits": dict(hidden=(32,), latent_dim=4, beta=2.0, warmup_epochs=1.5, free_bits=0.2),
+  "mlp_static_clip_burda_lr": dict(
+    hidden=(32,), latent_dim=4, binarization="static", clip_grad_norm=5.0, lr_schedule="burda", adam_eps=1e-4
+  ),
+  "conv": dict(net="conv", conv_channels=(4, 8), latent_dim=4),
+  "burda1_iwae_k5": dict(model="burda1", objective="iwae", k=5),
+  "burda2_vae": dict(model="burda2", hidden=(32,), latent_dim=8, hidden2=(16,), latent_dim2=4),
+  "burda2_iwae_k3": dict(
+    model="burda2", hidden=(32,), latent_dim=8, hidden2=(16,), latent_dim2=4, objective="iwae", k=3
+  ),
+  "gaussian_per_pixel": dict(hidden=(32,), latent_dim=4, likelihood="gaussian", gaussian_scale="per-pixel"),
+  "gaussian_fixed": dict(hidden=(32,), latent_dim=4, likelihood="gaussian", gaussian_scale="fixed"),
+  "logistic_mixture": dict(hidden=(32,), latent_dim=4, likelihood="discretized-logistic", mixtures=3),
+  "mog_prior": dict(hidden=(32,), latent_dim=4, prior="mog", prior_components=5),
+  "vamp_prior": dict(hidden=(32,), latent_dim=4, prior="vamp", prior_components=8, warmup_epochs=1.0),
 }
 
 
