@@ -29,13 +29,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import jaxvae.distributions as D
-import jaxvae.likelihoods
-import jaxvae.objectives
-import jaxvae.train as T
-from jaxvae.build import make_objective, make_optimizer, make_vae
-from jaxvae.config import Config
-from jaxvae.data import load_mnist, static_binarize
+import jaxvae.core.distributions as D
+import jaxvae.core.likelihoods
+import jaxvae.core.objectives
+import jaxvae.training.train as T
+from jaxvae.core.data import load_mnist, static_binarize
+from jaxvae.runs.build import make_objective, make_optimizer, make_vae
+from jaxvae.runs.config import Config
 
 
 def jax_random_binarize(key, images):
@@ -52,39 +52,39 @@ def bernoulli_log_prob_4d(x, logits, event_ndim=3):
 
 
 def elbo_with_sample_axis(vae, params, x, key, *, k=1, analytic_kl=True):
-  """jaxvae.objectives.elbo as it was: z on a [k, B, d] sample axis even for k = 1."""
+  """jaxvae.core.objectives.elbo as it was: z on a [k, B, d] sample axis even for k = 1."""
   q = vae.q_phi(params, x)
-  z = jaxvae.objectives.gaussian_sample(key, q, (k,))
+  z = jaxvae.core.objectives.gaussian_sample(key, q, (k,))
   log_p_x_given_z = jnp.mean(vae.log_p_x_given_z(jnp.broadcast_to(x, (k,) + x.shape), vae.p_theta(params, z)), axis=0)
   kl_per_dim = vae.kl_q_p_z(params, q)
   kl = jnp.sum(kl_per_dim, axis=-1)
-  return jaxvae.objectives.ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim)
+  return jaxvae.core.objectives.ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim)
 
 
 @contextlib.contextmanager
 def swapped(binarize=False, eps=False, likelihood=False, sample_axis=False):
   saved = (
-    jaxvae.likelihoods.dynamic_binarize,
-    jaxvae.objectives.gaussian_sample,
+    jaxvae.core.likelihoods.dynamic_binarize,
+    jaxvae.core.objectives.gaussian_sample,
     D.bernoulli_log_prob,
-    jaxvae.objectives.elbo,
+    jaxvae.core.objectives.elbo,
   )
   if binarize:
-    jaxvae.likelihoods.dynamic_binarize = jax_random_binarize
+    jaxvae.core.likelihoods.dynamic_binarize = jax_random_binarize
   if eps:
-    jaxvae.objectives.gaussian_sample = jax_random_sample
+    jaxvae.core.objectives.gaussian_sample = jax_random_sample
   if likelihood:
     D.bernoulli_log_prob = bernoulli_log_prob_4d
   if sample_axis:
-    jaxvae.objectives.elbo = elbo_with_sample_axis
+    jaxvae.core.objectives.elbo = elbo_with_sample_axis
   try:
     yield
   finally:
     (
-      jaxvae.likelihoods.dynamic_binarize,
-      jaxvae.objectives.gaussian_sample,
+      jaxvae.core.likelihoods.dynamic_binarize,
+      jaxvae.core.objectives.gaussian_sample,
       D.bernoulli_log_prob,
-      jaxvae.objectives.elbo,
+      jaxvae.core.objectives.elbo,
     ) = saved
 
 

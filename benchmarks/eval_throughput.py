@@ -2,7 +2,7 @@
 
   python benchmarks/eval_throughput.py [--model mlp|burda1|burda2] [--k 5000] [--n-test 500] [--quick]
 
-Runs the evaluator that `jaxvae eval` runs (``jaxvae.estimators.make_batch_evaluator``: k samples
+Runs the evaluator that `jaxvae eval` runs (``jaxvae.core.estimators.make_batch_evaluator``: k samples
 z ~ q_phi(z|x) per test image, drawn in chunks, log-weights combined with a running maximum)
 on the first ``--n-test`` test images, after one warm-up batch that compiles it. The model's
 parameters are freshly initialised: the cost does not depend on their values. Prints samples/s,
@@ -19,10 +19,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxvae.config import Config
-from jaxvae.data import load_mnist
-from jaxvae.estimators import make_batch_evaluator
-from jaxvae.run import prepare_model
+from jaxvae.core.data import load_mnist
+from jaxvae.core.estimators import make_batch_evaluator
+from jaxvae.runs.config import Config
+from jaxvae.runs.run import prepare_model
 
 
 def main(argv=None):

@@ -24,7 +24,7 @@ import tempfile
 
 
 def jaxvae(*args: str) -> None:
-  subprocess.run([sys.executable, "-m", "jaxvae.cli", *args], check=True, stdout=subprocess.DEVNULL)
+  subprocess.run([sys.executable, "-m", "jaxvae", *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> int:

@@ -31,11 +31,11 @@ import time
 import jax
 import numpy as np
 
-from jaxvae.run import TIMING_KEYS, read_metrics
+from jaxvae.runs.run import TIMING_KEYS, read_metrics
 
 
 def command(args: list[str]) -> list[str]:
-  return [sys.executable, "-m", "jaxvae.cli", "train", *args, "--no-progress"]
+  return [sys.executable, "-m", "jaxvae", "train", *args, "--no-progress"]
 
 
 def rows(workdir: str) -> list[dict]:

@@ -10,8 +10,8 @@ timed in alternating rounds against the matmul ceiling of benchmarks/throughput.
 
   bare       batches binarized once beforehand (no draw per step), z = mu + sigma * 0.5
              (no draw), no metrics out of the step, optax.adam
-  +gather    each batch gathered from the uint8 images and binarized afresh (jaxvae.rng)
-  +eps       eps ~ N(0, I) drawn for z = mu + sigma * eps (jaxvae.rng)
+  +gather    each batch gathered from the uint8 images and binarized afresh (jaxvae.core.rng)
+  +eps       eps ~ N(0, I) drawn for z = mu + sigma * eps (jaxvae.core.rng)
   +metrics   the batch means of the ELBO terms out of every step
   +skip      the gradient norm, and the update inside a lax.cond that skips it when the loss
              or the norm is not finite (what jaxvae's step does)
@@ -37,10 +37,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvae import rng
-from jaxvae.build import make_trainer
-from jaxvae.config import Config
-from jaxvae.data import load_mnist
+from jaxvae.core import rng
+from jaxvae.core.data import load_mnist
+from jaxvae.runs.build import make_trainer
+from jaxvae.runs.config import Config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import MatmulCeiling

@@ -21,9 +21,9 @@ import tempfile
 
 import jax
 
-from jaxvae.build import make_trainer
-from jaxvae.config import Config
-from jaxvae.data import load_mnist
+from jaxvae.core.data import load_mnist
+from jaxvae.runs.build import make_trainer
+from jaxvae.runs.config import Config
 
 
 def main():

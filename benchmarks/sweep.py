@@ -37,7 +37,7 @@ def jaxvae(*args: str) -> float:
   """Runs the jaxvae CLI in a fresh process; returns its wall time in seconds."""
   t0 = time.perf_counter()
   subprocess.run(
-    [sys.executable, "-m", "jaxvae.cli", *args, "--no-progress"],
+    [sys.executable, "-m", "jaxvae", *args, "--no-progress"],
     check=True,
     stdout=subprocess.DEVNULL,
     stderr=subprocess.PIPE,

@@ -4,7 +4,7 @@
   python benchmarks/table1_steps.py --quick    # one program (1 layer, k = 5)
 
 The 12 cells are 6 programs of 10 models: VAE and IWAE of one k have the same shapes and train as one vmapped
-program (the objective is the traced switch of ``jaxvae.objectives.vae_or_iwae``), and at k = 1
+program (the objective is the traced switch of ``jaxvae.core.objectives.vae_or_iwae``), and at k = 1
 the two objectives are the same (one model). So per number of layers: k = 1 (one model), k = 5
 (two), k = 50 (two). k changes the shapes: padding k = 1 and 5 to 50 with masked samples would put
 them in the k = 50 program at 50 / k times their work.
@@ -28,9 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import build, objectives
-from jaxvae.config import Config
-from jaxvae.train import Epoch
+from jaxvae.core import objectives
+from jaxvae.runs import build
+from jaxvae.runs.config import Config
+from jaxvae.training.train import Epoch
 
 PAPER_STEPS = 3280 * (60_000 // 20)
 PROGRAMS = [(layers, k) for layers in (1, 2) for k in (1, 5, 50)]

@@ -63,7 +63,7 @@ def write_png_dataset(data_dir: str, name: str, splits: dict[str, tuple[np.ndarr
 
 def write_dataset(data_dir: str) -> None:
   """The embedded MNIST as the prepared TFDS dataset ``mnist_png`` in ``data_dir`` (skipped if there)."""
-  from jaxvae.data import load_mnist
+  from jaxvae.core.data import load_mnist
 
   if not os.path.exists(os.path.join(data_dir, "mnist_png", "1.0.0", "dataset_info.json")):
     mnist = load_mnist()
@@ -84,7 +84,7 @@ def main(argv=None):
   write_dataset(args.data_dir)
   print(f"prepared dataset in {args.data_dir} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
-  import jaxvae.data as data
+  import jaxvae.core.data as data
 
   results = {}
   for name, limits in (("all", (None, None)), ("first 2000 + 500", (2000, 500))):

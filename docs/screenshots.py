@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 
-from jaxvae.launch import free_port
+from jaxvae.tools.launch import free_port
 
 
 def browser() -> str:
@@ -43,7 +43,7 @@ def main() -> int:
     [
       sys.executable,
       "-m",
-      "jaxvae.cli",
+      "jaxvae.tools.cli",
       "sweep",
       "--grid",
       "beta=0.5,1,2",

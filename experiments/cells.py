@@ -10,9 +10,9 @@ import json
 import os
 from typing import Any
 
-from jaxvae.config import Config
-from jaxvae.evaluate import evaluate_run
-from jaxvae.run import train_and_evaluate
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import evaluate_run
+from jaxvae.runs.run import train_and_evaluate
 
 
 def train_then_evaluate(

@@ -8,15 +8,15 @@ The extension points are values: a model (:meth:`VAE.from_modules` from two Line
 a :class:`Likelihood`, a :class:`Prior` and a :class:`Posterior`), an :class:`Objective`, and
 a :class:`Dataset`; :func:`train_and_evaluate`, :func:`run_sweep`, :func:`evaluate_run` and
 :func:`inference_gaps` take them (see docs/extending.md), and so does a :class:`Callback`, which
-a run calls on the host after each epoch. :mod:`jaxvae.flows` (the inverse
-autoregressive flow posterior) and :mod:`jaxvae.ladder` (the Ladder VAE) are built on them.
+a run calls on the host after each epoch. :mod:`jaxvae.core.flows` (the inverse
+autoregressive flow posterior) and :mod:`jaxvae.core.ladder` (the Ladder VAE) are built on them.
 """
 
-from jaxvae import callbacks, flows, ladder, likelihoods, objectives, posteriors, priors, writers
-from jaxvae.callbacks import Callback
-from jaxvae.config import Config
-from jaxvae.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
-from jaxvae.distributions import (
+import sys as _sys
+
+from jaxvae.core import distributions, flows, ladder, likelihoods, nets, objectives, posteriors, priors
+from jaxvae.core.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
+from jaxvae.core.distributions import (
   Gaussian,
   bernoulli_log_prob,
   gaussian_kl,
@@ -25,12 +25,10 @@ from jaxvae.distributions import (
   gaussian_sample,
   standard_normal_log_prob,
 )
-from jaxvae.errors import JaxvaeError
-from jaxvae.estimators import importance_sampled_log_px
-from jaxvae.evaluate import evaluate_run, inference_gaps
-from jaxvae.likelihoods import Likelihood
-from jaxvae.model import VAE
-from jaxvae.objectives import (
+from jaxvae.core.estimators import importance_sampled_log_px
+from jaxvae.core.likelihoods import Likelihood
+from jaxvae.core.model import VAE
+from jaxvae.core.objectives import (
   ELBOTerms,
   ImportanceTerms,
   Objective,
@@ -40,14 +38,25 @@ from jaxvae.objectives import (
   iwae_bound,
   kl_warmup,
 )
-from jaxvae.posteriors import Posterior
-from jaxvae.priors import Prior
-from jaxvae.run import RunStopped, train_and_evaluate
-from jaxvae.sweep import run_sweep, train_group
-from jaxvae.train import EMA, Trainer, TrainState, make_trainer
-from jaxvae.writers import tensorboard, wandb
+from jaxvae.core.posteriors import Posterior
+from jaxvae.core.priors import Prior
+from jaxvae.errors import JaxvaeError
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import evaluate_run, inference_gaps
+from jaxvae.runs.run import RunStopped, train_and_evaluate
+from jaxvae.runs.sweep import run_sweep, train_group
+from jaxvae.training.train import EMA, Trainer, TrainState, make_trainer
+from jaxvae.watch import callbacks, writers
+from jaxvae.watch.callbacks import Callback
+from jaxvae.watch.writers import tensorboard, wandb
 
 __version__ = "0.2.0"
+
+# The modules a model is built from keep their short import paths (``from jaxvae.likelihoods import
+# gaussian``, ``import jaxvae.nets``) besides their place in the layers (``jaxvae.core.likelihoods``).
+PUBLIC_MODULES = (callbacks, distributions, flows, ladder, likelihoods, nets, objectives, posteriors, priors, writers)
+for _module in PUBLIC_MODULES:
+  _sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[-1]}"] = _module
 
 __all__ = [
   "Callback",
@@ -69,6 +78,7 @@ __all__ = [
   "bernoulli_log_prob",
   "beta_elbo_loss",
   "callbacks",
+  "distributions",
   "dynamic_binarize",
   "elbo",
   "evaluate_run",
@@ -84,6 +94,7 @@ __all__ = [
   "kl_warmup",
   "ladder",
   "likelihoods",
+  "nets",
   "load_dataset",
   "load_mnist",
   "load_npz",

@@ -1,6 +1,6 @@
 """Shortcuts for the tests: the built-in model and trainer of a config, for MNIST-shaped data."""
 
-from jaxvae import build
+from jaxvae.runs import build
 
 MNIST_SHAPE = (28, 28, 1)
 

@@ -6,9 +6,9 @@ import os
 import pytest
 
 import jaxvae
-from jaxvae.config import Config
-from jaxvae.run import read_metrics, train_and_evaluate
-from jaxvae.sweep import run_sweep
+from jaxvae.runs.config import Config
+from jaxvae.runs.run import read_metrics, train_and_evaluate
+from jaxvae.runs.sweep import run_sweep
 
 SMALL = dict(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64)
 
@@ -100,8 +100,8 @@ def session_hparams(accumulator):
 def test_tensorboard_has_every_epoch_once_across_a_resume_with_the_values_of_metrics_jsonl(tmp_path, capsys):
   import shutil
 
-  from jaxvae.cli import main
-  from jaxvae.writers import tag
+  from jaxvae.tools.cli import main
+  from jaxvae.watch.writers import tag
 
   workdir = str(tmp_path / "run")
   tiny = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "256", "--n-test", "64"]
@@ -170,8 +170,8 @@ def test_tensorboard_serves_the_run_on_127_0_0_1_with_a_test_elbo_curve_of_3_poi
   import time
   import urllib.request
 
-  from jaxvae.cli import main
-  from jaxvae.launch import free_port
+  from jaxvae.tools.cli import main
+  from jaxvae.tools.launch import free_port
 
   pytest.importorskip("tensorboard")
   workdir = str(tmp_path / "W")
@@ -272,8 +272,8 @@ def test_wandb_offline_logs_every_epoch_once_across_a_resume_then_the_eval_resul
   import glob
 
   pytest.importorskip("wandb")
-  from jaxvae.cli import main
-  from jaxvae.writers import tag
+  from jaxvae.tools.cli import main
+  from jaxvae.watch.writers import tag
 
   monkeypatch.setenv("WANDB_MODE", "offline")
   monkeypatch.setenv("WANDB_SILENT", "true")
@@ -307,7 +307,7 @@ def test_wandb_offline_logs_every_epoch_once_across_a_resume_then_the_eval_resul
 
 def test_wandb_without_a_key_online_is_refused_before_the_run_starts(tmp_path, monkeypatch, capsys):
   pytest.importorskip("wandb")
-  from jaxvae.cli import main
+  from jaxvae.tools.cli import main
 
   for name in ("WANDB_MODE", "WANDB_API_KEY"):
     monkeypatch.delenv(name, raising=False)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from helpers import mnist_trainer as make_trainer
 
-from jaxvae.checkpoint import restore_checkpoint
-from jaxvae.cli import main
-from jaxvae.config import Config
+from jaxvae.runs.config import Config
+from jaxvae.tools.cli import main
+from jaxvae.training.checkpoint import restore_checkpoint
 
 SMOKE = [
   "--n-train",
@@ -122,7 +122,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags
 def test_console_script_reports_bad_input_without_a_traceback(tmp_path):
   workdir = tmp_path / "C"
   proc = subprocess.run(
-    [sys.executable, "-m", "jaxvae.cli", "train", "--beta", "-1", "--workdir", str(workdir)],
+    [sys.executable, "-m", "jaxvae", "train", "--beta", "-1", "--workdir", str(workdir)],
     capture_output=True,
     text=True,
     timeout=120,

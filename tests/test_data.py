@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import MNIST_FILES, load_dataset, read_idx
-from jaxvae.run import train_and_evaluate
+from jaxvae.core.data import MNIST_FILES, load_dataset, read_idx
+from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.runs.run import train_and_evaluate
 
 # md5 of the uncompressed files, as published with MNIST.
 MNIST_MD5 = {

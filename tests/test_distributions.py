@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from scipy.special import expit
 
-from jaxvae import distributions as D
+from jaxvae.core import distributions as D
 
 RNG = np.random.default_rng(0)
 

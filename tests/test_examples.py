@@ -41,7 +41,7 @@ def test_pinwheel_trains_a_vector_vae_with_its_own_likelihood_and_draws_it(tmp_p
   assert config["model"].endswith("pinwheel.py:make_vae") and config["dataset"].startswith("npz:")
   # The run folder rebuilds the model and the data from config.json: the CLI evaluates it.
   proc = subprocess.run(
-    [sys.executable, "-m", "jaxvae.cli", "eval", "--workdir", str(tmp_path / "run"), "--k", "5", "--no-progress"],
+    [sys.executable, "-m", "jaxvae", "eval", "--workdir", str(tmp_path / "run"), "--k", "5", "--no-progress"],
     capture_output=True,
     text=True,
     timeout=300,

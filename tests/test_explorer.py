@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvae.cli import main
-from jaxvae.config import Config
-from jaxvae.distributions import Gaussian
-from jaxvae.evaluate import load_run
-from jaxvae.explorer import check_explorable
-from jaxvae.run import write_run_files
-from jaxvae.teaching import bounds_on_grid
+from jaxvae.core.distributions import Gaussian
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import load_run
+from jaxvae.runs.run import write_run_files
+from jaxvae.tools.cli import main
+from jaxvae.tools.explorer import check_explorable
+from jaxvae.tools.teaching import bounds_on_grid
 
 TINY = [
   "--hidden",

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 import jaxvae
-from jaxvae import linear_gaussian as LG
-from jaxvae.cli import main
-from jaxvae.config import Config
-from jaxvae.data import Dataset
-from jaxvae.estimators import importance_sampled_log_px
-from jaxvae.evaluate import evaluate_run, load_run
-from jaxvae.nets import MLPDecoder, MLPEncoder
-from jaxvae.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.core import linear_gaussian as LG
+from jaxvae.core.data import Dataset
+from jaxvae.core.estimators import importance_sampled_log_px
+from jaxvae.core.nets import MLPDecoder, MLPEncoder
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import evaluate_run, load_run
+from jaxvae.runs.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.tools.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = Config(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2)
@@ -152,8 +152,8 @@ def _my_bernoulli(data_shape):
     outputs=lambda params, raw: raw,
     log_prob=log_prob,
     mean=jax.nn.sigmoid,
-    preprocess=jaxvae.likelihoods.bernoulli(data_shape).preprocess,
-    check=jaxvae.likelihoods.bernoulli(data_shape).check,
+    preprocess=jaxvae.core.likelihoods.bernoulli(data_shape).preprocess,
+    check=jaxvae.core.likelihoods.bernoulli(data_shape).check,
   )
 
 
@@ -439,7 +439,7 @@ def test_dreg_estimates_the_iwae_gradient_with_less_encoder_noise():
     g = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(p, jax.random.split(jax.random.key(5), n))
     return jax.tree.map(lambda a: np.asarray(a, np.float64), g)
 
-  iwae, dreg = jaxvae.objectives.iwae, jaxvae.objectives.iwae_dreg
+  iwae, dreg = jaxvae.core.objectives.iwae, jaxvae.core.objectives.iwae_dreg
   a, b = grads(iwae(5), 0.4), grads(dreg(5), 0.4)  # a poor q: both estimators are noisy
   for u, v in zip(jax.tree.leaves(a["decoder"]), jax.tree.leaves(b["decoder"])):
     np.testing.assert_allclose(u, v, rtol=2e-4, atol=1e-5)  # the same z, the same decoder gradient
@@ -474,9 +474,9 @@ def _example(name):
 
 
 def test_every_config_field_is_a_flag_and_a_grid_axis():
-  from jaxvae.cli import build_parser, config_from_args
-  from jaxvae.config import SPECS, overrides_from_args, parse_value
-  from jaxvae.sweep import parse_grid
+  from jaxvae.runs.config import SPECS, overrides_from_args, parse_value
+  from jaxvae.runs.sweep import parse_grid
+  from jaxvae.tools.cli import build_parser, config_from_args
 
   parser = build_parser()
   for command in ("train", "sweep"):
@@ -500,7 +500,7 @@ def test_every_config_field_is_a_flag_and_a_grid_axis():
 
 
 def test_the_readme_flag_table_is_the_one_the_specs_describe():
-  from jaxvae.config import flag_table
+  from jaxvae.runs.config import flag_table
 
   with open(os.path.join(ROOT, "README.md")) as f:
     readme = f.read()
@@ -547,7 +547,7 @@ def test_importing_jaxvae_loads_no_plotting_checkpointing_or_progress_library():
 
 def test_the_built_in_models_are_built_through_the_public_path():
   """mlp, conv, burda1 and burda2 are VAE.from_modules values: the same functions a user's model has."""
-  from jaxvae.build import make_vae
+  from jaxvae.runs.build import make_vae
 
   for config in (Config(), Config(net="conv"), Config(model="burda1"), Config(model="burda2")):
     vae = make_vae(config, (28, 28, 1))

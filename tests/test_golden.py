@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from helpers import MNIST_SHAPE
 
-from jaxvae.build import make_vae
-from jaxvae.config import Config
-from jaxvae.evaluate import evaluate_run
-from jaxvae.nets import GaussianMLP, MLPDecoder, MLPEncoder
-from jaxvae.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.core.nets import GaussianMLP, MLPDecoder, MLPEncoder
+from jaxvae.runs.build import make_vae
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import evaluate_run
+from jaxvae.runs.run import TIMING_KEYS, read_metrics, train_and_evaluate
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "golden_metrics.json")
 with open(GOLDEN) as f:

@@ -7,8 +7,8 @@ import pytest
 from helpers import mnist_trainer as make_trainer
 from helpers import mnist_vae as make_vae
 
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.objectives import elbo, importance_terms
+from jaxvae.core.objectives import elbo, importance_terms
+from jaxvae.runs.config import Config, JaxvaeError
 
 
 def _shapes(params):

@@ -15,10 +15,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvae.config import Config
-from jaxvae.launch import free_port, job_env
-from jaxvae.run import TIMING_KEYS, train_and_evaluate
-from jaxvae.sweep import run_sweep
+from jaxvae.runs.config import Config
+from jaxvae.runs.run import TIMING_KEYS, train_and_evaluate
+from jaxvae.runs.sweep import run_sweep
+from jaxvae.tools.launch import free_port, job_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +31,7 @@ def start(args, cwds=(ROOT, ROOT)):
   port = free_port()
   return [
     subprocess.Popen(
-      [sys.executable, "-m", "jaxvae.cli", *args],
+      [sys.executable, "-m", "jaxvae", *args],
       cwd=cwd,
       env=job_env(2, i, port),
       stdout=subprocess.PIPE,
@@ -98,7 +98,7 @@ def test_data_parallel_over_two_processes_trains_as_one_process_stops_together_a
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   two_devices = str(tmp_path / "two-devices")
   subprocess.run(
-    [sys.executable, "-m", "jaxvae.cli", *args, "--workdir", two_devices],
+    [sys.executable, "-m", "jaxvae", *args, "--workdir", two_devices],
     env=env,
     cwd=ROOT,
     check=True,
@@ -116,7 +116,7 @@ def test_data_parallel_over_two_processes_trains_as_one_process_stops_together_a
   done = len(rows_of(stopped))
   assert done < 3 and sorted(os.listdir(os.path.join(stopped, "checkpoints"))) == [str(e) for e in range(1, done + 1)]
 
-  from jaxvae.cli import main
+  from jaxvae.tools.cli import main
 
   assert main(["launch", "-n", "2", "train", "--resume", stopped, "--data-parallel", "--no-progress"]) == 0
   assert rows_of(stopped) == rows_of(straight)
@@ -124,7 +124,7 @@ def test_data_parallel_over_two_processes_trains_as_one_process_stops_together_a
 
 
 def test_a_sweep_over_two_processes_equals_the_one_process_sweep(tmp_path):
-  from jaxvae.cli import main
+  from jaxvae.tools.cli import main
 
   common = ["--epochs", "2", "--n-train", "1000", *SMALL]
   assert main(["launch", "-n", "2", "sweep", "--grid", "seed=0,1,2", *common, "--workdir", str(tmp_path / "two")]) == 0

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxvae import linear_gaussian as LG
-from jaxvae.distributions import Gaussian, gaussian_sample
-from jaxvae.objectives import beta_elbo_loss, elbo
+from jaxvae.core import linear_gaussian as LG
+from jaxvae.core.distributions import Gaussian, gaussian_sample
+from jaxvae.core.objectives import beta_elbo_loss, elbo
 
 DATA_DIM, LATENT_DIM = 6, 3
 
@@ -95,8 +95,8 @@ def test_analytic_kl_is_kl_to_the_standard_normal_prior(model):
 
 # --- IWAE, importance sampling, free bits, warm-up -------------------------------------------------
 
-from jaxvae.estimators import importance_sampled_log_px  # noqa: E402
-from jaxvae.objectives import ELBOTerms, importance_terms, iwae_bound, kl_warmup  # noqa: E402
+from jaxvae.core.estimators import importance_sampled_log_px  # noqa: E402
+from jaxvae.core.objectives import ELBOTerms, importance_terms, iwae_bound, kl_warmup  # noqa: E402
 
 
 def _wrong_q(params):

@@ -3,8 +3,8 @@
 import io
 import re
 
-from jaxvae.cli import main
-from jaxvae.progress import Progress
+from jaxvae.tools.cli import main
+from jaxvae.watch.progress import Progress
 
 LINE = re.compile(r"^epoch (\d)/2: (\d+)/8 steps \((\d+)%\), \d+\.\d s, about \d+ s left$")
 

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 from helpers import MNIST_SHAPE, mnist_trainer
 
-from jaxvae import distributions as D
-from jaxvae import flows, ladder, objectives, rng
-from jaxvae.build import make_vae
-from jaxvae.checkpoint import restore_checkpoint
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.estimators import optimize_local_q
-from jaxvae.evaluate import evaluate_run
-from jaxvae.model import VAE
-from jaxvae.nets import MLPDecoder
-from jaxvae.run import train_and_evaluate
-from jaxvae.sweep import group_configs, train_group
-from jaxvae.train import eval_params
+from jaxvae.core import distributions as D
+from jaxvae.core import flows, ladder, objectives, rng
+from jaxvae.core.estimators import optimize_local_q
+from jaxvae.core.model import VAE
+from jaxvae.core.nets import MLPDecoder
+from jaxvae.runs.build import make_vae
+from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.runs.evaluate import evaluate_run
+from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.sweep import group_configs, train_group
+from jaxvae.training.checkpoint import restore_checkpoint
+from jaxvae.training.train import eval_params
 
 TINY = dict(batch_size=32, n_train=256, n_test=64, epochs=2)
 TINY_IAF = dict(TINY, hidden=(32,), latent_dim=4, posterior="iaf", flow_steps=2, flow_hidden=(16, 16))
@@ -198,7 +198,7 @@ def test_ema_follows_its_recurrence_and_is_what_a_run_evaluates_and_eval_reads(t
 def test_local_q_through_a_flow_posterior_finds_the_q_star_of_the_closed_form_path():
   """A 0-step IAF is the diagonal Gaussian family without the closed-form KL: the generic q* (Adam
   on the encoder output, Monte-Carlo KL) must reach the ELBO of the closed-form path's q*."""
-  from jaxvae import linear_gaussian as lg
+  from jaxvae.core import linear_gaussian as lg
 
   base = lg.make_linear_gaussian_vae(data_dim=3, latent_dim=2)
   params = _perturbed(base.init(jax.random.key(0)), jax.random.key(1), 0.5)

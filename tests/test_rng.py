@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from jaxvae import rng
-from jaxvae.data import dynamic_binarize
+from jaxvae.core import rng
+from jaxvae.core.data import dynamic_binarize
 
 
 def test_bits_are_jax_threefry_of_the_element_index():

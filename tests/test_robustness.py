@@ -19,11 +19,11 @@ from helpers import mnist_trainer as make_trainer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxvae.checkpoint import restore_checkpoint
-from jaxvae.cli import main
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.data import Dataset
-from jaxvae.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.core.data import Dataset
+from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.runs.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.tools.cli import main
+from jaxvae.training.checkpoint import restore_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -43,7 +43,7 @@ TINY = [
 
 def _jaxvae(*args, **kwargs):
   return subprocess.Popen(
-    [sys.executable, "-m", "jaxvae.cli", *args],
+    [sys.executable, "-m", "jaxvae", *args],
     cwd=ROOT,
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
@@ -274,7 +274,7 @@ def test_two_processes_started_into_one_new_folder_one_runs_the_other_exits_2(tm
 
 
 def test_the_folder_claim_is_atomic_between_threads(tmp_path):
-  from jaxvae.run import prepare_workdir
+  from jaxvae.runs.run import prepare_workdir
 
   barrier, outcomes = threading.Barrier(8), []
 
@@ -297,7 +297,7 @@ def test_the_folder_claim_is_atomic_between_threads(tmp_path):
 def test_a_claim_whose_process_died_before_its_config_is_taken_over_and_a_live_one_is_not(tmp_path):
   import socket
 
-  from jaxvae.run import CLAIM, prepare_workdir
+  from jaxvae.runs.run import CLAIM, prepare_workdir
 
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from helpers import mnist_trainer as make_trainer
 
-from jaxvae.checkpoint import restore_checkpoint
-from jaxvae.cli import main
-from jaxvae.config import Config, JaxvaeError
-from jaxvae.run import train_and_evaluate
-from jaxvae.sweep import expand_grid, group_configs, parse_grid, train_group
+from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.sweep import expand_grid, group_configs, parse_grid, train_group
+from jaxvae.tools.cli import main
+from jaxvae.training.checkpoint import restore_checkpoint
 
 SMALL = dict(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=100, epochs=3)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,12 +112,12 @@ FAKE_DEVICES = textwrap.dedent(
     import os, sys
     import jax, numpy as np
     assert jax.device_count() == 4, jax.devices()
-    from jaxvae.config import Config
-    from jaxvae.data import load_mnist
-    from jaxvae.sweep import train_group
-    from jaxvae.run import train_and_evaluate
-    from jaxvae.build import make_trainer
-    from jaxvae.checkpoint import restore_checkpoint
+    from jaxvae.runs.config import Config
+    from jaxvae.core.data import load_mnist
+    from jaxvae.runs.sweep import train_group
+    from jaxvae.runs.run import train_and_evaluate
+    from jaxvae.runs.build import make_trainer
+    from jaxvae.training.checkpoint import restore_checkpoint
 
     mnist = load_mnist()
     small = dict(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=100, epochs=2)
@@ -152,7 +152,7 @@ def test_sharded_sweep_and_data_parallel_training_on_4_fake_devices(tmp_path):
 
 def test_a_diverged_model_stops_alone_and_a_sweeps_files_are_a_runs_files(tmp_path, mnist):
   """One driver: a swept model's metrics rows and summary have a run's fields and types, and stop as a run stops."""
-  from jaxvae.sweep import run_sweep
+  from jaxvae.runs.sweep import run_sweep
 
   healthy, diverging = Config(**SMALL, max_consecutive_skips=5), Config(**SMALL, max_consecutive_skips=5, lr=1e6)
   table = run_sweep([healthy, diverging], str(tmp_path / "sweep"), data=mnist, progress=False, verbose=False)
@@ -184,7 +184,7 @@ def test_sigterm_stops_a_sweep_after_the_epoch_in_flight_and_keeps_what_it_train
     [
       sys.executable,
       "-m",
-      "jaxvae.cli",
+      "jaxvae.tools.cli",
       "sweep",
       "--grid",
       "seed=0,1",

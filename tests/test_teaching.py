@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvae import linear_gaussian as LG
-from jaxvae.cli import main
-from jaxvae.config import Config
-from jaxvae.estimators import optimize_local_q
-from jaxvae.evaluate import inference_gaps, load_run
-from jaxvae.run import train_and_evaluate
+from jaxvae.core import linear_gaussian as LG
+from jaxvae.core.estimators import optimize_local_q
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import inference_gaps, load_run
+from jaxvae.runs.run import train_and_evaluate
+from jaxvae.tools.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

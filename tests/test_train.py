@@ -10,10 +10,10 @@ import numpy as np
 from helpers import mnist_trainer as make_trainer
 from helpers import mnist_vae as make_vae
 
-from jaxvae.build import burda_lr_factor, make_objective, make_optimizer
-from jaxvae.config import Config
-from jaxvae.run import prepare, train_and_evaluate
-from jaxvae.train import make_train_step, map_batches, with_learning_rate
+from jaxvae.runs.build import burda_lr_factor, make_objective, make_optimizer
+from jaxvae.runs.config import Config
+from jaxvae.runs.run import prepare, train_and_evaluate
+from jaxvae.training.train import make_train_step, map_batches, with_learning_rate
 
 SMALL = Config(hidden=(64,), latent_dim=8, batch_size=32, n_train=512, n_test=200, epochs=2)
 

@@ -4,8 +4,8 @@
 
 Trains the default MNIST VAE (or reads ``--run W``), fixes a batch of B test images, and draws
 the gradient of the IWAE_k loss N times (only the z samples differ) with two estimators of
-the same gradient: plain IWAE (``jaxvae.objectives.iwae``) and the doubly reparameterized one
-(``jaxvae.objectives.iwae_dreg``, Tucker et al. 2019). For every parameter j it estimates the
+the same gradient: plain IWAE (``jaxvae.core.objectives.iwae``) and the doubly reparameterized one
+(``jaxvae.core.objectives.iwae_dreg``, Tucker et al. 2019). For every parameter j it estimates the
 gradient's mean m_j and standard deviation s_j over the draws, and reports, for the encoder
 (phi) and the decoder (theta):
 
@@ -17,7 +17,7 @@ gradient's mean m_j and standard deviation s_j over the draws, and reports, for 
 Rainforth et al. show that IWAE's encoder SNR falls like 1/sqrt(k) as k grows; Tucker et al.
 that DReG's does not. Both estimators have the same expectation (the tests check it), and the
 same decoder gradient. The same measurement is then made on the linear-Gaussian VAE of
-:mod:`jaxvae.linear_gaussian` (D = 6, d = 3), with q_phi the true posterior shifted by 0.1:
+:mod:`jaxvae.core.linear_gaussian` (D = 6, d = 3), with q_phi the true posterior shifted by 0.1:
 a model whose importance weights are well behaved, where the asymptotic regime of those
 results is reached at small k. Writes ``dreg.json`` and ``dreg.png`` into ``--workdir``.
 
@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxvae
-from jaxvae import linear_gaussian as LG
-from jaxvae.evaluate import load_run
+from jaxvae.core import linear_gaussian as LG
+from jaxvae.runs.evaluate import load_run
 
 
 def gradient_moments(vae, params, objective, x, keys):
@@ -104,7 +104,7 @@ def main(argv=None):
     f"{'decoder SNR':>12} {'decoder noise':>14} {'s':>6}"
   )
   for k in ks:
-    for name, objective in (("IWAE", jaxvae.objectives.iwae(k)), ("DReG", jaxvae.objectives.iwae_dreg(k))):
+    for name, objective in (("IWAE", jaxvae.core.objectives.iwae(k)), ("DReG", jaxvae.core.objectives.iwae_dreg(k))):
       t0 = time.perf_counter()
       mean, var = jax.jit(lambda keys: gradient_moments(vae, params, objective, x, keys))(keys)
       row = {
@@ -161,7 +161,7 @@ def linear_gaussian_rows(ks, keys):
   x = jnp.asarray(np.random.default_rng(1).normal(size=(4, 6)), jnp.float32)
   rows = []
   for k in ks:
-    for name, objective in (("IWAE", jaxvae.objectives.iwae(k)), ("DReG", jaxvae.objectives.iwae_dreg(k))):
+    for name, objective in (("IWAE", jaxvae.core.objectives.iwae(k)), ("DReG", jaxvae.core.objectives.iwae_dreg(k))):
       mean, var = jax.jit(lambda keys: gradient_moments(vae, params, objective, x, keys))(keys)
       rows.append({"k": k, "estimator": name, "encoder": summarize(mean, var, "encoder")})
   print(

@@ -22,7 +22,7 @@ TIMING = ("images_per_sec", "seconds")
 
 def jaxvae(*args):
   return subprocess.Popen(
-    [sys.executable, "-m", "jaxvae.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    [sys.executable, "-m", "jaxvae", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
   )
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxvae
-from jaxvae.nets import MLPDecoder, MLPEncoder
+from jaxvae.core.nets import MLPDecoder, MLPEncoder
 
 
 def pinwheel(
@@ -138,7 +138,7 @@ def main(argv=None):
     config, run, model=make_vae, data=data, overwrite=True, progress=False, verbose=False
   )
   evaluation = jaxvae.evaluate_run(run, k=args.k, progress=False)
-  loaded = jaxvae.evaluate.load_run(run)
+  loaded = jaxvae.runs.evaluate.load_run(run)
   draw(os.path.join(args.workdir, "pinwheel.png"), loaded.setup.data, loaded.vae, loaded.params, summary, evaluation)
   print(
     f"pinwheel: {args.n_train} training points, {args.epochs} epochs in {summary['seconds']:.1f} s; test ELBO "

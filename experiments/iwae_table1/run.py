@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from cells import train_then_evaluate
 
-from jaxvae.config import Config
+from jaxvae.runs.config import Config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEDULES = {
@@ -70,8 +70,8 @@ def run_cell(cell: dict, schedule: dict, workdir: str, seed: int) -> dict:
 
 def run_program(cells: list[dict], schedule: dict, workdir: str, seed: int) -> dict[str, dict]:
   """The cells of one (layers, k) as one sweep over the objective, then each model evaluated."""
-  from jaxvae.evaluate import evaluate_run
-  from jaxvae.sweep import model_name, run_sweep
+  from jaxvae.runs.evaluate import evaluate_run
+  from jaxvae.runs.sweep import model_name, run_sweep
 
   trained = [c for c in cells if c["run"] == c["name"]]
   configs = [

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from cells import train_then_evaluate
 
-from jaxvae.config import Config
+from jaxvae.runs.config import Config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CELLS = {

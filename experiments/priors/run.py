@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from cells import train_then_evaluate
 
-from jaxvae.config import Config
+from jaxvae.runs.config import Config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRIORS = {"normal": "N(0, I)", "mog": "mixture of 10 Gaussians", "vamp": "VampPrior, 500 pseudo-inputs"}

@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cells import train_then_evaluate
 
-from jaxvae.config import Config
-from jaxvae.evaluate import inference_gaps
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import inference_gaps
 
 COMMON = dict(batch_size=100, lr=1e-3, adam_eps=1e-4, seed=0)
 ROWS = {

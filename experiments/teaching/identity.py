@@ -28,12 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvae import linear_gaussian as LG
-from jaxvae.config import Config
-from jaxvae.estimators import importance_sampled_log_px
-from jaxvae.evaluate import load_run
-from jaxvae.objectives import elbo
-from jaxvae.run import train_and_evaluate
+from jaxvae.core import linear_gaussian as LG
+from jaxvae.core.estimators import importance_sampled_log_px
+from jaxvae.core.objectives import elbo
+from jaxvae.runs.config import Config
+from jaxvae.runs.evaluate import load_run
+from jaxvae.runs.run import train_and_evaluate
 
 
 def linear_gaussian_part(steps: int, data_dim: int = 8, latent_dim: int = 3, n: int = 200) -> float:

@@ -1,0 +1,602 @@
+"""The run configuration: one description per field drives flags, grids, validation and resume.
+
+Every field of :class:`Config` carries a :class:`FieldSpec`: its help, how a string is parsed,
+what values are valid, whether a sweep vmaps it (it changes values, never shapes) and whether a
+resumed run may change it. From that one description come the ``jaxvae`` flags
+(:func:`add_flags`), ``--grid`` parsing (:func:`parse_value`), :meth:`Config.validate`, the
+resume rule (:data:`RESUMABLE`), the vmapped sweep axes (:data:`VMAPPED`) and the README's flag
+table (:func:`flag_table`, printed by ``jaxvae flags``).
+
+The config builds the built-in values for the CLI (:mod:`jaxvae.runs.build`); in Python, a model,
+an objective and data can be handed to the machinery as values instead (see docs/extending.md).
+The defaults are the setting of Kingma & Welling (2014) and pytorch/examples: an MLP VAE
+784-400-20 with ReLU, Adam at lr 1e-3, batch 128, 10 epochs, seed 0, on dynamically binarized
+MNIST.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from jaxvae.core.likelihoods import GAUSSIAN_SCALES, LIKELIHOODS
+from jaxvae.core.nets import ACTIVATIONS
+from jaxvae.core.priors import PRIOR_COMPONENTS, PRIORS
+from jaxvae.errors import JaxvaeError
+
+BINARIZATIONS = ("dynamic", "static")
+KL_ESTIMATORS = ("analytic", "mc")
+OBJECTIVES = ("vae", "iwae", "iwae-dreg")
+LR_SCHEDULES = ("constant", "burda")
+NETS = ("mlp", "conv")
+POSTERIORS = ("gaussian", "iaf")
+
+# Architecture defaults of each built-in model (applied to the fields left unset).
+MODEL_DEFAULTS = {
+  # Kingma & Welling (2014) / pytorch-examples: 784-400-20, ReLU, one stochastic layer.
+  "mlp": dict(hidden=(400,), latent_dim=20, activation="relu", hidden2=None, latent_dim2=None),
+  # Burda et al. (2016), one stochastic layer: 784-200-200-50, tanh.
+  "burda1": dict(hidden=(200, 200), latent_dim=50, activation="tanh", hidden2=None, latent_dim2=None),
+  # Burda et al. (2016), two stochastic layers: 784-200-200-100 (z1) -100-100-50 (z2), tanh.
+  "burda2": dict(hidden=(200, 200), latent_dim=100, activation="tanh", hidden2=(100, 100), latent_dim2=50),
+  # Sønderby et al. (2016), MNIST: five stochastic layers 64-32-16-8-4, deterministic widths
+  # 512-256-128-64-32 (two Dense layers each), a 512-512 decoder; ELU (they use leaky ReLU and
+  # batch normalization). latent_dim is the first layer's size.
+  "ladder": dict(
+    hidden=(512, 512),
+    activation="elu",
+    hidden2=None,
+    latent_dim2=None,
+    ladder_layers=(64, 32, 16, 8, 4),
+    ladder_widths=(512, 256, 128, 64, 32),
+  ),
+}
+
+# A model, objective or dataset handed over in Python as a value (the run folder cannot rebuild it).
+CUSTOM = "custom"
+# A factory reference: FILE.py:FUNCTION or package.module:FUNCTION.
+_REFERENCE = re.compile(r"^(?P<where>[^:]+\.py|[A-Za-z_][\w.]*):(?P<name>[A-Za-z_][\w.]*)$")
+
+
+def is_reference(text: Any) -> bool:
+  """Whether ``text`` names a factory: ``FILE.py:FUNCTION`` or ``package.module:FUNCTION``."""
+  return isinstance(text, str) and _REFERENCE.match(text) is not None
+
+
+# ---------------------------------------------------------------------------
+# Field descriptions.
+# ---------------------------------------------------------------------------
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _widths(v) -> bool:
+  return isinstance(v, tuple) and len(v) >= 1 and all(_is_int(w) and w >= 1 for w in v)
+
+
+def _parse_ints(text: str) -> tuple[int, ...]:
+  values = tuple(int(v) for v in text.replace("/", ",").split(",") if v.strip())
+  if not values:
+    raise ValueError(text)
+  return values
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "ints": _parse_ints}
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+  """How one config field is given, checked, swept and resumed.
+
+  Attributes:
+    help: one line for ``--help`` and the README.
+    kind: ``"str"``, ``"int"``, ``"float"`` or ``"ints"`` (widths: ``400`` or ``200,200``;
+      in a ``--grid`` value ``/`` separates them: ``hidden=400,200/200``).
+    group: the ``--help`` section.
+    optional: None is a valid value (written ``none`` on the command line).
+    choices: the valid strings, if the field is a choice.
+    check: a predicate on a (non-None) value; ``must`` says what it requires.
+    must: the requirement, as in "lr=0 must be a number > 0".
+    vmapped: a sweep vmaps this field (it changes values in the state, not shapes).
+    resumable: ``--resume`` may change it (how long and how a run checkpoints, not what it trains).
+  """
+
+  help: str
+  kind: str
+  group: str
+  optional: bool = False
+  choices: tuple[str, ...] | None = None
+  check: Callable[[Any], bool] | None = None
+  must: str = ""
+  vmapped: bool = False
+  resumable: bool = False
+
+  def parse(self, text: str) -> Any:
+    """A command-line string as a value of this field (``none`` for None where optional)."""
+    if self.optional and text.strip().lower() == "none":
+      return None
+    return _PARSERS[self.kind](text.strip())
+
+  def error(self, name: str, value: Any) -> str | None:
+    """None if ``value`` is valid for the field ``name``, else the one-line message."""
+    if value is None:
+      return None if self.optional else f"{name} is required: give --{name.replace('_', '-')}"
+    if self.choices is not None and not (isinstance(value, str) and value in self.choices):
+      return f"{name}={value!r} is unknown: use one of {', '.join(self.choices)}"
+    if self.check is not None and not self.check(value):
+      return f"{name}={value!r} must be {self.must}"
+    return None
+
+
+def _field(default: Any, help: str, kind: str, group: str, **spec: Any) -> Any:
+  return dataclasses.field(default=default, metadata={"spec": FieldSpec(help, kind, group, **spec)})
+
+
+_NAT = dict(check=lambda v: _is_int(v) and v >= 1, must="an integer >= 1")
+_POS = dict(check=lambda v: _is_num(v) and v > 0, must="a number > 0")
+_NONNEG = dict(check=lambda v: _is_num(v) and v >= 0, must="a number >= 0")
+_PROB = dict(check=lambda v: _is_num(v) and 0 <= v < 1, must="in [0, 1)")
+_WIDTHS = dict(check=_widths, must="one or more positive widths, e.g. 400 or 200,200")
+_DATASET = re.compile(r"^(mnist|tfds:.+|npz:.+|custom(:.*)?)$")
+_MODEL_HELP = (
+  "mlp, burda1, burda2, ladder, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
+)
+_OBJECTIVE_HELP = "vae (the beta-ELBO), iwae, iwae-dreg, or a factory FILE.py:FUNCTION returning a jaxvae.Objective"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that defines a run. ``config.json`` in a run folder is this, resolved.
+
+  Each field's meaning, valid values and rules are in its :class:`FieldSpec` (``Config.spec(name)``),
+  listed in the README's flag table. The architecture fields of a built-in ``model`` left unset
+  (None) take that model's defaults (:data:`MODEL_DEFAULTS`), so a constructed config is
+  resolved; a model given by reference receives the config and reads what it needs.
+  """
+
+  # data
+  dataset: str = _field(
+    "mnist",
+    "'mnist' (embedded, offline), 'tfds:NAME' (a prepared TFDS dataset) or 'npz:PATH' "
+    "(arrays train, test; optional train_labels, test_labels)",
+    "str",
+    "data",
+    check=lambda v: isinstance(v, str) and _DATASET.match(v) is not None,
+    must="'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist) or 'npz:PATH'",
+  )
+  tfds_data_dir: str | None = _field(
+    None,
+    "folder of prepared TFDS datasets (TFDS's default when unset)",
+    "str",
+    "data",
+    optional=True,
+    check=lambda v: isinstance(v, str),
+    must="a folder",
+  )
+  binarization: str = _field(
+    "dynamic",
+    "bernoulli likelihood: 'dynamic' draws x ~ Bernoulli(pixel / 255) at every use, "
+    "'static' draws the training set once",
+    "str",
+    "data",
+    choices=BINARIZATIONS,
+  )
+  binarization_seed: int = _field(
+    0,
+    "seed of the draws made once: the test set (always) and a static training set",
+    "int",
+    "data",
+    check=_is_int,
+    must="an integer",
+    vmapped=True,
+  )
+  n_train: int | None = _field(
+    None, "use the first N training examples (unset: all)", "int", "data", optional=True, **_NAT
+  )
+  n_test: int | None = _field(None, "use the first N test examples (unset: all)", "int", "data", optional=True, **_NAT)
+  image_size: int | None = _field(
+    None,
+    "crop images to a centred square and resize them to N x N (unset: as stored)",
+    "int",
+    "data",
+    optional=True,
+    check=lambda v: _is_int(v) and v >= 4,
+    must="an integer >= 4 (or unset to keep the stored size)",
+  )
+  # model
+  model: str = _field(
+    "mlp",
+    _MODEL_HELP,
+    "str",
+    "model",
+    check=lambda v: v in MODEL_DEFAULTS or v == CUSTOM or is_reference(v),
+    must="mlp, burda1, burda2, ladder or a factory reference such as my_models.py:make_vae",
+  )
+  hidden: tuple[int, ...] | None = _field(
+    None,
+    "hidden widths between x and z (z1); the decoder mirrors them (mlp 400, burda 200,200)",
+    "ints",
+    "model",
+    optional=True,
+    **_WIDTHS,
+  )
+  latent_dim: int | None = _field(
+    None, "d, the size of z (z1 for burda2; mlp 20, burda1 50)", "int", "model", optional=True, **_NAT
+  )
+  activation: str | None = _field(
+    None,
+    "hidden nonlinearity (relu for mlp, elu for --net conv, tanh for burda)",
+    "str",
+    "model",
+    optional=True,
+    choices=tuple(ACTIVATIONS),
+  )
+  hidden2: tuple[int, ...] | None = _field(
+    None, "burda2: hidden widths between z1 and z2 (100,100)", "ints", "model", optional=True, **_WIDTHS
+  )
+  latent_dim2: int | None = _field(None, "burda2: the size of z2 (50)", "int", "model", optional=True, **_NAT)
+  net: str = _field(
+    "mlp", "'mlp' or 'conv' (strided convolutions down, resize + convolution up)", "str", "model", choices=NETS
+  )
+  conv_channels: tuple[int, ...] = _field(
+    (32, 64), "conv widths; H and W must halve len(conv_channels) times", "ints", "model", **_WIDTHS
+  )
+  likelihood: str = _field(
+    "bernoulli",
+    "p_theta(x|z): bernoulli (binarized data), gaussian (8-bit data dequantized, "
+    "or real-valued data) or discretized-logistic (8-bit data)",
+    "str",
+    "model",
+    choices=LIKELIHOODS,
+  )
+  gaussian_scale: str = _field(
+    "global",
+    "gaussian likelihood: fixed (--gaussian-sigma), global or per-pixel (learned)",
+    "str",
+    "model",
+    choices=GAUSSIAN_SCALES,
+  )
+  gaussian_sigma: float = _field(
+    0.1, "gaussian likelihood: the fixed scale, and the learned scales' initial value", "float", "model", **_POS
+  )
+  mixtures: int = _field(10, "discretized-logistic likelihood: mixture components per pixel", "int", "model", **_NAT)
+  prior: str = _field(
+    "normal",
+    "p(z): normal N(0, I), mog (learned mixture of Gaussians) or vamp (VampPrior)",
+    "str",
+    "model",
+    choices=PRIORS,
+  )
+  prior_components: int | None = _field(
+    None, "mixture components (mog, 10) or pseudo-inputs (vamp, 500)", "int", "model", optional=True, **_NAT
+  )
+  posterior: str = _field(
+    "gaussian",
+    "q_phi(z|x): gaussian (diagonal) or iaf (a diagonal Gaussian and --flow-steps "
+    "inverse autoregressive flow steps; the KL becomes Monte Carlo)",
+    "str",
+    "model",
+    choices=POSTERIORS,
+  )
+  flow_steps: int = _field(2, "--posterior iaf: the number of flow steps K", "int", "model", **_NAT)
+  flow_hidden: tuple[int, ...] = _field(
+    (320, 320),
+    "--posterior iaf: hidden widths of each step's MADE network; the encoder's context h(x) has the first width",
+    "ints",
+    "model",
+    **_WIDTHS,
+  )
+  ladder_layers: tuple[int, ...] | None = _field(
+    None,
+    "ladder: the size of each stochastic layer, z_1 (next to x) first (64,32,16,8,4)",
+    "ints",
+    "model",
+    optional=True,
+    **_WIDTHS,
+  )
+  ladder_widths: tuple[int, ...] | None = _field(
+    None,
+    "ladder: the deterministic width of each layer, bottom first (512,256,128,64,32)",
+    "ints",
+    "model",
+    optional=True,
+    **_WIDTHS,
+  )
+  # objective and optimisation
+  objective: str = _field(
+    "vae",
+    _OBJECTIVE_HELP,
+    "str",
+    "objective and optimisation",
+    check=lambda v: v in OBJECTIVES or v == CUSTOM or is_reference(v),
+    must="vae, iwae, iwae-dreg or a factory reference such as my_objectives.py:make_objective",
+  )
+  k: int = _field(1, "samples of z per example in the training objective", "int", "objective and optimisation", **_NAT)
+  beta: float = _field(
+    1.0, "KL weight of the vae objective (1: the ELBO)", "float", "objective and optimisation", vmapped=True, **_NONNEG
+  )
+  warmup_epochs: float = _field(
+    0.0,
+    "KL warm-up: the KL weight rises linearly from 0 to beta over these epochs",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    **_NONNEG,
+  )
+  free_bits: float = _field(
+    0.0,
+    "free bits: each latent dimension's batch-mean KL counts as at least this many nats",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    **_NONNEG,
+  )
+  kl: str = _field(
+    "analytic",
+    "KL estimator: analytic (closed form, where the model has one) or mc (log q - log p)",
+    "str",
+    "objective and optimisation",
+    choices=KL_ESTIMATORS,
+  )
+  batch_size: int = _field(128, "examples per optimizer step", "int", "objective and optimisation", **_NAT)
+  epochs: int = _field(10, "passes over the training set", "int", "objective and optimisation", resumable=True, **_NAT)
+  lr: float = _field(
+    1e-3,
+    "Adam learning rate",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    check=lambda v: _is_num(v) and v > 0,
+    must="a number > 0, e.g. 1e-3",
+  )
+  lr_schedule: str = _field(
+    "constant",
+    "constant, or burda: 3^i epochs at lr * 10^(-i/7), i = 0..7",
+    "str",
+    "objective and optimisation",
+    choices=LR_SCHEDULES,
+  )
+  adam_b1: float = _field(0.9, "Adam beta1", "float", "objective and optimisation", **_PROB)
+  adam_b2: float = _field(0.999, "Adam beta2", "float", "objective and optimisation", **_PROB)
+  adam_eps: float = _field(1e-8, "Adam epsilon (Burda et al. use 1e-4)", "float", "objective and optimisation", **_POS)
+  clip_grad_norm: float | None = _field(
+    None,
+    "clip the gradient to this global norm before Adam (unset: no clipping)",
+    "float",
+    "objective and optimisation",
+    optional=True,
+    **_POS,
+  )
+  skip_grad_norm: float | None = _field(
+    None,
+    "skip updates whose gradient norm exceeds this (non-finite updates are always skipped)",
+    "float",
+    "objective and optimisation",
+    optional=True,
+    **_POS,
+  )
+  max_consecutive_skips: int = _field(
+    100,
+    "stop the run after this many skipped updates in a row",
+    "int",
+    "objective and optimisation",
+    resumable=True,
+    **_NAT,
+  )
+  ema_decay: float = _field(
+    0.0,
+    "keep an exponential moving average of the parameters with this decay (e.g. 0.999); "
+    "it is evaluated, sampled and checkpointed (0: none)",
+    "float",
+    "objective and optimisation",
+    vmapped=True,
+    **_PROB,
+  )
+  seed: int = _field(
+    0,
+    "seed of the initialisation, the data order, the binarization draws and the z samples",
+    "int",
+    "objective and optimisation",
+    check=_is_int,
+    must="an integer",
+    vmapped=True,
+  )
+  # run
+  eval_batch_size: int = _field(
+    1000, "test examples per evaluation chunk (bounds memory; chunk i draws its own z)", "int", "run", **_NAT
+  )
+  checkpoint_every: int = _field(
+    1, "save a checkpoint every N epochs (and at the end)", "int", "run", resumable=True, **_NAT
+  )
+  keep_checkpoints: int = _field(3, "keep the newest N checkpoints", "int", "run", resumable=True, **_NAT)
+
+  def __post_init__(self):
+    for name in ("hidden", "hidden2", "conv_channels", "flow_hidden", "ladder_layers", "ladder_widths"):
+      if isinstance(getattr(self, name), list):
+        object.__setattr__(self, name, tuple(getattr(self, name)))
+    if self.activation is None and self.net == "conv" and self.model in MODEL_DEFAULTS:
+      # ELU in conv nets: after 5 epochs on 8-bit MNIST with the logistic mixture, ELU gave a
+      # test ELBO of -723.8 against ReLU's -754.0, and prior samples that are digits where
+      # ReLU's were mostly strokes (experiments/likelihoods/README.md).
+      object.__setattr__(self, "activation", "elu")
+    for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
+      if getattr(self, name) is None:
+        object.__setattr__(self, name, value)
+    if self.model == "ladder" and self.latent_dim is None and self.ladder_layers:
+      object.__setattr__(self, "latent_dim", self.ladder_layers[0])
+    if self.prior_components is None and self.prior in PRIOR_COMPONENTS:
+      object.__setattr__(self, "prior_components", PRIOR_COMPONENTS[self.prior])
+
+  @staticmethod
+  def spec(name: str) -> FieldSpec:
+    """The :class:`FieldSpec` of the field ``name``."""
+    return SPECS[name]
+
+  @property
+  def builtin_model(self) -> bool:
+    return self.model in MODEL_DEFAULTS
+
+  def replace(self, **changes: Any) -> Config:
+    """A copy with ``changes`` applied (``dataclasses.replace``).
+
+    The architecture fields keep their resolved values: to change ``model``, build a new
+    ``Config(model=...)`` so that it takes that model's defaults.
+    """
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> Config:
+    """Inverse of :meth:`to_dict`; unknown keys are an error."""
+    unknown = sorted(set(d) - set(SPECS))
+    if unknown:
+      raise JaxvaeError(f"unknown config keys {unknown}: remove them (known keys: {sorted(SPECS)})")
+    return cls(**d)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  def validate(self) -> Config:
+    """Checks every value; raises :class:`JaxvaeError` naming the field and the fix."""
+
+    def need(ok: bool, msg: str):
+      if not ok:
+        raise JaxvaeError(msg)
+
+    for name, spec in SPECS.items():
+      message = spec.error(name, getattr(self, name))
+      need(message is None, message)
+    if self.builtin_model:
+      for name in ("hidden", "latent_dim", "activation"):
+        need(getattr(self, name) is not None, f"{name} is unset: the built-in model {self.model} needs it")
+      if self.model == "burda2":
+        need(self.hidden2 is not None and self.latent_dim2 is not None, "burda2 needs hidden2 and latent_dim2")
+        need(
+          self.net == "mlp" and self.prior == "normal" and self.posterior == "gaussian",
+          "burda2 is an MLP with its own hierarchical prior and posterior: use --net mlp, --prior normal and "
+          "--posterior gaussian with it",
+        )
+      else:
+        need(
+          self.hidden2 is None and self.latent_dim2 is None,
+          f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}",
+        )
+      if self.model == "ladder":
+        layers, widths = self.ladder_layers, self.ladder_widths
+        need(
+          layers is not None and widths is not None and len(layers) == len(widths),
+          f"--ladder-layers {layers} and --ladder-widths {widths} need one width per stochastic layer: "
+          "give as many of each",
+        )
+        need(
+          self.latent_dim == layers[0],
+          f"latent_dim={self.latent_dim} is the ladder's first layer, --ladder-layers {','.join(map(str, layers))}: "
+          "leave --latent-dim unset",
+        )
+        need(
+          self.prior == "normal" and self.posterior == "gaussian",
+          "the ladder model has its own top-down prior and posterior: use --prior normal and --posterior gaussian "
+          "with it",
+        )
+      else:
+        need(
+          self.ladder_layers is None and self.ladder_widths is None,
+          f"--ladder-layers/--ladder-widths describe the ladder model: use them with --model ladder, not {self.model}",
+        )
+    if self.objective in ("iwae", "iwae-dreg"):
+      need(
+        self.beta == 1 and self.warmup_epochs == 0 and self.free_bits == 0,
+        "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
+        f"leave them at 1, 0, 0 with --objective {self.objective}",
+      )
+    if self.free_bits > 0 and self.builtin_model:
+      one_layer = self.model in ("mlp", "burda1") and self.prior == "normal" and self.posterior == "gaussian"
+      need(
+        (one_layer or self.model == "ladder") and self.kl == "analytic",
+        "free_bits needs the closed-form per-dimension KL: use one stochastic layer with --prior normal and "
+        "--posterior gaussian, or --model ladder, and --kl analytic",
+      )
+    return self
+
+
+SPECS: dict[str, FieldSpec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Config)}
+# Fields that a sweep vmaps: they change values in the state or the keys, never shapes.
+VMAPPED = tuple(name for name, spec in SPECS.items() if spec.vmapped)
+# Fields that a resumed run may change: how long and how it checkpoints, not what it trains.
+RESUMABLE = tuple(name for name, spec in SPECS.items() if spec.resumable)
+
+
+def parse_value(name: str, text: str) -> Any:
+  """A command-line or ``--grid`` string as a value of the field ``name``.
+
+  Raises:
+    JaxvaeError: ``name`` is not a field, or ``text`` does not parse as its kind.
+  """
+  if name not in SPECS:
+    raise JaxvaeError(f"{name!r} is not a config field: use one of {', '.join(sorted(SPECS))}")
+  spec = SPECS[name]
+  try:
+    return spec.parse(text)
+  except ValueError:
+    kind = {"int": "an integer", "float": "a number", "ints": "comma-separated integers, e.g. 200,200"}[spec.kind]
+    raise JaxvaeError(f"{name}={text!r} is not {kind}" + (" (or none)" if spec.optional else "")) from None
+
+
+def add_flags(parser, defaults: Config | None = None) -> None:
+  """Adds one ``--flag`` per config field to an argparse parser, grouped as in the specs.
+
+  Flags default to None (unset), so that only what is given overrides a config.
+  """
+  import argparse
+
+  defaults = defaults or Config()
+  groups: dict[str, Any] = {}
+  for name, spec in SPECS.items():
+    group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
+
+    def parse(text: str, name: str = name):
+      try:
+        return parse_value(name, text)
+      except JaxvaeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+    default = getattr(defaults, name)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    group.add_argument(
+      f"--{name.replace('_', '-')}",
+      dest=name,
+      type=parse,
+      metavar=spec.kind.upper(),
+      help=f"{spec.help} (default: {shown if shown is not None else 'unset'})",
+    )
+
+
+def overrides_from_args(args) -> dict[str, Any]:
+  """The config fields given as flags (the rest keep the defaults of their model)."""
+  return {k: v for k, v in vars(args).items() if k in SPECS and v is not None}
+
+
+def flag_table() -> str:
+  """The README's table of every flag: default, whether a sweep vmaps it, whether --resume may change it."""
+  defaults = Config()
+  lines = ["| flag | default | sweep | resume | meaning |", "|---|---|---|---|---|"]
+  for name, spec in SPECS.items():
+    d = getattr(defaults, name)
+    shown = ",".join(map(str, d)) if isinstance(d, tuple) else "unset" if d is None else str(d)
+    sweep = "vmapped" if spec.vmapped else "grouped"
+    resume = "may change" if spec.resumable else "fixed"
+    lines.append(f"| `--{name.replace('_', '-')}` | {shown} | {sweep} | {resume} | {spec.help.replace('|', '/')} |")
+  return "\n".join(lines)
