@@ -33,9 +33,10 @@ import jaxvae.core.distributions as D
 import jaxvae.core.likelihoods
 import jaxvae.core.objectives
 import jaxvae.training.train as T
-from jaxvae.core.data import load_mnist, static_binarize
+from jaxvae.core.data import static_binarize
 from jaxvae.runs.build import make_objective, make_optimizer, make_vae
 from jaxvae.runs.config import Config
+from jaxvae.runs.sources import load_mnist
 
 
 def jax_random_binarize(key, images):

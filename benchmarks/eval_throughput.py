@@ -19,10 +19,10 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxvae.core.data import load_mnist
 from jaxvae.core.estimators import make_batch_evaluator
 from jaxvae.runs.config import Config
-from jaxvae.runs.run import prepare_model
+from jaxvae.runs.setup import prepare_model
+from jaxvae.runs.sources import load_mnist
 
 
 def main(argv=None):
@@ -38,7 +38,7 @@ def main(argv=None):
   config = Config(model=args.model)
   dataset = load_mnist()
   setup = prepare_model(config.replace(n_test=args.n_test), data=dataset)
-  test = jnp.asarray(setup.test)
+  test = jnp.asarray(setup.test_x)
   vae = setup.vae
   params = vae.init(jax.random.key(0))
   b = min(args.batch_size, args.n_test)

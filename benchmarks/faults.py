@@ -31,7 +31,8 @@ import time
 import jax
 import numpy as np
 
-from jaxvae.runs.run import TIMING_KEYS, read_metrics
+from jaxvae.runs.folder import read_metrics
+from jaxvae.runs.records import TIMING_KEYS
 
 
 def command(args: list[str]) -> list[str]:

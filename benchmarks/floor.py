@@ -17,7 +17,7 @@ timed in alternating rounds against the matmul ceiling of benchmarks/throughput.
              or the norm is not finite (what jaxvae's step does)
   all        all four above: jaxvae's step written by hand
   bare SGD   the bare step with SGD instead of Adam (another optimizer: a reference only)
-  jaxvae     jaxvae's own train epoch (``make_trainer``, as `jaxvae train` runs it)
+  jaxvae     jaxvae's own train epoch (``trainer_for``, as `jaxvae train` runs it)
 
 Each line prints images/s (median over rounds), the fraction of the ceiling (paired, same
 round) and the ratio to jaxvae. The bare step is the floor of what any XLA step of this
@@ -38,9 +38,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxvae.core import rng
-from jaxvae.core.data import load_mnist
-from jaxvae.runs.build import make_trainer
+from jaxvae.runs.build import trainer_for
 from jaxvae.runs.config import Config
+from jaxvae.runs.sources import load_mnist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import MatmulCeiling
@@ -136,7 +136,7 @@ def main():
     data = images if "gather" in features else prebinarized
     compiled = jax.jit(epoch, donate_argnums=0).lower(state, data, jax.random.key(0)).compile()
     runs[name] = [lambda s, r, c=compiled, d=data: c(s, d, jax.random.key(r)), state]
-  trainer = make_trainer(config, data_shape=images.shape[1:], train_size=60_000)
+  trainer = trainer_for(config, data_shape=images.shape[1:], train_size=60_000)
   state = trainer.init(jax.random.key(0))
   compiled = trainer.train_epoch.compile(state, images, jax.random.key(0))
   runs["jaxvae"] = [lambda s, r: compiled(s, images, jax.random.key(r)), state]

@@ -33,9 +33,9 @@ import time
 import numpy as np
 
 import jaxvae
-from jaxvae.core.data import load_mnist
 from jaxvae.runs.config import Config
 from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.sources import load_mnist
 
 
 def clocked(callback: jaxvae.Callback, spent: list[float]) -> jaxvae.Callback:

@@ -21,9 +21,9 @@ import tempfile
 
 import jax
 
-from jaxvae.core.data import load_mnist
-from jaxvae.runs.build import make_trainer
+from jaxvae.runs.build import trainer_for
 from jaxvae.runs.config import Config
+from jaxvae.runs.sources import load_mnist
 
 
 def main():
@@ -33,7 +33,7 @@ def main():
   args = parser.parse_args()
   config = Config()
   images = jax.device_put(load_mnist().train[: config.batch_size * args.steps])
-  trainer = make_trainer(config, data_shape=images.shape[1:], train_size=60_000)
+  trainer = trainer_for(config, data_shape=images.shape[1:], train_size=60_000)
   state = trainer.init(jax.random.key(0))
   epoch = trainer.train_epoch.compile(state, images, jax.random.key(1)).compiled
   state, metrics = epoch(state, images, jax.random.key(1))

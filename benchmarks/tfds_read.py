@@ -63,7 +63,7 @@ def write_png_dataset(data_dir: str, name: str, splits: dict[str, tuple[np.ndarr
 
 def write_dataset(data_dir: str) -> None:
   """The embedded MNIST as the prepared TFDS dataset ``mnist_png`` in ``data_dir`` (skipped if there)."""
-  from jaxvae.core.data import load_mnist
+  from jaxvae.runs.sources import load_mnist
 
   if not os.path.exists(os.path.join(data_dir, "mnist_png", "1.0.0", "dataset_info.json")):
     mnist = load_mnist()

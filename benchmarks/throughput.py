@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.core.data import load_mnist
 from jaxvae.runs.config import Config
-from jaxvae.runs.run import prepare, run_keys
+from jaxvae.runs.setup import prepare, run_keys
+from jaxvae.runs.sources import load_mnist
 
 
 def cpu_model() -> str:
@@ -107,8 +107,8 @@ class JaxvaeRun:
     self.trainer = setup.trainer
     keys = run_keys(config.seed)
     self.k_train = keys.train
-    self.train_x = jax.device_put(setup.train, device)
-    self.state = jax.device_put(self.trainer.init(keys.init, setup.train), device)
+    self.train_x = jax.device_put(setup.train_data, device)
+    self.state = jax.device_put(self.trainer.init(keys.init, setup.train_data), device)
     self.steps = self.trainer.steps_per_epoch(self.train_x.shape[0])
     t0 = time.perf_counter()
     self.epoch_fn = self.trainer.train_epoch.compile(self.state, self.train_x, self.k_train)

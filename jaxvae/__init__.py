@@ -4,6 +4,11 @@ q_phi(z|x) is the encoder (the amortized approximate posterior), p_theta(x|z) th
 decoder (the likelihood), p(z) the prior; training maximizes the reparameterized
 ELBO = E_q[log p_theta(x|z)] - KL(q_phi(z|x) || p(z)).
 
+The library is in layers, each a folder that imports only the ones before it: ``core`` (the
+maths and the model), ``training`` (the jitted step and epoch, checkpoints, devices), ``watch``
+(progress, figures, callbacks, TensorBoard and W&B), ``runs`` (configs, run folders, sweeps,
+evaluation) and ``tools`` (the command line, the launcher, teaching pictures, the explorer).
+
 The extension points are values: a model (:meth:`VAE.from_modules` from two Linen modules,
 a :class:`Likelihood`, a :class:`Prior` and a :class:`Posterior`), an :class:`Objective`, and
 a :class:`Dataset`; :func:`train_and_evaluate`, :func:`run_sweep`, :func:`evaluate_run` and
@@ -15,7 +20,7 @@ autoregressive flow posterior) and :mod:`jaxvae.core.ladder` (the Ladder VAE) ar
 import sys as _sys
 
 from jaxvae.core import distributions, flows, ladder, likelihoods, nets, objectives, posteriors, priors
-from jaxvae.core.data import Dataset, dynamic_binarize, load_dataset, load_mnist, load_npz, static_binarize
+from jaxvae.core.data import Dataset, dynamic_binarize, static_binarize
 from jaxvae.core.distributions import (
   Gaussian,
   bernoulli_log_prob,
@@ -40,10 +45,11 @@ from jaxvae.core.objectives import (
 )
 from jaxvae.core.posteriors import Posterior
 from jaxvae.core.priors import Prior
-from jaxvae.errors import JaxvaeError
+from jaxvae.errors import JaxvaeError, RunStopped
 from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import evaluate_run, inference_gaps
-from jaxvae.runs.run import RunStopped, train_and_evaluate
+from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.sources import load_dataset, load_mnist, load_npz
 from jaxvae.runs.sweep import run_sweep, train_group
 from jaxvae.training.train import EMA, Trainer, TrainState, make_trainer
 from jaxvae.watch import callbacks, writers

@@ -29,7 +29,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 @pytest.fixture(scope="session")
 def mnist():
   """The embedded MNIST, loaded once per session."""
-  from jaxvae.core.data import load_mnist
+  from jaxvae.runs.sources import load_mnist
 
   return load_mnist()
 

@@ -12,4 +12,4 @@ def mnist_vae(config):
 
 def mnist_trainer(config, train_size=60_000, **kwargs):
   """``config``'s trainer for ``train_size`` 28x28x1 uint8 images."""
-  return build.make_trainer(config, data_shape=MNIST_SHAPE, train_size=train_size, **kwargs)
+  return build.trainer_for(config, data_shape=MNIST_SHAPE, train_size=train_size, **kwargs)

@@ -7,7 +7,8 @@ import pytest
 
 import jaxvae
 from jaxvae.runs.config import Config
-from jaxvae.runs.run import read_metrics, train_and_evaluate
+from jaxvae.runs.folder import read_metrics
+from jaxvae.runs.run import train_and_evaluate
 from jaxvae.runs.sweep import run_sweep
 
 SMALL = dict(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64)

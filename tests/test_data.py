@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxvae.core.data import MNIST_FILES, load_dataset, read_idx
-from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.errors import JaxvaeError
+from jaxvae.runs.config import Config
 from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.sources import MNIST_FILES, load_dataset, read_idx
 
 # md5 of the uncompressed files, as published with MNIST.
 MNIST_MD5 = {

@@ -12,7 +12,7 @@ import pytest
 from jaxvae.core.distributions import Gaussian
 from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import load_run
-from jaxvae.runs.run import write_run_files
+from jaxvae.runs.folder import write_run_files
 from jaxvae.tools.cli import main
 from jaxvae.tools.explorer import check_explorable
 from jaxvae.tools.teaching import bounds_on_grid
@@ -143,7 +143,7 @@ def test_pointing_at_two_codes_shows_the_decoder_means_of_python(browser, runs, 
   np.testing.assert_allclose(page(f"Array.from(explorer.decode({seen[1]['z']}))"), raw, rtol=1e-5, atol=1e-5)
   if d > 2:  # the image explained on the plane through q's mean: sampling estimates, of Python's q
     explained = page("{q: explorer.state.explained.qPhi, numbers: explorer.state.explained.numbers}")
-    q = run.vae.q_phi(run.params, jnp.asarray(run.setup.test[:1]))
+    q = run.vae.q_phi(run.params, jnp.asarray(run.setup.test_x[:1]))
     np.testing.assert_allclose(explained["q"]["mean"], q.mean[0], atol=1e-5)
     np.testing.assert_allclose(explained["q"]["logScale"], q.log_scale[0], atol=1e-5)
     numbers = explained["numbers"]
@@ -164,7 +164,7 @@ def test_explaining_a_test_image_gives_the_numbers_of_python(browser, runs, mode
   )
   assert shown["source"] == "test image 3"
   run = load_run(runs[model])
-  x = jnp.asarray(run.setup.test[3])
+  x = jnp.asarray(run.setup.test_x[3])
   q = jax.tree.map(lambda a: a[0], run.vae.q_phi(run.params, x[None]))
   np.testing.assert_allclose(shown["qPhi"]["mean"], q.mean, atol=1e-5)
   expected = bounds_on_grid(run.vae, run.params, x, q)

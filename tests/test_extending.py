@@ -18,7 +18,9 @@ from jaxvae.core.estimators import importance_sampled_log_px
 from jaxvae.core.nets import MLPDecoder, MLPEncoder
 from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import evaluate_run, load_run
-from jaxvae.runs.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.runs.folder import read_metrics
+from jaxvae.runs.records import TIMING_KEYS
+from jaxvae.runs.run import train_and_evaluate
 from jaxvae.tools.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -335,7 +337,7 @@ def test_npz_vectors_train_with_a_real_valued_gaussian_likelihood(tmp_path, caps
   )
   run = load_run(workdir)
   assert run.vae.data_shape == (3,) and not run.vae.likelihood.eight_bit  # real values: no dequantization
-  np.testing.assert_allclose(run.setup.test, x[500:].astype(np.float32))  # x is the data, as given
+  np.testing.assert_allclose(run.setup.test_x, x[500:].astype(np.float32))  # x is the data, as given
   assert main(["eval", "--workdir", workdir, "--k", "100", "--no-progress"]) == 0
   with open(os.path.join(workdir, "eval.json")) as f:
     assert json.load(f)["test_log_px"] > -10  # a density of 3 numbers, not of 784 pixels
@@ -410,7 +412,7 @@ def test_float64_trains_resumes_and_evaluates_a_float64_model(tmp_path):
     assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
     run = load_run(str(tmp_path / "a"), model=vae, data=data)
     assert all(a.dtype == np.float64 for a in jax.tree.leaves(run.params))
-    test = jnp.asarray(run.setup.test)
+    test = jnp.asarray(run.setup.test_x)
     assert test.dtype == jnp.float64
     evaluation = evaluate_run(str(tmp_path / "a"), k=2000, model=vae, data=data, progress=False, write=False)
     exact = float(np.mean(LG.log_p_x(run.params, test)))
@@ -470,12 +472,12 @@ STRINGS = {
 
 def _example(name):
   spec = Config.spec(name)
-  return STRINGS.get(name) or (spec.choices[-1] if spec.choices else EXAMPLES[spec.kind])
+  return STRINGS.get(name) or (tuple(spec.choices)[-1] if spec.choices else EXAMPLES[spec.kind])
 
 
 def test_every_config_field_is_a_flag_and_a_grid_axis():
   from jaxvae.runs.config import SPECS, overrides_from_args, parse_value
-  from jaxvae.runs.sweep import parse_grid
+  from jaxvae.runs.grid import parse_grid
   from jaxvae.tools.cli import build_parser, config_from_args
 
   parser = build_parser()

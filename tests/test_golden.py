@@ -24,7 +24,9 @@ from jaxvae.core.nets import GaussianMLP, MLPDecoder, MLPEncoder
 from jaxvae.runs.build import make_vae
 from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import evaluate_run
-from jaxvae.runs.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.runs.folder import read_metrics
+from jaxvae.runs.records import TIMING_KEYS
+from jaxvae.runs.run import train_and_evaluate
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "golden_metrics.json")
 with open(GOLDEN) as f:

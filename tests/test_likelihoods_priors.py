@@ -17,7 +17,8 @@ from scipy.special import logsumexp
 from jaxvae.core import distributions as D
 from jaxvae.core.likelihoods import discretized_logistic, gaussian
 from jaxvae.core.objectives import importance_terms
-from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.errors import JaxvaeError
+from jaxvae.runs.config import Config
 from jaxvae.runs.run import train_and_evaluate
 
 RNG = np.random.default_rng(0)
@@ -204,7 +205,7 @@ def test_tfds_colour_and_grey_datasets_train_with_a_conv_model(tmp_path, name, s
   assert summary["n_train"] == 24 and np.isfinite(summary["bits_per_dim"])
   with open(tmp_path / name / "config.json") as f:
     assert Config.from_dict(json.load(f)).image_size == size
-  from jaxvae.core.data import load_dataset
+  from jaxvae.runs.sources import load_dataset
 
   with tfds.testing.mock_data(num_examples=4):
     assert load_dataset(f"tfds:{name}", image_size=size).event_shape == shape

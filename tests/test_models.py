@@ -8,7 +8,8 @@ from helpers import mnist_trainer as make_trainer
 from helpers import mnist_vae as make_vae
 
 from jaxvae.core.objectives import elbo, importance_terms
-from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.errors import JaxvaeError
+from jaxvae.runs.config import Config
 
 
 def _shapes(params):

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from jaxvae.runs.config import Config
-from jaxvae.runs.run import TIMING_KEYS, train_and_evaluate
+from jaxvae.runs.records import TIMING_KEYS
+from jaxvae.runs.run import train_and_evaluate
 from jaxvae.runs.sweep import run_sweep
 from jaxvae.tools.launch import free_port, job_env
 

@@ -14,11 +14,13 @@ from jaxvae.core import flows, ladder, objectives, rng
 from jaxvae.core.estimators import optimize_local_q
 from jaxvae.core.model import VAE
 from jaxvae.core.nets import MLPDecoder
+from jaxvae.errors import JaxvaeError
 from jaxvae.runs.build import make_vae
-from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import evaluate_run
+from jaxvae.runs.grid import group_configs
 from jaxvae.runs.run import train_and_evaluate
-from jaxvae.runs.sweep import group_configs, train_group
+from jaxvae.runs.sweep import train_group
 from jaxvae.training.checkpoint import restore_checkpoint
 from jaxvae.training.train import eval_params
 

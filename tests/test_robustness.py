@@ -20,8 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxvae.core.data import Dataset
-from jaxvae.runs.config import Config, JaxvaeError
-from jaxvae.runs.run import TIMING_KEYS, read_metrics, train_and_evaluate
+from jaxvae.errors import JaxvaeError
+from jaxvae.runs.config import Config
+from jaxvae.runs.folder import read_metrics
+from jaxvae.runs.records import TIMING_KEYS
+from jaxvae.runs.run import train_and_evaluate
 from jaxvae.tools.cli import main
 from jaxvae.training.checkpoint import restore_checkpoint
 
@@ -274,7 +277,7 @@ def test_two_processes_started_into_one_new_folder_one_runs_the_other_exits_2(tm
 
 
 def test_the_folder_claim_is_atomic_between_threads(tmp_path):
-  from jaxvae.runs.run import prepare_workdir
+  from jaxvae.runs.folder import prepare_workdir
 
   barrier, outcomes = threading.Barrier(8), []
 
@@ -297,7 +300,7 @@ def test_the_folder_claim_is_atomic_between_threads(tmp_path):
 def test_a_claim_whose_process_died_before_its_config_is_taken_over_and_a_live_one_is_not(tmp_path):
   import socket
 
-  from jaxvae.runs.run import CLAIM, prepare_workdir
+  from jaxvae.runs.folder import CLAIM, prepare_workdir
 
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()

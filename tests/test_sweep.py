@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from helpers import mnist_trainer as make_trainer
 
-from jaxvae.runs.config import Config, JaxvaeError
+from jaxvae.errors import JaxvaeError
+from jaxvae.runs.config import Config
+from jaxvae.runs.grid import expand_grid, group_configs, parse_grid
 from jaxvae.runs.run import train_and_evaluate
-from jaxvae.runs.sweep import expand_grid, group_configs, parse_grid, train_group
+from jaxvae.runs.sweep import train_group
 from jaxvae.tools.cli import main
 from jaxvae.training.checkpoint import restore_checkpoint
 
@@ -113,10 +115,10 @@ FAKE_DEVICES = textwrap.dedent(
     import jax, numpy as np
     assert jax.device_count() == 4, jax.devices()
     from jaxvae.runs.config import Config
-    from jaxvae.core.data import load_mnist
+    from jaxvae.runs.sources import load_mnist
     from jaxvae.runs.sweep import train_group
     from jaxvae.runs.run import train_and_evaluate
-    from jaxvae.runs.build import make_trainer
+    from jaxvae.runs.build import trainer_for
     from jaxvae.training.checkpoint import restore_checkpoint
 
     mnist = load_mnist()
@@ -132,7 +134,7 @@ FAKE_DEVICES = textwrap.dedent(
     w = sys.argv[1]
     train_and_evaluate(config, w + "/dp", data=mnist, progress=False, verbose=False, data_parallel=True)
     train_and_evaluate(config, w + "/one", data=mnist, progress=False, verbose=False)
-    like = make_trainer(config, data_shape=(28, 28, 1), train_size=256).init(jax.random.key(0))
+    like = trainer_for(config, data_shape=(28, 28, 1), train_size=256).init(jax.random.key(0))
     dp = restore_checkpoint(w + "/dp", like).state
     one = restore_checkpoint(w + "/one", like).state
     for x, y in zip(jax.tree.leaves(dp.params), jax.tree.leaves(one.params)):

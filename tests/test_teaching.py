@@ -61,7 +61,7 @@ def z2_run(tmp_path_factory):
 
 def test_local_optimization_never_lowers_the_elbo(z2_run):
   run = load_run(z2_run)
-  x = jnp.asarray(run.setup.test[:24])
+  x = jnp.asarray(run.setup.test_x[:24])
   out = jax.jit(jax.vmap(lambda x, k: optimize_local_q(run.vae, run.params, x, k, steps=100)))(
     x, jax.random.split(jax.random.key(0), 24)
   )

@@ -10,10 +10,12 @@ import numpy as np
 from helpers import mnist_trainer as make_trainer
 from helpers import mnist_vae as make_vae
 
+from jaxvae.core.trees import map_batches
 from jaxvae.runs.build import burda_lr_factor, make_objective, make_optimizer
 from jaxvae.runs.config import Config
-from jaxvae.runs.run import prepare, train_and_evaluate
-from jaxvae.training.train import make_train_step, map_batches, with_learning_rate
+from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.setup import prepare
+from jaxvae.training.train import make_train_step, with_learning_rate
 
 SMALL = Config(hidden=(64,), latent_dim=8, batch_size=32, n_train=512, n_test=200, epochs=2)
 
@@ -96,7 +98,7 @@ def test_training_improves_the_elbo(mnist):
   trainer = make_trainer(SMALL)
   state = trainer.init(jax.random.key(0))
   images = jnp.asarray(mnist.train[:2048])
-  test = prepare(SMALL, data=mnist).test
+  test = prepare(SMALL, data=mnist).test_x
   before = trainer.evaluate(state.params, jnp.asarray(test), jax.random.key(1))["elbo"]
   for epoch in range(3):
     state, _ = trainer.train_epoch(state, images, jax.random.key(epoch))
@@ -114,7 +116,7 @@ def test_map_batches_equals_one_big_batch():
 
 def test_test_set_is_binarized_once_independently_of_the_run_seed(mnist):
   test_a, test_b, test_c = (
-    prepare(c, data=mnist).test
+    prepare(c, data=mnist).test_x
     for c in (SMALL.replace(seed=0), SMALL.replace(seed=1), SMALL.replace(binarization_seed=1))
   )
   np.testing.assert_array_equal(test_a, test_b)
@@ -125,9 +127,9 @@ def test_test_set_is_binarized_once_independently_of_the_run_seed(mnist):
 
 
 def test_static_binarization_draws_the_training_set_once(mnist):
-  train = prepare(SMALL.replace(binarization="static"), data=mnist).train
+  train = prepare(SMALL.replace(binarization="static"), data=mnist).train_data
   assert train.dtype == np.bool_ and set(np.unique(train)) == {False, True}
-  again = prepare(SMALL.replace(binarization="static", seed=5), data=mnist).train
+  again = prepare(SMALL.replace(binarization="static", seed=5), data=mnist).train_data
   np.testing.assert_array_equal(train, again)
 
 

@@ -94,7 +94,7 @@ def main(argv=None):
     jaxvae.train_and_evaluate(config, run, overwrite=True, progress=False, verbose=False)
   loaded = load_run(run)
   vae, params = loaded.vae, loaded.params
-  x = jnp.asarray(loaded.setup.test[: args.batch])
+  x = jnp.asarray(loaded.setup.test_x[: args.batch])
   keys = jax.random.split(jax.random.key(0), args.draws)
 
   rows = []

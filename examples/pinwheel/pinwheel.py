@@ -139,7 +139,7 @@ def main(argv=None):
   )
   evaluation = jaxvae.evaluate_run(run, k=args.k, progress=False)
   loaded = jaxvae.runs.evaluate.load_run(run)
-  draw(os.path.join(args.workdir, "pinwheel.png"), loaded.setup.data, loaded.vae, loaded.params, summary, evaluation)
+  draw(os.path.join(args.workdir, "pinwheel.png"), loaded.setup.checked, loaded.vae, loaded.params, summary, evaluation)
   print(
     f"pinwheel: {args.n_train} training points, {args.epochs} epochs in {summary['seconds']:.1f} s; test ELBO "
     f"{summary['test_elbo']:.3f} nats, log p(x) {evaluation['test_log_px']:.3f} +- {evaluation['test_log_px_se']:.3f} "

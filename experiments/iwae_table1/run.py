@@ -71,7 +71,8 @@ def run_cell(cell: dict, schedule: dict, workdir: str, seed: int) -> dict:
 def run_program(cells: list[dict], schedule: dict, workdir: str, seed: int) -> dict[str, dict]:
   """The cells of one (layers, k) as one sweep over the objective, then each model evaluated."""
   from jaxvae.runs.evaluate import evaluate_run
-  from jaxvae.runs.sweep import model_name, run_sweep
+  from jaxvae.runs.grid import model_name
+  from jaxvae.runs.sweep import run_sweep
 
   trained = [c for c in cells if c["run"] == c["name"]]
   configs = [

@@ -105,7 +105,7 @@ def mnist_part(workdir: str | None, n_test: int = 500, k: int = 1000) -> None:
     train_and_evaluate(Config(epochs=3), workdir, progress=False, verbose=False)
   run = load_run(workdir)
   vae, params, epoch = run.vae, run.params, run.epoch
-  x = jnp.asarray(run.setup.test[:n_test])
+  x = jnp.asarray(run.setup.test_x[:n_test])
   log_px = importance_sampled_log_px(vae, params, x, jax.random.key(1), k, max(1, 50_000 // n_test))
   terms = elbo(vae, params, x, jax.random.key(2), k=1000)
   lp, el = np.asarray(log_px["log_px"], np.float64), np.asarray(terms.elbo, np.float64)

@@ -29,29 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvae.core.distributions import Gaussian, gaussian_log_prob, gaussian_sample
+from jaxvae.core.distributions import Gaussian
 from jaxvae.core.model import VAE, Params
-from jaxvae.core.objectives import ImportanceTerms, importance_terms
-from jaxvae.core.posteriors import expand
+from jaxvae.core.objectives import importance_terms
+from jaxvae.core.trees import map_batches
 from jaxvae.errors import JaxvaeError
-from jaxvae.training.train import map_batches
 
 ACTIVE_UNIT_THRESHOLD = 0.01
-
-
-def _proposal_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, h: Any) -> ImportanceTerms:
-  """Like :func:`jaxvae.core.objectives.importance_terms`, proposing from another encoder output ``h`` (batch B).
-
-  The proposal is the model's posterior family at ``h`` (for the Gaussian posterior, ``h`` is
-  the Gaussian ``[B, d]`` itself).
-  """
-  if vae.posterior is None:
-    z = gaussian_sample(key, h, (k,))
-    log_q = gaussian_log_prob(expand(h, 1), z)
-  else:
-    z, log_q = vae.posterior.sample(params, h, key, (k,))
-  out = vae.p_theta(params, z)
-  return ImportanceTerms(vae.log_p_x_given_z(jnp.broadcast_to(x, (k,) + x.shape), out), vae.log_p_z(params, z), log_q)
 
 
 def importance_sampled_log_px(
@@ -78,10 +62,7 @@ def importance_sampled_log_px(
   """
 
   def draw(j, n):
-    k_j = jax.random.fold_in(key, j)
-    if proposal is None:
-      return importance_terms(vae, params, x, k_j, n)
-    return _proposal_terms(vae, params, x, k_j, n, proposal)
+    return importance_terms(vae, params, x, jax.random.fold_in(key, j), n, h=proposal)
 
   def add(carry, terms):
     m, s1, s2, sum_log_w, sum_rec, sum_kl = carry
@@ -205,8 +186,9 @@ def optimize_local_q(
   Gaussian and context; for a hierarchy (burda2, the ladder), its shared upper networks with
   any bottom-up outputs. q* optimizes h for this x alone, starting from the encoder's h_phi(x),
   maximizing the reparameterized ELBO with Adam (``samples`` draws per step; the closed-form KL
-  where the model has one). Both q's are then scored with the same ``eval_samples`` draws; q*
-  is the better of the two, so ELBO(q*) >= ELBO(q_phi) under that estimate.
+  where the model has one: :func:`gaussian_elbo`, else :func:`family_elbo`). Both q's are then
+  scored with the same ``eval_samples`` draws; q* is the better of the two, so ELBO(q*) >=
+  ELBO(q_phi) under that estimate.
 
   Args:
     x: ``[*data_shape]``; vmap this function over a batch.
@@ -215,47 +197,34 @@ def optimize_local_q(
     ``elbo_q_phi``, ``elbo_q_star`` (scalars) and ``q_star``, the optimized encoder output
     (for the Gaussian posterior, a :class:`Gaussian` with ``[d]`` fields).
   """
-  if vae.kl_q_p_z is None:
+  if vae.kl_q_p_z is not None:  # a Gaussian q with a closed-form KL: h is q itself, for one x
+
+    def elbo_of(q, k, n):
+      return gaussian_elbo(vae, params, x, q, jax.random.normal(k, (n,) + q.mean.shape, q.mean.dtype))
+
+    h_phi = jax.tree.map(lambda a: a[0], vae.q_phi(params, x[None]))
+    one = lambda h: h  # noqa: E731
+  else:
     if vae.posterior is None or vae.encode is None:
       raise JaxvaeError("inference gaps need a model built with jaxvae.VAE.from_modules (its encoder and posterior)")
-    return _optimize_local_h(vae, params, x, key, steps=steps, lr=lr, samples=samples, eval_samples=eval_samples)
-  q_phi = jax.tree.map(lambda a: a[0], vae.q_phi(params, x[None]))
-  k_opt, k_eval = jax.random.split(key)
-  optimizer = optax.adam(lr)
 
-  def step(carry, k):
-    q, opt_state = carry
-    eps = jax.random.normal(k, (samples,) + q.mean.shape, q.mean.dtype)
-    grads = jax.grad(lambda q: -gaussian_elbo(vae, params, x, q, eps))(q)
-    updates, opt_state = optimizer.update(grads, opt_state)
-    return (optax.apply_updates(q, updates), opt_state), None
+    def elbo_of(h, k, n):
+      return family_elbo(vae, params, x, h, k, n)
 
-  (q_opt, _), _ = jax.lax.scan(step, (q_phi, optimizer.init(q_phi)), jax.random.split(k_opt, steps))
-  eps = jax.random.normal(k_eval, (eval_samples,) + q_phi.mean.shape, q_phi.mean.dtype)
-  elbo_phi = gaussian_elbo(vae, params, x, q_phi, eps)
-  elbo_opt = gaussian_elbo(vae, params, x, q_opt, eps)
-  better = elbo_opt > elbo_phi
-  q_star = jax.tree.map(lambda a, b: jnp.where(better, a, b), q_opt, q_phi)
-  return {"elbo_q_phi": elbo_phi, "elbo_q_star": jnp.maximum(elbo_opt, elbo_phi), "q_star": q_star}
-
-
-def _optimize_local_h(
-  vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, steps: int, lr: float, samples: int, eval_samples: int
-) -> dict[str, jax.Array]:
-  """:func:`optimize_local_q` for a posterior without a closed-form KL: Adam on the encoder output h."""
-  h_phi = vae.encode(params, x[None])
+    h_phi = vae.encode(params, x[None])  # a batch of one: what the posterior takes
+    one = lambda h: jax.tree.map(lambda a: a[0], h)  # noqa: E731
   k_opt, k_eval = jax.random.split(key)
   optimizer = optax.adam(lr)
 
   def step(carry, k):
     h, opt_state = carry
-    grads = jax.grad(lambda h: -family_elbo(vae, params, x, h, k, samples))(h)
+    grads = jax.grad(lambda h: -elbo_of(h, k, samples))(h)
     updates, opt_state = optimizer.update(grads, opt_state)
     return (optax.apply_updates(h, updates), opt_state), None
 
   (h_opt, _), _ = jax.lax.scan(step, (h_phi, optimizer.init(h_phi)), jax.random.split(k_opt, steps))
-  elbo_phi = family_elbo(vae, params, x, h_phi, k_eval, eval_samples)
-  elbo_opt = family_elbo(vae, params, x, h_opt, k_eval, eval_samples)
+  elbo_phi = elbo_of(h_phi, k_eval, eval_samples)
+  elbo_opt = elbo_of(h_opt, k_eval, eval_samples)
   better = elbo_opt > elbo_phi
-  h_star = jax.tree.map(lambda a, b: jnp.where(better, a, b)[0], h_opt, h_phi)
-  return {"elbo_q_phi": elbo_phi, "elbo_q_star": jnp.maximum(elbo_opt, elbo_phi), "q_star": h_star}
+  h_star = jax.tree.map(lambda a, b: jnp.where(better, a, b), h_opt, h_phi)
+  return {"elbo_q_phi": elbo_phi, "elbo_q_star": jnp.maximum(elbo_opt, elbo_phi), "q_star": one(h_star)}

@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxvae.core import distributions as D
 from jaxvae.core.nets import ACTIVATIONS
-from jaxvae.core.posteriors import Posterior, expand
+from jaxvae.core.posteriors import POSTERIORS, Posterior, expand
 
 
 def made_degrees(d: int, hidden: Sequence[int], reverse: bool) -> list[tuple[int, ...]]:
@@ -242,4 +242,13 @@ def iaf(
     log_prob=log_prob,
     means=means,
     closed_form=steps == 0,
+    context_dim=context_dim,
   )
+
+
+@POSTERIORS.register(
+  "iaf", help="(a diagonal Gaussian and --flow-steps inverse autoregressive flow steps; the KL becomes Monte Carlo)"
+)
+def _iaf(latent_dim: int, flow_steps: int = 2, flow_hidden: Sequence[int] = (320, 320)) -> Posterior:
+  """``--posterior iaf``: ``flow_steps`` steps whose MADEs have ``flow_hidden`` widths; the context has the first."""
+  return iaf(latent_dim, flow_steps, flow_hidden, context_dim=flow_hidden[0])

@@ -28,15 +28,19 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxvae.core import distributions as D
+from jaxvae.core.model import MODELS, VAE
 from jaxvae.core.nets import ACTIVATIONS, GaussianMLP
 from jaxvae.core.posteriors import Posterior, expand
 from jaxvae.core.priors import Prior
+from jaxvae.core.vaes import FREE_BITS_RULE, architecture_problem, check_conv, decoder_of, likelihood_of
 
 
 class LadderEncoder(nn.Module):
@@ -194,3 +198,69 @@ def ladder(
     sample_kl=sample_kl,
   )
   return prior, posterior
+
+
+# ---------------------------------------------------------------------------
+# ``--model ladder``.
+# ---------------------------------------------------------------------------
+
+
+def ladder_vae(config: Any, data_shape: tuple[int, ...], dtype=np.uint8) -> VAE:
+  """``ladder``, Sønderby et al. (2016): ``ladder_layers`` stochastic layers, top-down inference.
+
+  The bottom-up pass is an MLP (or, with ``--net conv``, strided convolutions then the MLP
+  layers); the decoder p_theta(x|z_1) is an MLP of ``hidden`` (or the conv decoder).
+  """
+  likelihood = likelihood_of(config, data_shape, dtype)
+  if config.net == "conv":
+    check_conv(config, data_shape)
+  conv = config.conv_channels if config.net == "conv" else None
+  encoder = LadderEncoder(config.ladder_widths, config.ladder_layers, config.activation, conv)
+  prior, posterior = ladder(config.ladder_layers, config.ladder_widths, config.activation)
+  return VAE.from_modules(
+    encoder,
+    decoder_of(config, likelihood),
+    data_shape=data_shape,
+    latent_dim=config.latent_dim,
+    likelihood=likelihood,
+    prior=prior,
+    posterior=posterior,
+    host_loop_on_cpu=config.net == "conv",
+  )
+
+
+def _defaults(config: Any) -> dict[str, Any]:
+  """Sønderby et al. (2016), MNIST: five stochastic layers 64-32-16-8-4, deterministic widths
+  512-256-128-64-32 (two Dense layers each), a 512-512 decoder; ELU (they use leaky ReLU and batch
+  normalization). ``latent_dim`` is the first layer's size."""
+  layers = config.ladder_layers or (64, 32, 16, 8, 4)
+  return dict(
+    hidden=(512, 512),
+    activation="elu",
+    ladder_layers=layers,
+    ladder_widths=(512, 256, 128, 64, 32),
+    latent_dim=layers[0],
+  )
+
+
+def _problem(config: Any) -> str | None:
+  if problem := architecture_problem(config):
+    return problem
+  layers, widths = config.ladder_layers, config.ladder_widths
+  if layers is None or widths is None or len(layers) != len(widths):
+    return (
+      f"--ladder-layers {layers} and --ladder-widths {widths} need one width per stochastic layer: give as many of each"
+    )
+  if config.latent_dim != layers[0]:
+    return (
+      f"latent_dim={config.latent_dim} is the ladder's first layer, --ladder-layers {','.join(map(str, layers))}: "
+      "leave --latent-dim unset"
+    )
+  if config.prior != "normal" or config.posterior != "gaussian":
+    return (
+      "the ladder model has its own top-down prior and posterior: use --prior normal and --posterior gaussian with it"
+    )
+  return FREE_BITS_RULE if config.free_bits > 0 and config.kl != "analytic" else None
+
+
+MODELS.register("ladder", ladder_vae, defaults=_defaults, check=_problem)

@@ -17,7 +17,8 @@ For 8-bit data, ELBO and log p(x) are in nats of the discrete data, and bits/dim
 -log p(x) / (D ln 2) compares them with the literature.
 
 A likelihood of your own is a :class:`Likelihood` too: its log-density, its mean for pictures,
-and how the stored data become x; hand it to :meth:`jaxvae.VAE.from_modules`.
+and how the stored data become x; hand it to :meth:`jaxvae.VAE.from_modules`. The built-in ones
+are registered in :data:`LIKELIHOODS` under the names ``--likelihood`` accepts.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ import numpy as np
 from jaxvae.core import distributions as D
 from jaxvae.core import rng
 from jaxvae.core.data import as_intensities, as_real, as_uint8, dynamic_binarize
+from jaxvae.core.registry import Registry
 from jaxvae.errors import JaxvaeError
 
-LIKELIHOODS = ("bernoulli", "gaussian", "discretized-logistic")
+LIKELIHOODS = Registry("likelihood")
 GAUSSIAN_SCALES = ("fixed", "global", "per-pixel")
 
 
@@ -65,6 +67,8 @@ class Likelihood(NamedTuple):
     eight_bit: whether log_prob is a likelihood of 8-bit data (then bits/dim apply).
     data_range: the range of x, for values that live in data space (the VampPrior's
       pseudo-inputs); None if unbounded.
+    binarizes: whether x is a Bernoulli(v / 255) draw of each stored intensity v, so that x is
+      0/1 and the draw can be made once for the whole training set (``binarization="static"``).
   """
 
   name: str
@@ -77,6 +81,7 @@ class Likelihood(NamedTuple):
   check: Callable[[np.ndarray, str], np.ndarray] = as_real
   eight_bit: bool = False
   data_range: tuple[float, float] | None = None
+  binarizes: bool = False
 
 
 def dequantize(key: jax.Array, images: jax.Array) -> jax.Array:
@@ -112,6 +117,7 @@ def bernoulli(data_shape: tuple[int, ...]) -> Likelihood:
     preprocess=_binarize,
     check=as_intensities,
     data_range=(0.0, 1.0),
+    binarizes=True,
   )
 
 
@@ -201,3 +207,20 @@ def discretized_logistic(data_shape: tuple[int, ...], mixtures: int = 10) -> Lik
 def bits_per_dim(log_p: float, data_shape: tuple[int, ...]) -> float:
   """-log p / (D ln 2): nats per example as bits per dimension."""
   return -log_p / (math.prod(data_shape) * math.log(2.0))
+
+
+# ---------------------------------------------------------------------------
+# The built-in likelihoods, by the names a config gives.
+# ---------------------------------------------------------------------------
+
+LIKELIHOODS.register("bernoulli", bernoulli, help="(binarized data)")
+
+
+@LIKELIHOODS.register("gaussian", help="(8-bit data dequantized, or real-valued data)")
+def _gaussian(data_shape: tuple[int, ...], dtype=np.uint8, gaussian_scale: str = "global", gaussian_sigma: float = 0.1):
+  """``--likelihood gaussian``: of 8-bit data, unless the stored data are floats (then of real values)."""
+  eight_bit = not np.issubdtype(np.dtype(dtype), np.floating)
+  return gaussian(data_shape, gaussian_scale, gaussian_sigma, eight_bit=eight_bit)
+
+
+LIKELIHOODS.register("discretized-logistic", discretized_logistic, help="(8-bit data)")

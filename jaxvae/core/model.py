@@ -46,10 +46,13 @@ from jaxvae.core import distributions as D
 from jaxvae.core import likelihoods as L
 from jaxvae.core import posteriors
 from jaxvae.core import priors as P
-from jaxvae.errors import JaxvaeError
+from jaxvae.core.registry import Registry
 
 Params = Any  # a pytree: {"encoder": ..., "decoder": ..., "prior": ..., "posterior": ..., "likelihood": ...}
 Latent = posteriors.Latent
+# The built-in models by the names ``--model`` accepts: :mod:`jaxvae.core.vaes` (mlp, burda1, burda2)
+# and :mod:`jaxvae.core.ladder` (ladder) register theirs, as factories ``(config, data_shape, dtype) -> VAE``.
+MODELS = Registry("model")
 
 
 def _flat_apply(module: nn.Module, params: Any, inputs: jax.Array, event_ndim: int) -> Any:
@@ -62,24 +65,15 @@ def _flat_apply(module: nn.Module, params: Any, inputs: jax.Array, event_ndim: i
 
 
 def _likelihood(value: str | L.Likelihood, data_shape: tuple[int, ...]) -> L.Likelihood:
-  if isinstance(value, L.Likelihood):
-    return value
-  factories = {"bernoulli": L.bernoulli, "gaussian": L.gaussian, "discretized-logistic": L.discretized_logistic}
-  if value not in factories:
-    raise JaxvaeError(f"likelihood {value!r} is unknown: use one of {', '.join(factories)} or a jaxvae.Likelihood")
-  return factories[value](data_shape)
+  """A likelihood value as it is, or a registered one by name with its defaults."""
+  return value if isinstance(value, L.Likelihood) else L.LIKELIHOODS.build(value, data_shape=data_shape)
 
 
 def _prior(value: str | P.Prior, latent_dim: int, encoder: nn.Module, data_shape, likelihood: L.Likelihood) -> P.Prior:
+  """A prior value as it is, or a registered one by name with its defaults."""
   if isinstance(value, P.Prior):
     return value
-  if value == "normal":
-    return P.standard_normal(latent_dim)
-  if value == "mog":
-    return P.mixture_of_gaussians(latent_dim, P.PRIOR_COMPONENTS["mog"])
-  if value == "vamp":
-    return P.vamp_prior(encoder, data_shape, P.PRIOR_COMPONENTS["vamp"], likelihood.data_range or (0.0, 1.0))
-  raise JaxvaeError(f"prior {value!r} is unknown: use one of {', '.join(P.PRIORS)} or a jaxvae.Prior")
+  return P.PRIORS.build(value, latent_dim=latent_dim, encoder=encoder, data_shape=data_shape, likelihood=likelihood)
 
 
 class VAE(NamedTuple):
@@ -113,6 +107,9 @@ class VAE(NamedTuple):
     posterior: the :class:`jaxvae.core.posteriors.Posterior` (how h becomes q_phi(z|x)).
     sample_kl: ``(params, x, key, sample_shape) -> (z, per-layer KL [*S, B, d_l] ...)``, the
       posterior's layer-wise closed-form KL (:attr:`jaxvae.Posterior.sample_kl`), or None.
+    host_loop_on_cpu: on a CPU, train an epoch as a host loop of jitted steps instead of one
+      ``lax.scan`` (:class:`jaxvae.training.train.Epoch`): for models with convolutions, whose
+      gradients XLA's CPU backend computes about 20 times more slowly inside a loop.
   """
 
   init: Callable[..., Params]
@@ -132,6 +129,7 @@ class VAE(NamedTuple):
   encode: Callable[[Params, jax.Array], Any] | None = None
   posterior: posteriors.Posterior | None = None
   sample_kl: Callable[..., tuple[Latent, tuple[jax.Array, ...]]] | None = None
+  host_loop_on_cpu: bool = False
 
   @classmethod
   def from_modules(
@@ -144,6 +142,7 @@ class VAE(NamedTuple):
     likelihood: str | L.Likelihood = "bernoulli",
     prior: str | P.Prior = "normal",
     posterior: posteriors.Posterior | None = None,
+    host_loop_on_cpu: bool = False,
   ) -> VAE:
     """A VAE from two Linen modules, a likelihood, a prior and a posterior family.
 
@@ -163,11 +162,13 @@ class VAE(NamedTuple):
       decoder: the Linen module of p_theta(x|z).
       data_shape: the shape of one example x, e.g. (28, 28, 1) or (2,).
       latent_dim: d, the size of z (of z1 if there are several layers).
-      likelihood: ``"bernoulli"``, ``"gaussian"``, ``"discretized-logistic"`` (with their
-        defaults) or a :class:`jaxvae.core.likelihoods.Likelihood`.
-      prior: ``"normal"``, ``"mog"``, ``"vamp"`` (with their defaults) or a
-        :class:`jaxvae.core.priors.Prior`.
+      likelihood: a name registered in :data:`jaxvae.core.likelihoods.LIKELIHOODS` (``"bernoulli"``,
+        ``"gaussian"``, ...; with its defaults) or a :class:`jaxvae.core.likelihoods.Likelihood`.
+      prior: a name registered in :data:`jaxvae.core.priors.PRIORS` (``"normal"``, ``"mog"``,
+        ``"vamp"``; with its defaults) or a :class:`jaxvae.core.priors.Prior`.
       posterior: a :class:`jaxvae.core.posteriors.Posterior` (default: the diagonal Gaussian).
+      host_loop_on_cpu: the modules have convolutions: on a CPU, an epoch is a host loop of
+        jitted steps rather than one scan (see :attr:`VAE.host_loop_on_cpu`).
 
     Returns:
       A :class:`VAE`.
@@ -183,7 +184,7 @@ class VAE(NamedTuple):
     data_shape = tuple(int(s) for s in data_shape)
     likelihood = _likelihood(likelihood, data_shape)
     prior = _prior(prior, latent_dim, encoder, data_shape, likelihood)
-    posterior = posterior or posteriors.gaussian()
+    posterior = posterior or posteriors.diagonal_gaussian()
     event_ndim = len(data_shape)
 
     def encode(params: Params, x: jax.Array):
@@ -245,4 +246,5 @@ class VAE(NamedTuple):
       encode=encode,
       posterior=posterior,
       sample_kl=sample_kl if posterior.sample_kl is not None else None,
+      host_loop_on_cpu=host_loop_on_cpu,
     )

@@ -41,8 +41,11 @@ import optax
 
 from jaxvae.core.distributions import gaussian_sample
 from jaxvae.core.model import VAE, Params
+from jaxvae.core.posteriors import diagonal_gaussian
+from jaxvae.core.registry import Registry
 
 Metrics = dict[str, jax.Array]
+OBJECTIVES = Registry("objective")
 
 
 class ELBOTerms(NamedTuple):
@@ -85,7 +88,7 @@ def _log_p_x_given_z(vae: VAE, params: Params, x: jax.Array, z, k: int) -> jax.A
   return vae.log_p_x_given_z(jnp.broadcast_to(x, (k,) + x.shape), vae.p_theta(params, z))
 
 
-def importance_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int) -> ImportanceTerms:
+def importance_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: int, h: Any = None) -> ImportanceTerms:
   """Draws z_1..z_k ~ q_phi(z|x) (reparameterized) and scores them.
 
   Args:
@@ -94,11 +97,16 @@ def importance_terms(vae: VAE, params: Params, x: jax.Array, key: jax.Array, k: 
     x: ``[B, H, W, C]`` data.
     key: PRNG key of the draws.
     k: samples per data point.
+    h: propose from the model's posterior family at this encoder output (batch B) instead of
+      at the encoder's h_phi(x): e.g. the optimized q* of :func:`jaxvae.core.estimators.optimize_local_q`.
 
   Returns:
     :class:`ImportanceTerms` with ``[k, B]`` fields.
   """
-  z, log_q = vae.sample_q(params, x, key, (k,))
+  if h is None:
+    z, log_q = vae.sample_q(params, x, key, (k,))
+  else:
+    z, log_q = (vae.posterior or diagonal_gaussian()).sample(params, h, key, (k,))
   return ImportanceTerms(_log_p_x_given_z(vae, params, x, z, k), vae.log_p_z(params, z), log_q)
 
 
@@ -293,11 +301,12 @@ def beta_elbo(
   return Objective("vae", loss, BetaELBOHParams(f32(beta), f32(warmup_steps), f32(free_bits)))
 
 
-def _iwae_metrics(t: ImportanceTerms) -> tuple[jax.Array, Metrics]:
-  bound = jnp.mean(iwae_bound(t.log_w))
-  return bound, {
+def _importance_metrics(t: ImportanceTerms, iw: jax.Array, bound: jax.Array) -> Metrics:
+  """An importance-weighted objective's metrics: ``loss`` = -bound (the bound it trains), ``iwae``, and the
+  k-sample ELBO with its terms (the KL by Monte Carlo), from ``[k, B]`` terms and ``[B]`` IWAE values ``iw``."""
+  return {
     "loss": -bound,
-    "iwae": bound,
+    "iwae": jnp.mean(iw),
     "elbo": jnp.mean(t.log_w),
     "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
     "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
@@ -312,8 +321,10 @@ def iwae(k: int) -> Objective:
 
   def loss(vae, params, x, key, hparams, step):
     del hparams, step
-    bound, metrics = _iwae_metrics(importance_terms(vae, params, x, key, k))
-    return -bound, metrics
+    t = importance_terms(vae, params, x, key, k)
+    iw = iwae_bound(t.log_w)
+    bound = jnp.mean(iw)
+    return -bound, _importance_metrics(t, iw, bound)
 
   return Objective("iwae", loss)
 
@@ -346,13 +357,7 @@ def vae_or_iwae(k: int, iwae: bool) -> Objective:
     t = importance_terms(vae, params, x, key, k)
     iw = iwae_bound(t.log_w)
     bound = jnp.mean(jnp.where(hparams.iwae > 0, iw, jnp.mean(t.log_w, axis=0)))
-    return -bound, {
-      "loss": -bound,
-      "iwae": jnp.mean(iw),
-      "elbo": jnp.mean(t.log_w),
-      "log_p_x_given_z": jnp.mean(t.log_p_x_given_z),
-      "kl": jnp.mean(t.log_q_z_given_x - t.log_p_z),
-    }
+    return -bound, _importance_metrics(t, iw, bound)
 
   return Objective("iwae" if iwae else "vae", loss, SwitchHParams(jnp.asarray(float(iwae), jnp.float32)))
 
@@ -392,7 +397,40 @@ def iwae_dreg(k: int) -> Objective:
       return sg(a) + w.reshape(w.shape + (1,) * (a.ndim - 2)) * (a - sg(a))
 
     surrogate = -jnp.mean(jnp.sum(w * terms(jax.tree.map(scaled, z)).log_w, axis=0))
-    bound, metrics = _iwae_metrics(t)
-    return surrogate, metrics
+    iw = iwae_bound(t.log_w)
+    return surrogate, _importance_metrics(t, iw, jnp.mean(iw))
 
   return Objective("iwae-dreg", loss)
+
+
+# ---------------------------------------------------------------------------
+# The built-in objectives, by the names a config gives.
+# ---------------------------------------------------------------------------
+
+
+@OBJECTIVES.register("vae", help="(the beta-ELBO)")
+def _beta_elbo(
+  steps_per_epoch: int = 1,
+  k: int = 1,
+  kl: str = "analytic",
+  beta: float = 1.0,
+  warmup_epochs: float = 0.0,
+  free_bits: float = 0.0,
+) -> Objective:
+  """``--objective vae``: the beta-ELBO with ``k`` samples, KL warm-up over ``warmup_epochs`` and free bits."""
+  warmup_steps = warmup_epochs * steps_per_epoch
+  return beta_elbo(k=k, analytic_kl=kl == "analytic", beta=beta, warmup_steps=warmup_steps, free_bits=free_bits)
+
+
+def _unweighted_kl(config: Any) -> str | None:
+  """The rule of the importance-weighted objectives: they have no KL weight, warm-up or free bits."""
+  if config.beta == 1 and config.warmup_epochs == 0 and config.free_bits == 0:
+    return None
+  return (
+    "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
+    f"leave them at 1, 0, 0 with --objective {config.objective}"
+  )
+
+
+OBJECTIVES.register("iwae", iwae, check=_unweighted_kl)
+OBJECTIVES.register("iwae-dreg", iwae_dreg, check=_unweighted_kl)

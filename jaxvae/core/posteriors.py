@@ -2,14 +2,15 @@
 
 The encoder (a Linen module) maps x to h(x); a :class:`Posterior` turns h into q_phi(z|x):
 
-* :func:`gaussian` (the default): h is a :class:`jaxvae.Gaussian` (mean, log sigma), and
+* :func:`diagonal_gaussian` (the default): h is a :class:`jaxvae.Gaussian` (mean, log sigma), and
   q_phi(z|x) = N(mu_phi(x), diag sigma_phi(x)^2), sampled by z = mu + sigma * eps.
-* :func:`hierarchical_gaussian`: two stochastic layers, q_phi(z1, z2 | x) = q_phi(z1|x) q_phi(z2|z1),
+* :func:`bottom_up_gaussian`: two stochastic layers, q_phi(z1, z2 | x) = q_phi(z1|x) q_phi(z2|z1),
   with q_phi(z2|z1) a Gaussian from a Linen module (Burda et al. 2016); z = (z1, z2).
 
 Two more are built on this module: the inverse autoregressive flow (:func:`jaxvae.core.flows.iaf`) and
-the Ladder VAE's top-down posterior (:func:`jaxvae.core.ladder.ladder`). A posterior of your own (a
-normalizing flow, a mixture) is a :class:`Posterior` too. Every
+the Ladder VAE's top-down posterior (:func:`jaxvae.core.ladder.ladder`). The ones ``--posterior``
+names are registered in :data:`POSTERIORS`. A posterior of your own (a normalizing flow, a
+mixture) is a :class:`Posterior` too. Every
 sample is reparameterized: z is a differentiable function of phi and the noise.
 """
 
@@ -22,8 +23,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxvae.core import distributions as D
+from jaxvae.core.registry import Registry
 
 Latent = Any  # z: an array [..., d], or a tuple of arrays for several stochastic layers
+POSTERIORS = Registry("posterior")
 
 
 class Posterior(NamedTuple):
@@ -48,6 +51,8 @@ class Posterior(NamedTuple):
       q(z_l | z_{>l}, x) to p(z_l | z_{>l}) at the drawn z_{>l}: a tuple of ``[*S, B, d_l]``.
       Their sum is an unbiased estimate of KL(q || p) with less variance than
       log q - log p; the objectives use it for per-layer KL, warm-up and free bits.
+    context_dim: the size of the context the encoder gives beside q's Gaussian, ``h = (Gaussian,
+      context [B, context_dim])`` (an IAF's); 0: the encoder gives the Gaussian alone.
   """
 
   name: str
@@ -58,6 +63,7 @@ class Posterior(NamedTuple):
   means: Callable[[Any, Any, jax.Array], tuple[jax.Array, ...]]
   closed_form: bool = False
   sample_kl: Callable[[Any, Any, jax.Array, tuple[int, ...]], tuple[Latent, tuple[jax.Array, ...]]] | None = None
+  context_dim: int = 0
 
 
 def expand(q: D.Gaussian, sample_ndim: int) -> D.Gaussian:
@@ -66,7 +72,7 @@ def expand(q: D.Gaussian, sample_ndim: int) -> D.Gaussian:
   return D.Gaussian(q.mean.reshape(lead + q.mean.shape), q.log_scale.reshape(lead + q.log_scale.shape))
 
 
-def gaussian() -> Posterior:
+def diagonal_gaussian() -> Posterior:
   """q_phi(z|x) = N(mu_phi(x), diag sigma_phi(x)^2) from an encoder that returns ``Gaussian(mu, log sigma)``.
 
   z = mu + sigma * eps, eps ~ N(0, I) (Kingma & Welling 2014, Section 2.4);
@@ -93,10 +99,14 @@ def gaussian() -> Posterior:
   )
 
 
-def hierarchical_gaussian(conditional: Any, z1_dim: int, mean_samples: int = 16) -> Posterior:
+def bottom_up_gaussian(conditional: Any, z1_dim: int, mean_samples: int = 16) -> Posterior:
   """q_phi(z1, z2 | x) = q_phi(z1|x) q_phi(z2|z1): the encoder gives q(z1|x), a Linen module q(z2|z1).
 
   log q(z1, z2 | x) = log N(z1; mu_phi(x), sigma_phi(x)^2) + log N(z2; mu(z1), sigma(z1)^2).
+
+  Inference goes bottom-up, x -> z1 -> z2, against the generative direction of the prior
+  p(z2) p(z1|z2) (:func:`jaxvae.core.priors.top_down_gaussian`); the Ladder VAE's posterior
+  (:mod:`jaxvae.core.ladder`) goes top-down instead.
 
   Args:
     conditional: a Linen module ``z1 [B, z1_dim] -> Gaussian [B, d2]``, applied with
@@ -124,10 +134,13 @@ def hierarchical_gaussian(conditional: Any, z1_dim: int, mean_samples: int = 16)
     return h.mean, jnp.mean(q2(params, z1).mean, axis=0)
 
   return Posterior(
-    name="hierarchical-gaussian",
+    name="bottom-up-gaussian",
     init=lambda key: conditional.init(key, jnp.zeros((1, z1_dim)))["params"],
     gaussian=lambda params, h: h,
     sample=sample,
     log_prob=log_prob,
     means=means,
   )
+
+
+POSTERIORS.register("gaussian", diagonal_gaussian, help="(diagonal)")

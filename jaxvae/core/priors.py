@@ -1,6 +1,7 @@
 """Priors p(z): the standard normal, a learned mixture of Gaussians, the VampPrior, a hierarchy.
 
-Each is a :class:`Prior` of pure functions; a prior of your own is one too (its log-density,
+Each is a :class:`Prior` of pure functions (the ones ``--prior`` names are registered in
+:data:`PRIORS`); a prior of your own is one too (its log-density,
 its sampler, and its closed-form KL to a Gaussian q if it has one). Only the standard normal
 has a closed-form KL(q_phi(z|x) || p(z)) here; for the others the ELBO uses the estimate
 log q_phi(z|x) - log p(z) at the samples, and importance sampling uses their log-densities,
@@ -23,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.core import distributions as D
+from jaxvae.core.registry import Registry
 
-PRIORS = ("normal", "mog", "vamp")
-PRIOR_COMPONENTS = {"normal": None, "mog": 10, "vamp": 500}  # the default K of each prior
+PRIORS = Registry("prior")
 
 
 class Prior(NamedTuple):
@@ -156,11 +157,12 @@ def vamp_prior(
   return Prior("vamp", init, log_prob, sample, None)
 
 
-def hierarchical_gaussian(conditional: Any, top_dim: int) -> Prior:
+def top_down_gaussian(conditional: Any, top_dim: int) -> Prior:
   """p(z1, z2) = p(z2) p(z1|z2) with p(z2) = N(0, I) and p(z1|z2) a Gaussian from a Linen module.
 
   The latent is the pair ``z = (z1, z2)``; z1 (next to x) is what the decoder reads. Burda et
-  al.'s two-layer model uses a tanh MLP for p(z1|z2) (:class:`jaxvae.core.nets.GaussianMLP`).
+  al.'s two-layer model uses a tanh MLP for p(z1|z2) (:class:`jaxvae.core.nets.GaussianMLP`), with
+  the bottom-up posterior q(z1|x) q(z2|z1) of :func:`jaxvae.core.posteriors.bottom_up_gaussian`.
 
   Args:
     conditional: a Linen module ``z2 [B, top_dim] -> Gaussian [B, d1]``, applied with
@@ -182,4 +184,23 @@ def hierarchical_gaussian(conditional: Any, top_dim: int) -> Prior:
     z2 = jax.random.normal(k2, (n, top_dim))
     return D.gaussian_sample(k1, conditional.apply({"params": params["prior"]}, z2)), z2
 
-  return Prior("hierarchical", init, log_prob, sample, None)
+  return Prior("top-down-gaussian", init, log_prob, sample, None)
+
+
+# ---------------------------------------------------------------------------
+# The built-in priors, by the names a config gives.
+# ---------------------------------------------------------------------------
+
+PRIORS.register("normal", standard_normal, help="N(0, I)")
+
+
+@PRIORS.register("mog", help="(learned mixture of Gaussians)")
+def _mixture(latent_dim: int, prior_components: int = 10) -> Prior:
+  """``--prior mog``: ``prior_components`` learned Gaussians."""
+  return mixture_of_gaussians(latent_dim, prior_components)
+
+
+@PRIORS.register("vamp", help="(VampPrior)")
+def _vamp(encoder: Any, data_shape: tuple[int, ...], likelihood: Any, prior_components: int = 500) -> Prior:
+  """``--prior vamp``: ``prior_components`` pseudo-inputs in the data range of the likelihood."""
+  return vamp_prior(encoder, data_shape, prior_components, likelihood.data_range)

@@ -20,40 +20,31 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
+from jaxvae.core import flows, ladder, vaes  # noqa: F401  (they register the iaf posterior and the built-in models)
 from jaxvae.core.likelihoods import GAUSSIAN_SCALES, LIKELIHOODS
+from jaxvae.core.model import MODELS
 from jaxvae.core.nets import ACTIVATIONS
-from jaxvae.core.priors import PRIOR_COMPONENTS, PRIORS
+from jaxvae.core.objectives import OBJECTIVES
+from jaxvae.core.posteriors import POSTERIORS
+from jaxvae.core.priors import PRIORS
+from jaxvae.core.registry import Registry
 from jaxvae.errors import JaxvaeError
 
 BINARIZATIONS = ("dynamic", "static")
 KL_ESTIMATORS = ("analytic", "mc")
-OBJECTIVES = ("vae", "iwae", "iwae-dreg")
 LR_SCHEDULES = ("constant", "burda")
 NETS = ("mlp", "conv")
-POSTERIORS = ("gaussian", "iaf")
-
-# Architecture defaults of each built-in model (applied to the fields left unset).
-MODEL_DEFAULTS = {
-  # Kingma & Welling (2014) / pytorch-examples: 784-400-20, ReLU, one stochastic layer.
-  "mlp": dict(hidden=(400,), latent_dim=20, activation="relu", hidden2=None, latent_dim2=None),
-  # Burda et al. (2016), one stochastic layer: 784-200-200-50, tanh.
-  "burda1": dict(hidden=(200, 200), latent_dim=50, activation="tanh", hidden2=None, latent_dim2=None),
-  # Burda et al. (2016), two stochastic layers: 784-200-200-100 (z1) -100-100-50 (z2), tanh.
-  "burda2": dict(hidden=(200, 200), latent_dim=100, activation="tanh", hidden2=(100, 100), latent_dim2=50),
-  # Sønderby et al. (2016), MNIST: five stochastic layers 64-32-16-8-4, deterministic widths
-  # 512-256-128-64-32 (two Dense layers each), a 512-512 decoder; ELU (they use leaky ReLU and
-  # batch normalization). latent_dim is the first layer's size.
-  "ladder": dict(
-    hidden=(512, 512),
-    activation="elu",
-    hidden2=None,
-    latent_dim2=None,
-    ladder_layers=(64, 32, 16, 8, 4),
-    ladder_widths=(512, 256, 128, 64, 32),
-  ),
+# The config fields whose value names a registered component, and their registries: their choices,
+# help, rules and defaults come from there (:mod:`jaxvae.core.registry`).
+CHOICES: dict[str, Registry] = {
+  "model": MODELS,
+  "likelihood": LIKELIHOODS,
+  "prior": PRIORS,
+  "posterior": POSTERIORS,
+  "objective": OBJECTIVES,
 }
 
 # A model, objective or dataset handed over in Python as a value (the run folder cannot rebuild it).
@@ -104,7 +95,7 @@ class FieldSpec:
       in a ``--grid`` value ``/`` separates them: ``hidden=400,200/200``).
     group: the ``--help`` section.
     optional: None is a valid value (written ``none`` on the command line).
-    choices: the valid strings, if the field is a choice.
+    choices: the valid strings, if the field is a choice (a tuple, or a registry of components).
     check: a predicate on a (non-None) value; ``must`` says what it requires.
     must: the requirement, as in "lr=0 must be a number > 0".
     vmapped: a sweep vmaps this field (it changes values in the state, not shapes).
@@ -115,7 +106,7 @@ class FieldSpec:
   kind: str
   group: str
   optional: bool = False
-  choices: tuple[str, ...] | None = None
+  choices: Collection[str] | None = None
   check: Callable[[Any], bool] | None = None
   must: str = ""
   vmapped: bool = False
@@ -149,9 +140,9 @@ _PROB = dict(check=lambda v: _is_num(v) and 0 <= v < 1, must="in [0, 1)")
 _WIDTHS = dict(check=_widths, must="one or more positive widths, e.g. 400 or 200,200")
 _DATASET = re.compile(r"^(mnist|tfds:.+|npz:.+|custom(:.*)?)$")
 _MODEL_HELP = (
-  "mlp, burda1, burda2, ladder, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
+  f"{', '.join(MODELS.phrases())}, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
 )
-_OBJECTIVE_HELP = "vae (the beta-ELBO), iwae, iwae-dreg, or a factory FILE.py:FUNCTION returning a jaxvae.Objective"
+_OBJECTIVE_HELP = f"{', '.join(OBJECTIVES.phrases())}, or a factory FILE.py:FUNCTION returning a jaxvae.Objective"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +151,9 @@ class Config:
 
   Each field's meaning, valid values and rules are in its :class:`FieldSpec` (``Config.spec(name)``),
   listed in the README's flag table. The architecture fields of a built-in ``model`` left unset
-  (None) take that model's defaults (:data:`MODEL_DEFAULTS`), so a constructed config is
-  resolved; a model given by reference receives the config and reads what it needs.
+  (None) take that model's defaults (its entry in :data:`jaxvae.core.model.MODELS`), so a
+  constructed config is resolved; a model given by reference receives the config and reads what
+  it needs.
   """
 
   # data
@@ -219,8 +211,8 @@ class Config:
     _MODEL_HELP,
     "str",
     "model",
-    check=lambda v: v in MODEL_DEFAULTS or v == CUSTOM or is_reference(v),
-    must="mlp, burda1, burda2, ladder or a factory reference such as my_models.py:make_vae",
+    check=lambda v: v in MODELS or v == CUSTOM or is_reference(v),
+    must=f"{', '.join(MODELS)} or a factory reference such as my_models.py:make_vae",
   )
   hidden: tuple[int, ...] | None = _field(
     None,
@@ -253,8 +245,7 @@ class Config:
   )
   likelihood: str = _field(
     "bernoulli",
-    "p_theta(x|z): bernoulli (binarized data), gaussian (8-bit data dequantized, "
-    "or real-valued data) or discretized-logistic (8-bit data)",
+    f"p_theta(x|z): {LIKELIHOODS.describe()}",
     "str",
     "model",
     choices=LIKELIHOODS,
@@ -272,7 +263,7 @@ class Config:
   mixtures: int = _field(10, "discretized-logistic likelihood: mixture components per pixel", "int", "model", **_NAT)
   prior: str = _field(
     "normal",
-    "p(z): normal N(0, I), mog (learned mixture of Gaussians) or vamp (VampPrior)",
+    f"p(z): {PRIORS.describe()}",
     "str",
     "model",
     choices=PRIORS,
@@ -282,8 +273,7 @@ class Config:
   )
   posterior: str = _field(
     "gaussian",
-    "q_phi(z|x): gaussian (diagonal) or iaf (a diagonal Gaussian and --flow-steps "
-    "inverse autoregressive flow steps; the KL becomes Monte Carlo)",
+    f"q_phi(z|x): {POSTERIORS.describe()}",
     "str",
     "model",
     choices=POSTERIORS,
@@ -424,18 +414,11 @@ class Config:
     for name in ("hidden", "hidden2", "conv_channels", "flow_hidden", "ladder_layers", "ladder_widths"):
       if isinstance(getattr(self, name), list):
         object.__setattr__(self, name, tuple(getattr(self, name)))
-    if self.activation is None and self.net == "conv" and self.model in MODEL_DEFAULTS:
-      # ELU in conv nets: after 5 epochs on 8-bit MNIST with the logistic mixture, ELU gave a
-      # test ELBO of -723.8 against ReLU's -754.0, and prior samples that are digits where
-      # ReLU's were mostly strokes (experiments/likelihoods/README.md).
-      object.__setattr__(self, "activation", "elu")
-    for name, value in MODEL_DEFAULTS.get(self.model, {}).items():
-      if getattr(self, name) is None:
-        object.__setattr__(self, name, value)
-    if self.model == "ladder" and self.latent_dim is None and self.ladder_layers:
-      object.__setattr__(self, "latent_dim", self.ladder_layers[0])
-    if self.prior_components is None and self.prior in PRIOR_COMPONENTS:
-      object.__setattr__(self, "prior_components", PRIOR_COMPONENTS[self.prior])
+    for name, registry in CHOICES.items():  # the chosen components' defaults for the fields left unset
+      entry = registry.get(getattr(self, name))
+      for field, value in entry.defaults_for(self).items() if entry is not None else ():
+        if field in SPECS and getattr(self, field) is None:
+          object.__setattr__(self, field, value)
 
   @staticmethod
   def spec(name: str) -> FieldSpec:
@@ -444,7 +427,7 @@ class Config:
 
   @property
   def builtin_model(self) -> bool:
-    return self.model in MODEL_DEFAULTS
+    return self.model in MODELS
 
   def replace(self, **changes: Any) -> Config:
     """A copy with ``changes`` applied (``dataclasses.replace``).
@@ -470,65 +453,15 @@ class Config:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   def validate(self) -> Config:
-    """Checks every value; raises :class:`JaxvaeError` naming the field and the fix."""
-
-    def need(ok: bool, msg: str):
-      if not ok:
-        raise JaxvaeError(msg)
+    """Checks every value, then the rules of the chosen components; raises :class:`JaxvaeError` naming the fix."""
 
     for name, spec in SPECS.items():
-      message = spec.error(name, getattr(self, name))
-      need(message is None, message)
-    if self.builtin_model:
-      for name in ("hidden", "latent_dim", "activation"):
-        need(getattr(self, name) is not None, f"{name} is unset: the built-in model {self.model} needs it")
-      if self.model == "burda2":
-        need(self.hidden2 is not None and self.latent_dim2 is not None, "burda2 needs hidden2 and latent_dim2")
-        need(
-          self.net == "mlp" and self.prior == "normal" and self.posterior == "gaussian",
-          "burda2 is an MLP with its own hierarchical prior and posterior: use --net mlp, --prior normal and "
-          "--posterior gaussian with it",
-        )
-      else:
-        need(
-          self.hidden2 is None and self.latent_dim2 is None,
-          f"hidden2/latent_dim2 describe a second stochastic layer: use them with --model burda2, not {self.model}",
-        )
-      if self.model == "ladder":
-        layers, widths = self.ladder_layers, self.ladder_widths
-        need(
-          layers is not None and widths is not None and len(layers) == len(widths),
-          f"--ladder-layers {layers} and --ladder-widths {widths} need one width per stochastic layer: "
-          "give as many of each",
-        )
-        need(
-          self.latent_dim == layers[0],
-          f"latent_dim={self.latent_dim} is the ladder's first layer, --ladder-layers {','.join(map(str, layers))}: "
-          "leave --latent-dim unset",
-        )
-        need(
-          self.prior == "normal" and self.posterior == "gaussian",
-          "the ladder model has its own top-down prior and posterior: use --prior normal and --posterior gaussian "
-          "with it",
-        )
-      else:
-        need(
-          self.ladder_layers is None and self.ladder_widths is None,
-          f"--ladder-layers/--ladder-widths describe the ladder model: use them with --model ladder, not {self.model}",
-        )
-    if self.objective in ("iwae", "iwae-dreg"):
-      need(
-        self.beta == 1 and self.warmup_epochs == 0 and self.free_bits == 0,
-        "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
-        f"leave them at 1, 0, 0 with --objective {self.objective}",
-      )
-    if self.free_bits > 0 and self.builtin_model:
-      one_layer = self.model in ("mlp", "burda1") and self.prior == "normal" and self.posterior == "gaussian"
-      need(
-        (one_layer or self.model == "ladder") and self.kl == "analytic",
-        "free_bits needs the closed-form per-dimension KL: use one stochastic layer with --prior normal and "
-        "--posterior gaussian, or --model ladder, and --kl analytic",
-      )
+      if message := spec.error(name, getattr(self, name)):
+        raise JaxvaeError(message)
+    for name, registry in CHOICES.items():  # the rules each chosen component brings
+      entry = registry.get(getattr(self, name))
+      if entry is not None and entry.check is not None and (message := entry.check(self)):
+        raise JaxvaeError(message)
     return self
 
 

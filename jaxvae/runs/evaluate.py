@@ -27,8 +27,12 @@ from jaxvae.core.data import Dataset
 from jaxvae.core.estimators import active_units, importance_sampled_log_px, make_batch_evaluator, optimize_local_q
 from jaxvae.core.likelihoods import bits_per_dim
 from jaxvae.core.model import VAE, Params
+from jaxvae.core.trees import concat
 from jaxvae.errors import JaxvaeError
-from jaxvae.runs.run import Setup, prepare_model, read_config, write_json
+from jaxvae.runs.folder import read_config, write_json
+from jaxvae.runs.setup import Setup, prepare_model
+from jaxvae.training.checkpoint import restore_params
+from jaxvae.watch import plots
 from jaxvae.watch.progress import Progress
 from jaxvae.watch.writers import log_results
 
@@ -56,13 +60,11 @@ def load_run(workdir: str, *, model=None, data: Dataset | None = None) -> Loaded
     JaxvaeError: the folder, its config.json or its checkpoint is missing or unreadable, or
       the model or data were handed over in Python and are not given again.
   """
-  from jaxvae.training.checkpoint import restore_params
-
   config = read_config(
     workdir, f"{workdir} is not a run folder (no config.json): pass the --workdir of a `jaxvae train` run"
   )
   setup = prepare_model(config, model=model, data=data)
-  params, epoch = restore_params(workdir, setup.vae.init(jax.random.key(0), setup.train))
+  params, epoch = restore_params(workdir, setup.vae.init(jax.random.key(0), setup.train_data))
   return Loaded(setup, params, epoch)
 
 
@@ -83,7 +85,7 @@ def over_batches(
     out = jax.device_get(fn(jnp.asarray(batch), i))
     parts.append(jax.tree.map(lambda a: a[:valid], out))
   bar.close()
-  return jax.tree.map(lambda *a: np.concatenate(a), *parts)
+  return concat(parts, np)
 
 
 def _check_ints(**values: Any) -> None:
@@ -128,7 +130,7 @@ def evaluate_run(
   _check_ints(k=k, batch_size=batch_size, n_test=n_test)
   t_start = time.perf_counter()
   run = load_run(workdir, model=model, data=data)
-  test = run.setup.test[:n_test]
+  test = run.setup.test_x[:n_test]
   n = len(test)
   batch_size = min(batch_size, n)
   chunk = max(1, min(k, 50_000 // batch_size))  # about 50,000 decoder passes in memory at once
@@ -194,15 +196,13 @@ def inference_gaps(
   proposal (with q_phi as the proposal, a poorly amortized posterior makes the estimate fall
   below ELBO(q*)). Writes ``gaps.json`` and ``gaps.png`` (histograms of the per-example gaps).
   """
-  from jaxvae.watch import plots
-
   _check_ints(n_test=n_test, k=k, steps=steps, batch_size=batch_size)
   if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
     raise JaxvaeError(f"lr={lr!r} must be > 0")
   t_start = time.perf_counter()
   run = load_run(workdir, model=model, data=data)
   vae, params = run.vae, run.params
-  test = run.setup.test[:n_test]
+  test = run.setup.test_x[:n_test]
   n = len(test)
   b = min(batch_size, n)
   local = jax.jit(jax.vmap(lambda x, key: optimize_local_q(vae, params, x, key, steps=steps, lr=lr)))

@@ -15,13 +15,25 @@ with exit status 2, and nothing written.
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import sys
+import traceback
 
-from jaxvae.errors import JaxvaeError
-from jaxvae.runs.config import Config, add_flags, overrides_from_args
-from jaxvae.runs.run import RunStopped
+import jax
+
+from jaxvae.errors import JaxvaeError, RunStopped
+from jaxvae.runs.config import Config, add_flags, flag_table, overrides_from_args
+from jaxvae.runs.evaluate import evaluate_run, inference_gaps
+from jaxvae.runs.folder import resume_config
+from jaxvae.runs.grid import expand_grid, parse_grid
+from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.sweep import run_sweep
+from jaxvae.tools.explorer import write_explorer
+from jaxvae.tools.launch import launch
+from jaxvae.tools.teaching import plot_run
+from jaxvae.training.devices import initialize_distributed, watch_peers
+from jaxvae.watch import writers
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,9 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-  from jaxvae.runs.run import resume_config, train_and_evaluate
-  from jaxvae.training.devices import initialize_distributed
-
   if args.resume:
     if args.workdir and os.path.abspath(args.workdir) != os.path.abspath(args.resume):
       raise JaxvaeError(f"--resume {args.resume} and --workdir {args.workdir} differ: give only --resume")
@@ -196,8 +205,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _callbacks(args: argparse.Namespace) -> list:
   """The CLI's callbacks: TensorBoard event files unless --no-tensorboard; W&B with --wandb."""
-  from jaxvae.watch import writers
-
   if args.log_images_every < 0:
     raise JaxvaeError(f"--log-images-every {args.log_images_every} must be an integer >= 0 (0: no images)")
   callbacks = [] if args.no_tensorboard else [writers.tensorboard(images_every=args.log_images_every)]
@@ -210,10 +217,6 @@ def _callbacks(args: argparse.Namespace) -> list:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-  import json
-
-  from jaxvae.runs.sweep import expand_grid, parse_grid, run_sweep
-
   if not args.workdir:
     raise JaxvaeError("the following arguments are required: --workdir")
   overrides = overrides_from_args(args)
@@ -238,8 +241,6 @@ def _sweep(args: argparse.Namespace) -> int:
   configs = [c for base in bases for c in expand_grid(base, grid)]
   if args.models_per_program is not None and args.models_per_program < 1:
     raise JaxvaeError(f"models_per_program={args.models_per_program} must be an integer >= 1")
-  from jaxvae.training.devices import initialize_distributed
-
   initialize_distributed()
   run_sweep(
     configs,
@@ -253,8 +254,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-  from jaxvae.runs.evaluate import evaluate_run
-
   r = evaluate_run(
     args.workdir,
     k=args.k,
@@ -278,8 +277,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-  from jaxvae.tools.teaching import plot_run
-
   if args.n_posteriors < 1 or args.n_posteriors > 10:
     raise JaxvaeError(f"n_posteriors={args.n_posteriors} must be between 1 and 10")
   for path in plot_run(args.workdir, args.out, n_posteriors=args.n_posteriors, seed=args.seed):
@@ -288,8 +285,6 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _gaps(args: argparse.Namespace) -> int:
-  from jaxvae.runs.evaluate import inference_gaps
-
   r = inference_gaps(
     args.workdir,
     n_test=args.n_test,
@@ -311,8 +306,6 @@ def _gaps(args: argparse.Namespace) -> int:
 
 
 def _explore(args: argparse.Namespace) -> int:
-  from jaxvae.tools.explorer import write_explorer
-
   if args.points < 1 or args.images < 1:
     raise JaxvaeError(f"--points {args.points} and --images {args.images} must be at least 1")
   path = write_explorer(args.workdir, args.out, n_points=args.points, n_images=args.images)
@@ -321,14 +314,10 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-  from jaxvae.tools.launch import launch
-
   return launch(args.processes, args.job[1:] if args.job[:1] == ["--"] else args.job, args.port)
 
 
 def _flags(args: argparse.Namespace) -> int:
-  from jaxvae.runs.config import flag_table
-
   print(flag_table())
   return 0
 
@@ -347,65 +336,38 @@ def main(argv: list[str] | None = None) -> int:
       "flags": _flags,
       "launch": _launch,
     }
-    return commands[args.command](args)
+    with watch_peers():
+      return commands[args.command](args)
   except JaxvaeError as e:
     _say(f"jaxvae: error: {e}")
-    return 2
-  except RunStopped as e:
+    return e.exit_code
+  except RunStopped as e:  # each kind of stop has its own exit status (jaxvae.errors)
     if e.everywhere or not _several_processes():
       _say(str(e))
       return e.exit_code
-    print(str(e), file=sys.stderr, flush=True)  # this process alone: exit past JAX's shutdown barrier
+    # This process alone (a lost peer, a failed write on process 0): exit at once, past JAX's
+    # shutdown barrier, which would wait for a process that died or is still in a collective.
+    print(str(e), file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(e.exit_code)
   except KeyboardInterrupt:
     _say("jaxvae: interrupted")
     return 130
-  except Exception as e:
+  except Exception:
     if not _several_processes():
       raise
-    # In a job of several processes, exit at once, past JAX's shutdown barrier, which would
-    # wait for a process that died or for one still waiting in a collective for this one.
-    import traceback
-
-    import jax
-
-    from jaxvae.training.devices import EXIT_PEER_LOST
-
-    first = (str(e).strip().splitlines() or [""])[0][:200]
-    if not _LOST.search(f"{type(e).__name__}: {e}"):
-      traceback.print_exc()
-      sys.stderr.flush()
-      os._exit(1)
-    # The collective this process was in failed: another process was killed or crashed.
-    print(
-      f"jaxvae: error: process {jax.process_index()} of {jax.process_count()} lost the job ({type(e).__name__}: "
-      f"{first}): another process stopped or died, see its output; restart the job with --resume",
-      file=sys.stderr,
-      flush=True,
-    )
-    sys.stdout.flush()
-    os._exit(EXIT_PEER_LOST)
-
-
-# What a collective or barrier says when another process of the job is gone.
-_LOST = re.compile(
-  r"Gloo|JaxRuntimeError|UNAVAILABLE|DEADLINE_EXCEEDED|Connection (reset|closed)|sync_global_devices|"
-  r"[Bb]arrier|heartbeat"
-)
+    traceback.print_exc()  # a bug, in a job of several processes: its traceback, then out past the barrier
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _several_processes() -> bool:
-  if "jax" not in sys.modules:
-    return False
-  import jax
-
   return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
 def _say(line: str) -> None:
   """A run's last line: from process 0 only when several processes run one job (they all stop alike)."""
-  if not _several_processes() or __import__("jax").process_index() == 0:
+  if not _several_processes() or jax.process_index() == 0:
     print(line, file=sys.stderr)
 
 

@@ -30,11 +30,22 @@ import numpy as np
 
 from jaxvae.errors import JaxvaeError
 from jaxvae.runs.evaluate import load_run
-from jaxvae.runs.run import read_config
+from jaxvae.runs.folder import read_config
 from jaxvae.tools.teaching import BOUNDS_COARSE, BOUNDS_SIZE, GRID_EXTENT, GRID_THRESHOLD
 
 # The page's grid: the rule and sizes of teaching.posterior_grid and teaching.bounds_on_grid.
 GRID = {"coarse": BOUNDS_COARSE, "size": BOUNDS_SIZE, "extent": GRID_EXTENT, "threshold": GRID_THRESHOLD}
+
+
+def _gaussian_page(vae: Any, params: Any) -> dict[str, Any]:
+  """A Gaussian likelihood's scale per pixel (fixed or learned, as its ``outputs`` gives it) and its bins."""
+  raw = jnp.zeros((1, *vae.likelihood.output_shape))
+  log_scale = vae.likelihood.outputs(params.get("likelihood", {}), raw).log_scale
+  return {"log_scale": _floats(np.asarray(log_scale).reshape(-1)), "bins": 256 if vae.likelihood.eight_bit else None}
+
+
+# The likelihoods explorer.js evaluates, by their names, and what the page needs of each besides the decoder.
+PAGE_LIKELIHOODS = {"bernoulli": lambda vae, params: {}, "gaussian": _gaussian_page}
 
 
 def check_explorable(config) -> None:
@@ -42,8 +53,8 @@ def check_explorable(config) -> None:
   problems = []
   if config.model != "mlp" or config.net != "mlp":
     problems.append(f"the model is {config.model} with {config.net} networks (the page runs --model mlp --net mlp)")
-  if config.likelihood not in ("bernoulli", "gaussian"):
-    problems.append(f"the likelihood is {config.likelihood} (the page has bernoulli and gaussian)")
+  if config.likelihood not in PAGE_LIKELIHOODS:
+    problems.append(f"the likelihood is {config.likelihood} (the page has {' and '.join(PAGE_LIKELIHOODS)})")
   if config.prior != "normal":
     problems.append(f"the prior is {config.prior} (the page has the normal prior)")
   if config.posterior != "gaussian":
@@ -85,7 +96,7 @@ def page_data(workdir: str, *, n_points: int = 2000, n_images: int = 100, model=
   )
   run = load_run(workdir, model=model, data=data)
   config, vae, params = run.config, run.vae, run.params
-  test, labels = run.setup.test, run.setup.data.test_labels
+  test, labels = run.setup.test_x, run.setup.checked.test_labels
   if tuple(vae.data_shape) != (28, 28, 1):
     raise JaxvaeError(f"jaxvae explore draws 28x28 grey images; this run's data are {vae.data_shape}")
   n_points, n_images = min(n_points, len(test)), min(n_images, len(test))
@@ -97,13 +108,7 @@ def page_data(workdir: str, *, n_points: int = 2000, n_images: int = 100, model=
   )
   centre = means.mean(axis=0)
   directions = np.linalg.svd(means - centre, full_matrices=False)[2][:2]  # top two principal directions
-  likelihood: dict[str, Any] = {"name": config.likelihood}
-  if config.likelihood == "gaussian":
-    log_scale = params.get("likelihood", {}).get("log_scale", np.log(config.gaussian_sigma))
-    likelihood |= {
-      "log_scale": _floats(np.broadcast_to(np.asarray(log_scale, np.float32).reshape(-1), (784,))),
-      "bins": 256 if vae.likelihood.eight_bit else None,
-    }
+  likelihood = {"name": vae.likelihood.name, **PAGE_LIKELIHOODS[vae.likelihood.name](vae, params)}
   x = np.asarray(test[:n_images], np.float32).reshape(n_images, 784)
   return {
     "name": os.path.basename(os.path.normpath(workdir)),

@@ -152,7 +152,7 @@ def plot_run(
   """
   run = load_run(workdir, model=model, data=data)
   vae, params, epoch = run.vae, run.params, run.epoch
-  test = run.setup.test
+  test = run.setup.test_x
   layers = jax.eval_shape(lambda: vae.latent_means(params, jnp.asarray(test[:1]), jax.random.key(0)))
   if len(layers) != 1 or len(vae.data_shape) != 3:
     raise JaxvaeError("jaxvae plot draws image models with one stochastic layer: use a run of --model mlp or burda1")
@@ -163,7 +163,7 @@ def plot_run(
     )
   out = out or workdir
   os.makedirs(out, exist_ok=True)
-  labels = run.setup.data.test_labels[: len(test)]
+  labels = run.setup.checked.test_labels[: len(test)]
   rng = np.random.default_rng(seed)
   written = []
   title = f"{os.path.basename(os.path.normpath(workdir))}, epoch {epoch}, d = {vae.latent_dim}"

@@ -9,20 +9,68 @@ and renames it when complete, so a run killed mid-save keeps its previous checkp
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
+import re
 import shutil
 import sys
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-from jaxvae.errors import JaxvaeError
+from jaxvae.errors import JaxvaeError, first_line
 from jaxvae.training.devices import all_processes_max
 
 CHECKPOINT_DIR = "checkpoints"
+
+
+def _ocp():
+  """orbax-checkpoint, imported when a checkpoint is first read or written (``import jaxvae`` does not load it)."""
+  import orbax.checkpoint as ocp
+
+  return ocp
+
+
+# tensorstore reports a failed file write as an error whose message names the errno.
+_OS_ERROR_CODE = re.compile(r"os_error_code='(\d+)'")
+
+
+def _as_os_error(error: BaseException | None) -> OSError | None:
+  """A failed write of orbax/tensorstore as the :class:`OSError` it reports (None for any other error)."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno is not None:
+      return error
+    code = _OS_ERROR_CODE.search(str(error))
+    if code:
+      return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+@contextlib.contextmanager
+def _writes():
+  """Raises a failed checkpoint write as an :class:`OSError` with its errno, whatever type orbax gave it."""
+  try:
+    yield
+  except OSError:
+    raise
+  except Exception as e:
+    os_error = _as_os_error(e)
+    if os_error is None:
+      raise
+    raise os_error from e
+
+
+class _MuteFailedWrites(logging.Filter):
+  """Drops orbax's log records of a failed background write: the next save raises it as an OSError."""
+
+  def filter(self, record):
+    if record.exc_info and _as_os_error(record.exc_info[1]) is not None:
+      return False
+    return "os_error_code=" not in record.getMessage()
 
 
 def _directory(workdir: str) -> str:
@@ -32,6 +80,11 @@ def _directory(workdir: str) -> str:
 class Checkpointer:
   """Saves the checkpoints of one run, keeping the newest ``keep``; saves run in the background.
 
+  A write that fails (a full disk, a quota) raises an :class:`OSError` naming the reason: before
+  anything is written when the checkpoint does not fit, else from the next save or from
+  :meth:`close`. The earlier checkpoints stay intact (orbax renames a checkpoint into place once
+  it is complete).
+
   Example:
     >>> ckpt = Checkpointer(workdir, keep=3)
     >>> ckpt.save(epoch, state, train_key)   # returns once the arrays are copied to the host
@@ -39,9 +92,11 @@ class Checkpointer:
   """
 
   def __init__(self, workdir: str, keep: int = 3):
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
+    options = _ocp().CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
     self._directory = _directory(workdir)
-    self._manager = ocp.CheckpointManager(self._directory, options=options)
+    self._manager = _ocp().CheckpointManager(self._directory, options=options)
+    self._muted = _MuteFailedWrites()
+    logging.getLogger("absl").addFilter(self._muted)
 
   def save(self, epoch: int, state: Any, train_key: jax.Array) -> None:
     """Starts writing checkpoint ``epoch``.
@@ -62,14 +117,20 @@ class Checkpointer:
       )
       error.everywhere = True
       raise error
-    self._manager.save(epoch, args=ocp.args.StandardSave(payload))
+    with _writes():
+      self._manager.save(epoch, args=_ocp().args.StandardSave(payload))
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with _writes():
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      with _writes():
+        self._manager.wait_until_finished()
+        self._manager.close()
+    finally:
+      logging.getLogger("absl").removeFilter(self._muted)
 
 
 def _free_bytes(path: str) -> int:
@@ -90,8 +151,8 @@ def latest_epoch(workdir: str) -> int | None:
   """The epoch of the newest complete checkpoint in ``workdir``, or None."""
   if not os.path.isdir(_directory(workdir)):
     return None
-  options = ocp.CheckpointManagerOptions(create=False)
-  with ocp.CheckpointManager(_directory(workdir), options=options) as manager:
+  options = _ocp().CheckpointManagerOptions(create=False)
+  with _ocp().CheckpointManager(_directory(workdir), options=options) as manager:
     return manager.latest_step()
 
 
@@ -113,13 +174,13 @@ def _restore(workdir: str, epoch: int | None, abstract: Any, check=lambda payloa
     )
   epoch = found if epoch is None else epoch
   try:
+    ocp = _ocp()
     with ocp.CheckpointManager(_directory(workdir), options=ocp.CheckpointManagerOptions(create=False)) as manager:
-      payload = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+      payload = manager.restore(epoch, args=_ocp().args.StandardRestore(abstract))
     check(payload)
   except Exception as e:  # orbax/tensorstore raise many types for damaged or mismatched files.
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
     raise JaxvaeError(
-      f"checkpoint {epoch} in {workdir} cannot be restored ({type(e).__name__}: {first}): "
+      f"checkpoint {epoch} in {workdir} cannot be restored ({type(e).__name__}: {first_line(e, 160)}): "
       "it is damaged or from another model or config; retrain into a new --workdir"
     ) from None
   return payload, int(epoch)
@@ -141,7 +202,7 @@ def restore_checkpoint(workdir: str, like: Any, epoch: int | None = None) -> Res
     JaxvaeError: no checkpoint, or one that cannot be read or does not match ``like``.
   """
   key_like = np.asarray(jax.random.key_data(jax.random.key(0)))
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"state": like, "train_key": key_like})
+  abstract = jax.tree.map(_ocp().utils.to_shape_dtype_struct, {"state": like, "train_key": key_like})
   if epoch is None:
     payload, epoch = _newest_intact(workdir, abstract)
   else:
@@ -160,7 +221,7 @@ def _newest_intact(workdir: str, abstract: Any) -> tuple[Any, int]:
   resumed run can write its epoch again. If none restores, the newest one's error is raised
   (a checkpoint of another model or config fails every time: nothing is moved then).
   """
-  with ocp.CheckpointManager(_directory(workdir), options=ocp.CheckpointManagerOptions(create=False)) as manager:
+  with _ocp().CheckpointManager(_directory(workdir), options=_ocp().CheckpointManagerOptions(create=False)) as manager:
     steps = sorted(manager.all_steps(), reverse=True)
   if not steps:
     _restore(workdir, None, abstract)  # raises the "no checkpoint" error

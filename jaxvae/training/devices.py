@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxvae.errors import JaxvaeError
+from jaxvae.errors import JaxvaeError, PeerLost, first_line
 
 
 def model_mesh(devices=None) -> Mesh:
@@ -72,10 +73,8 @@ def place(tree: Any, sharding: NamedSharding) -> Any:
 
 # How long the JAX coordination service waits for a silent process before it declares it dead
 # (JAX's default is 100 s). A process killed outright is noticed at once by the collective
-# it leaves hanging (:data:`EXIT_PEER_LOST`); this bounds the other cases.
+# it leaves hanging (:class:`jaxvae.errors.PeerLost`); this bounds the other cases.
 HEARTBEAT_SECONDS = 30
-# Exit status of a process that lost another process of its job (killed, crashed, out of memory).
-EXIT_PEER_LOST = 4
 # The variables of a job started by hand or by ``jaxvae launch`` (JAX reads the coordinator
 # address itself; the process count and index have no JAX variable outside a cluster manager).
 NUM_PROCESSES, PROCESS_ID = "JAXVAE_NUM_PROCESSES", "JAXVAE_PROCESS_ID"
@@ -164,3 +163,23 @@ def to_host(tree: Any) -> Any:
   from jax.experimental import multihost_utils
 
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+@contextlib.contextmanager
+def watch_peers():
+  """In a job of several processes, raises :class:`jaxvae.errors.PeerLost` (exit status 4) when a collective fails.
+
+  Every collective of a run (the all-reduce in a data-parallel step, the gathers of
+  :func:`to_host`, the barriers of checkpoints and of :func:`on_process_0`) fails with JAX's
+  runtime error when another process of the job was killed, crashed or ran out of memory: this
+  process then stops at once, with one line, rather than wait for a process that is gone.
+  """
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    if not jax.distributed.is_initialized() or jax.process_count() == 1:
+      raise
+    raise PeerLost(
+      f"jaxvae: error: process {jax.process_index()} of {jax.process_count()} lost the job ({type(e).__name__}: "
+      f"{first_line(e)}): another process stopped or died, see its output; restart the job with --resume"
+    ) from e

@@ -27,6 +27,7 @@ import optax
 
 from jaxvae.core.model import VAE, Params
 from jaxvae.core.objectives import Metrics, Objective, elbo, layer_kls
+from jaxvae.core.trees import map_batches, stack
 
 
 class TrainState(NamedTuple):
@@ -91,32 +92,6 @@ def with_learning_rate(opt_state, lr: jax.Array | float):
 
 def _has_lr(node) -> bool:
   return hasattr(node, "hyperparams") and "learning_rate" in node.hyperparams
-
-
-def map_batches(fn: Callable[[jax.Array, jax.Array], Any], x: jax.Array, batch_size: int) -> Any:
-  """Applies ``fn(x_chunk, chunk_index)`` to consecutive chunks of ``x`` and concatenates.
-
-  Full chunks go through one ``lax.map`` (so memory is bounded by one chunk);
-  a remainder chunk, if any, is one more call. Shapes are static.
-
-  Args:
-    fn: maps ``[b, ...]`` inputs and an int32 chunk index to a pytree of ``[b, ...]`` outputs.
-    x: ``[n, ...]`` inputs.
-    batch_size: chunk size.
-
-  Returns:
-    The pytree of ``[n, ...]`` outputs.
-  """
-  n = x.shape[0]
-  full, rest = divmod(n, batch_size)
-  parts = []
-  if full:
-    chunks = x[: full * batch_size].reshape((full, batch_size) + x.shape[1:])
-    out = jax.lax.map(lambda a: fn(*a), (chunks, jnp.arange(full, dtype=jnp.int32)))
-    parts.append(jax.tree.map(lambda o: o.reshape((full * batch_size,) + o.shape[2:]), out))
-  if rest:
-    parts.append(fn(x[full * batch_size :], jnp.int32(full)))
-  return jax.tree.map(lambda *o: jnp.concatenate(o), *parts)
 
 
 def make_train_step(
@@ -247,11 +222,6 @@ def make_train_epoch(
   return train_epoch
 
 
-def has_convolutions(fn: Callable[..., Any], *args: Any) -> bool:
-  """Whether the computation of ``fn(*args)`` (its jaxpr, with every nested jaxpr) has a convolution."""
-  return "conv_general_dilated" in str(jax.make_jaxpr(fn)(*args))
-
-
 class Epoch:
   """One epoch of a training step, for one model or a stack of models: the program a run executes.
 
@@ -260,14 +230,14 @@ class Epoch:
   keys (and of the data, if ``data_axis=0``). XLA's CPU backend differentiates convolutions
   inside a while loop about 20 times more slowly than in a plain jitted function (jaxlib
   0.10, 2 cores: 1.04 s against 0.057 s for one 3x3 convolution's gradient at batch 128), so
-  on a CPU a step with convolutions runs as a host loop of jitted steps instead: the same
-  permutation, the same per-step keys and the same step, dispatched asynchronously; the host
-  still waits once per epoch. The choice is made here, once, from the step's own jaxpr
-  (``loop=None``), for single runs and sweeps alike; ``loop=True`` or ``False`` forces it.
-  ``unroll`` is the scan's (:func:`make_train_epoch`).
+  on a CPU the step of a model with convolutions runs as a host loop of jitted steps instead:
+  the same permutation, the same per-step keys and the same step, dispatched asynchronously; the
+  host still waits once per epoch. The model declares it (:attr:`jaxvae.VAE.host_loop_on_cpu`,
+  passed here as ``host_loop_on_cpu``), for single runs and sweeps alike; ``loop=True`` or
+  ``False`` forces the choice on any backend. ``unroll`` is the scan's (:func:`make_train_epoch`).
 
   Call it like the jitted epoch, ``epoch(state, data, key) -> (state, metrics)``;
-  :meth:`compile` chooses and compiles the program for given arguments ahead of time.
+  :meth:`compile` compiles the scanned program for given arguments ahead of time.
   """
 
   def __init__(
@@ -277,6 +247,7 @@ class Epoch:
     *,
     stacked: bool = False,
     data_axis: int | None = None,
+    host_loop_on_cpu: bool = False,
     loop: bool | None = None,
     on_progress=None,
     batch_sharding=None,
@@ -289,7 +260,7 @@ class Epoch:
     self._on_progress = on_progress
     self._batch_sharding = batch_sharding
     self._unroll = unroll
-    self.loop = loop
+    self.loop = loop if loop is not None else host_loop_on_cpu and jax.default_backend() == "cpu"
     self.program = None  # the jitted scanned epoch
     self.compiled = None  # its ahead-of-time compiled form, once compile() ran
     self._looped = None
@@ -311,16 +282,6 @@ class Epoch:
 
     return jax.vmap(step, in_axes=(0, self._data_axis, 0, 0)) if self._stacked else step
 
-  def _choose(self, state, data, key) -> None:
-    if self.loop is None:
-      self.loop = jax.default_backend() == "cpu" and self._has_convolutions(state, data, key)
-
-  def _has_convolutions(self, state, data, key) -> bool:
-    idx, keys = jax.eval_shape(lambda k: self._orders(k, self._examples(data)), key)
-    steps_axis = 1 if self._stacked else 0  # one step's indices and key: drop the steps axis
-    one = [jax.ShapeDtypeStruct(a.shape[:steps_axis] + a.shape[steps_axis + 1 :], a.dtype) for a in (idx, keys)]
-    return has_convolutions(self._gathered_step(), state, data, *one)
-
   def _scan(self):
     if self.program is None:
       epoch = make_train_epoch(
@@ -332,14 +293,12 @@ class Epoch:
     return self.program
 
   def compile(self, state, data, key) -> Epoch:
-    """Chooses the scan or the host loop for these arguments, and compiles the scan ahead of time."""
-    self._choose(state, data, key)
+    """Compiles the scanned epoch for these arguments ahead of time (the host loop compiles its step when called)."""
     if not self.loop:
       self.compiled = self._scan().lower(state, data, key).compile()
     return self
 
   def __call__(self, state: TrainState, data: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
-    self._choose(state, data, key)
     if not self.loop:
       return (self.compiled or self._scan())(state, data, key)
     if self._looped is None:
@@ -347,7 +306,7 @@ class Epoch:
       self._looped = (
         jax.jit(self._gathered_step(), donate_argnums=0),
         jax.jit(self._orders, static_argnums=1),
-        jax.jit(lambda ms: means(jax.tree.map(lambda *a: jnp.stack(a), *ms))),
+        jax.jit(lambda ms: means(stack(ms))),
       )
     step, orders, mean = self._looped
     order, keys = orders(key, self._examples(data))
@@ -417,7 +376,7 @@ class Trainer(NamedTuple):
 
   def epoch(self, **options: Any) -> Epoch:
     """A new :class:`Epoch` of this trainer's step, e.g. ``stacked=True`` for a sweep."""
-    return Epoch(self.step, self.batch_size, **options)
+    return Epoch(self.step, self.batch_size, host_loop_on_cpu=self.vae.host_loop_on_cpu, **options)
 
 
 def make_trainer(
@@ -471,7 +430,13 @@ def make_trainer(
     init=init,
     step=train_step,
     train_step=jax.jit(train_step),
-    train_epoch=Epoch(train_step, batch_size, on_progress=on_progress, batch_sharding=batch_sharding),
+    train_epoch=Epoch(
+      train_step,
+      batch_size,
+      host_loop_on_cpu=vae.host_loop_on_cpu,
+      on_progress=on_progress,
+      batch_sharding=batch_sharding,
+    ),
     evaluate=jax.jit(evaluate),
     evaluate_fn=evaluate,
     batch_size=batch_size,

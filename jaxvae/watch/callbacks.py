@@ -25,15 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from jaxvae.runs.config import Config
-
 
 class Run(NamedTuple):
   """The run a callback is called for.
 
   Attributes:
     workdir: its folder (a sweep's model: ``W/models/<name>``).
-    config: its config.
+    config: its :class:`jaxvae.Config`.
     name: the model's name in a sweep (its swept values), or None for a single run.
     resumed_after: the epoch of the checkpoint it resumed from (0 for a new run).
     pictures: ``() -> {name: [N, H, W, C] array in [0, 1]}``, the current model's ``samples``,
@@ -43,7 +41,7 @@ class Run(NamedTuple):
   """
 
   workdir: str
-  config: Config
+  config: Any
   name: str | None = None
   resumed_after: int = 0
   pictures: Callable[[], dict[str, Any] | None] | None = None

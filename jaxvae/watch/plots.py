@@ -1,14 +1,23 @@
-"""Figures of a run (PNG, matplotlib with the Agg backend: no screen needed)."""
+"""Figures of a run (PNG, matplotlib with the Agg backend: no screen needed).
+
+matplotlib is imported when the first figure is drawn: ``import jaxvae`` does not load it.
+"""
 
 from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+
+
+def _pyplot():
+  """matplotlib's pyplot on the Agg backend (files, no screen)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
@@ -34,6 +43,7 @@ def _show(ax, grid: np.ndarray, title: str):
 
 def save_samples(path: str, images: np.ndarray, title: str) -> None:
   """Saves a square grid of ``[n, H, W, C]`` images in [0, 1] with a title."""
+  plt = _pyplot()
   ncols = math.ceil(math.sqrt(len(images)))
   fig, ax = plt.subplots(figsize=(6, 6.4))
   _show(ax, image_grid(images, ncols), title)
@@ -44,6 +54,7 @@ def save_samples(path: str, images: np.ndarray, title: str) -> None:
 
 def save_points(path: str, data: np.ndarray, samples: np.ndarray, title: str) -> None:
   """Two-dimensional data and model samples side by side, on the same axes."""
+  plt = _pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
   for ax, points, name, color in (
     (axes[0], data, "data x", "tab:blue"),
@@ -61,6 +72,7 @@ def save_points(path: str, data: np.ndarray, samples: np.ndarray, title: str) ->
 
 def save_reconstructions(path: str, originals: np.ndarray, reconstructions: np.ndarray, title: str) -> None:
   """Saves originals (left) beside their reconstructions (right), in the same grid positions."""
+  plt = _pyplot()
   ncols = math.ceil(math.sqrt(len(originals)))
   fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
   _show(axes[0], image_grid(originals, ncols), "test images x")
@@ -77,6 +89,7 @@ def save_sweep(path: str, rows: list[dict], axes: list[str], metric: str = "test
   Numeric axes use their values on the x axis (log scale when they span more than a decade);
   others (widths, names) are categories.
   """
+  plt = _pyplot()
   axes = axes or ["name"]
   label = metric.replace("_", " ").replace("elbo", "ELBO").replace("kl", "KL")
   fig, panels = plt.subplots(1, len(axes), figsize=(4.2 * len(axes), 3.6), squeeze=False)
@@ -104,6 +117,7 @@ def save_sweep(path: str, rows: list[dict], axes: list[str], metric: str = "test
 
 def save_gap_histograms(path: str, amortization: np.ndarray, approximation: np.ndarray, summary: dict) -> None:
   """Histograms of the per-image amortization and approximation gaps, with their means."""
+  plt = _pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for ax, values, name, color in (
     (axes[0], amortization, "amortization gap  ELBO(q*) - ELBO(q_phi)", "tab:orange"),
@@ -126,6 +140,7 @@ def save_gap_histograms(path: str, amortization: np.ndarray, approximation: np.n
 
 def save_manifold(path: str, images: np.ndarray, values: np.ndarray, title: str) -> None:
   """The decoder's means on a grid of 2-D codes (Kingma & Welling 2014, Fig. 4), with z on the axes."""
+  plt = _pyplot()
   n = len(values)
   h, w = images.shape[1:3]
   fig, ax = plt.subplots(figsize=(8, 8.4))
@@ -151,6 +166,7 @@ def save_manifold(path: str, images: np.ndarray, values: np.ndarray, title: str)
 
 def save_latent_scatter(path: str, means: np.ndarray, labels: np.ndarray, title: str) -> None:
   """The means of q_phi(z|x) for the test set, one colour per digit (two principal axes if d > 2)."""
+  plt = _pyplot()
   if means.shape[1] > 2:
     centred = means - means.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
@@ -173,6 +189,7 @@ def save_latent_scatter(path: str, means: np.ndarray, labels: np.ndarray, title:
 
 def save_posterior_vs_q(path: str, panels: list[dict], title: str) -> None:
   """Per test digit: the image, and p_theta(z|x) on a grid with the 1- and 2-sigma ellipses of q_phi(z|x)."""
+  plt = _pyplot()
   from matplotlib.patches import Ellipse
 
   n = len(panels)
@@ -216,6 +233,7 @@ def save_posterior_vs_q(path: str, panels: list[dict], title: str) -> None:
 
 def save_interpolations(path: str, starts: np.ndarray, frames: np.ndarray, ends: np.ndarray, title: str) -> None:
   """Rows: a test image, decoder means along the line between the q-means of two images, the other image."""
+  plt = _pyplot()
   rows = [np.concatenate([s[None], f, e[None]]) for s, f, e in zip(starts, frames, ends)]
   ncols = rows[0].shape[0]
   fig, ax = plt.subplots(figsize=(ncols * 0.8, len(rows) * 0.8 + 0.3))

@@ -12,10 +12,10 @@ import json
 import sys
 import tempfile
 
-from jaxvae.core.data import load_mnist
 from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import evaluate_run
 from jaxvae.runs.run import train_and_evaluate
+from jaxvae.runs.sources import load_mnist
 
 TIMING = ("images_per_sec", "seconds", "samples_per_sec")
 EVALUATED = ("mlp", "conv", "burda2_iwae_k3", "logistic_mixture", "vamp_prior")
