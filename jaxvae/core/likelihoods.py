@@ -1,4 +1,4 @@
-"""Likelihoods p_theta(x|z): Bernoulli, Gaussian, discretized mixture of logistics, or your own.
+"""Likelihoods p_theta(x|z): Bernoulli, continuous Bernoulli, Gaussian, discretized logistic mixture, or your own.
 
 Each is a :class:`Likelihood`: small pure functions that say how the decoder's raw output
 ``[..., *output_shape]`` becomes the parameters of p_theta(x|z), how those parameters score
@@ -8,6 +8,7 @@ data (the maths is in :mod:`jaxvae.core.distributions`), and what the model sees
 likelihood                        the model's x                log p_theta(x|z)
 ================================  ===========================  ===================================
 ``bernoulli``                     x ~ Bernoulli(v / 255)       binarized data (Burda et al.)
+``continuous-bernoulli``          v / 255, or the values       a density on [0, 1]^D (intensities)
 ``gaussian`` (8-bit data)         (v + u) / 256, u ~ U[0,1)    8-bit data via uniform dequantization
 ``gaussian`` (real-valued data)   the values                   a density of real vectors
 ``discretized-logistic``          v / 127.5 - 1                8-bit images, exactly (PixelCNN++)
@@ -33,7 +34,7 @@ import numpy as np
 
 from jaxvae.core import distributions as D
 from jaxvae.core import rng
-from jaxvae.core.data import as_intensities, as_real, as_uint8, dynamic_binarize
+from jaxvae.core.data import as_intensities, as_real, as_uint8, check_shape, dynamic_binarize
 from jaxvae.core.registry import Registry
 from jaxvae.errors import JaxvaeError
 
@@ -204,6 +205,90 @@ def discretized_logistic(data_shape: tuple[int, ...], mixtures: int = 10) -> Lik
   )
 
 
+def _log_normalizer(logits: jax.Array) -> jax.Array:
+  """log C(lambda) of the continuous Bernoulli, lambda = sigmoid(l), stably for every logit l.
+
+  C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = l / tanh(l / 2)  (C = 2 at l = 0), so
+  log C = log|l| - log tanh(|l| / 2), with log tanh(a / 2) = log(-expm1(-a)) - log1p(exp(-a));
+  for |l| < 0.1, where the two logs' gradients cancel, the series log 2 + l^2/12 - 7 l^4/1440 + 31 l^6/90720.
+  """
+  small = jnp.abs(logits) < 0.1
+  a = jnp.abs(jnp.where(small, 1.0, logits))
+  exact = jnp.log(a) - (jnp.log(-jnp.expm1(-a)) - jnp.log1p(jnp.exp(-a)))
+  series = math.log(2.0) + logits**2 / 12.0 - 7.0 * logits**4 / 1440.0 + 31.0 * logits**6 / 90720.0
+  return jnp.where(small, series, exact)
+
+
+def _continuous_bernoulli_mean(logits: jax.Array) -> jax.Array:
+  """E[x] = lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)) = 1/2 + 1 / (2 tanh(l/2)) - 1 / l (1/2 at l = 0);
+  for |l| < 0.1, where the exact form cancels, the series 1/2 + l/12 - l^3/720 + l^5/30240."""
+  small = jnp.abs(logits) < 0.1
+  l = jnp.where(small, 1.0, logits)
+  exact = 0.5 + 0.5 / jnp.tanh(0.5 * l) - 1.0 / l
+  return jnp.where(small, 0.5 + logits / 12.0 - logits**3 / 720.0 + logits**5 / 30240.0, exact)
+
+
+def _unit_interval(array: np.ndarray, what: str) -> np.ndarray:
+  """Data on [0, 1]: uint8 intensities (read as v / 255), bool, or floats in [0, 1] (kept as they are)."""
+  array = check_shape(array, what)
+  if array.dtype in (np.uint8, np.bool_):
+    return array
+  if not np.issubdtype(array.dtype, np.floating):
+    raise JaxvaeError(f"{what} have dtype {array.dtype}: give uint8 intensities 0..255 or floats in [0, 1]")
+  lo, hi = float(np.min(array)), float(np.max(array))
+  if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
+    raise JaxvaeError(
+      f"{what} have values in [{lo:g}, {hi:g}]: the continuous Bernoulli models data in [0, 1]; rescale them, "
+      "or use --likelihood gaussian for real values"
+    )
+  return array
+
+
+def _to_unit_interval(key: jax.Array, data: jax.Array) -> jax.Array:
+  """x = v / 255 for uint8 intensities; bool and float data are x as they are."""
+  del key
+  return data.astype(jnp.float32) / 255.0 if data.dtype == jnp.uint8 else data.astype(jnp.result_type(float))
+
+
+def continuous_bernoulli(data_shape: tuple[int, ...]) -> Likelihood:
+  """p_theta(x|z) = prod_i C(lambda_i) lambda_i^x_i (1 - lambda_i)^(1 - x_i) for x_i in [0, 1], lambda_i = sigmoid(l_i).
+
+  The continuous Bernoulli of Loaiza-Ganem & Cunningham (2019): the Bernoulli "likelihood" that
+  VAEs often put on grey levels is not a density on [0, 1] (it integrates to less than one);
+  the normalizer C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) makes it one, so the ELBO
+  is a bound on a log-density of the data as they are, without binarization:
+
+    log p(x | l) = sum_i [ x_i l_i - softplus(l_i) + log C(l_i) ],   C(l) = l / tanh(l / 2).
+
+  Its mean, E[x] = lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)), is what pictures show.
+  Stored data are uint8 intensities (x = v / 255) or floats in [0, 1]; the decoder outputs one
+  logit per element: ``output_shape = data_shape``. x is continuous, so bits/dim do not apply.
+
+  References:
+    G. Loaiza-Ganem, J. P. Cunningham. The continuous Bernoulli: fixing a pervasive error in
+    variational autoencoders. NeurIPS 2019.
+  """
+  data_shape = tuple(data_shape)
+  event_ndim = len(data_shape)
+
+  def log_prob(x, logits):
+    return D.bernoulli_log_prob(x, logits, event_ndim) + jnp.sum(
+      D.flatten_event(_log_normalizer(logits), event_ndim), -1
+    )
+
+  return Likelihood(
+    name="continuous-bernoulli",
+    output_shape=data_shape,
+    init=lambda: {},
+    outputs=lambda params, raw: raw,
+    log_prob=log_prob,
+    mean=_continuous_bernoulli_mean,
+    preprocess=_to_unit_interval,
+    check=_unit_interval,
+    data_range=(0.0, 1.0),
+  )
+
+
 def bits_per_dim(log_p: float, data_shape: tuple[int, ...]) -> float:
   """-log p / (D ln 2): nats per example as bits per dimension."""
   return -log_p / (math.prod(data_shape) * math.log(2.0))
@@ -224,3 +309,4 @@ def _gaussian(data_shape: tuple[int, ...], dtype=np.uint8, gaussian_scale: str =
 
 
 LIKELIHOODS.register("discretized-logistic", discretized_logistic, help="(8-bit data)")
+LIKELIHOODS.register("continuous-bernoulli", continuous_bernoulli, help="(intensities in [0, 1] as they are)")
