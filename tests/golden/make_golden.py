@@ -6,12 +6,27 @@ configs still train to the same values: the built-in models, now built through t
 extension points, are the models they were.
 
   python tests/golden/make_golden.py tests/golden/golden_metrics.json
+
+Float32 rounding is not the same everywhere: another jaxlib, or another CPU (XLA compiles for
+the host's vector instructions: AVX-512 or AVX2, fused multiply-adds or not), rounds some
+operations differently, and training carries a difference of rounding forward. So the file
+also holds each case's rounding scale, written (without touching the values) by
+
+  python tests/golden/make_golden.py --rounding tests/golden/golden_metrics.json
+
+which trains each case twice more, its initial parameters moved one float32 ulp up and then
+down, and records for every value the largest change that caused: how far a difference of
+rounding moves that value. tests/test_golden.py allows a value to move by a multiple of it.
 """
 
 import json
 import sys
 import tempfile
 
+import jax
+import numpy as np
+
+from jaxvae.runs.build import make_vae
 from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import evaluate_run
 from jaxvae.runs.run import train_and_evaluate
@@ -41,19 +56,80 @@ CASES = {
 }
 
 
+MNIST_SHAPE = (28, 28, 1)
+
+
+def run_case(name, mnist, folder, nudge: int = 0):
+  """The metrics rows (and, for EVALUATED cases, eval results) of one case; ``nudge`` = +1 or -1 moves every
+  initial parameter one float32 ulp up or down."""
+  config, model = Config(**TINY, **CASES[name]), None
+  if nudge:
+    vae = make_vae(config, MNIST_SHAPE)
+    step = lambda p: np.nextafter(np.asarray(p), np.asarray(nudge * np.inf, np.asarray(p).dtype))  # noqa: E731
+    model = vae._replace(init=lambda key, data=None: jax.tree.map(step, vae.init(key, data)))
+  train_and_evaluate(config, folder, model=model, data=mnist, progress=False, verbose=False)
+  with open(f"{folder}/metrics.jsonl") as f:
+    rows = [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in f]
+  ev = None
+  if name in EVALUATED:
+    ev = evaluate_run(folder, k=20, batch_size=16, n_test=32, progress=False, write=False, model=model, data=mnist)
+    ev = {k: v for k, v in ev.items() if k not in TIMING}
+  return rows, ev
+
+
+def _spread(nominal, others) -> dict:
+  """The largest absolute change of each numeric value over the nudged runs (rows: over the epochs too)."""
+  out = {}
+  for other in others:
+    for key, value in nominal.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[key] = max(out.get(key, 0.0), abs(float(other[key]) - float(value)))
+  return out
+
+
+def rounding(path):
+  """Adds each case's rounding scale to the golden file at ``path`` (its values stay as they are)."""
+  with open(path) as f:
+    golden = json.load(f)
+  mnist = load_mnist()
+  with tempfile.TemporaryDirectory() as tmp:
+    for name in CASES:
+      nominal_rows, nominal_eval = run_case(name, mnist, f"{tmp}/{name}")
+      nudged = [run_case(name, mnist, f"{tmp}/{name}{n}", nudge=n) for n in (1, -1)]
+      rows = {}
+      for epoch, row in enumerate(nominal_rows):
+        for key, value in _spread(row, [r[epoch] for r, _ in nudged]).items():
+          rows[key] = max(rows.get(key, 0.0), value)
+      golden["cases"][name]["rounding"] = {"rows": rows}
+      if nominal_eval is not None:
+        golden["cases"][name]["rounding"]["eval"] = _spread(nominal_eval, [e for _, e in nudged])
+      print(name, {k: f"{v:.2g}" for k, v in rows.items() if v}, flush=True)
+  golden["rounding_written_with"] = {"jax": jax.__version__, "cpu": _cpu()}
+  with open(path, "w") as f:
+    json.dump(golden, f, indent=1, sort_keys=True)
+    f.write("\n")
+
+
+def _cpu() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+  except OSError:
+    return "unknown"
+  model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+  flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+  return f"{model} ({', '.join(f for f in ('avx512f', 'avx2', 'fma') if f in flags)})"
+
+
 def main(path):
   mnist = load_mnist()
   out = {}
   with tempfile.TemporaryDirectory() as tmp:
     for name, fields in CASES.items():
-      config = Config(**TINY, **fields)
-      train_and_evaluate(config, f"{tmp}/{name}", data=mnist, progress=False, verbose=False)
-      with open(f"{tmp}/{name}/metrics.jsonl") as f:
-        rows = [json.loads(line) for line in f]
-      out[name] = {"config": fields, "rows": [{k: v for k, v in r.items() if k not in TIMING} for r in rows]}
-      if name in EVALUATED:
-        ev = evaluate_run(f"{tmp}/{name}", k=20, batch_size=16, n_test=32, progress=False, write=False)
-        out[name]["eval"] = {k: v for k, v in ev.items() if k not in TIMING}
+      rows, ev = run_case(name, mnist, f"{tmp}/{name}")
+      out[name] = {"config": fields, "rows": rows}
+      if ev is not None:
+        out[name]["eval"] = ev
       print(name, rows[-1]["test_elbo"], flush=True)
   with open(path, "w") as f:
     json.dump({"tiny": TINY, "cases": out}, f, indent=1, sort_keys=True)
@@ -61,4 +137,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  rounding(sys.argv[2]) if sys.argv[1] == "--rounding" else main(sys.argv[1])
