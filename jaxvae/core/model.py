@@ -193,12 +193,15 @@ class VAE(NamedTuple):
     def q_phi(params: Params, x: jax.Array) -> D.Gaussian:
       return posterior.gaussian(params, encode(params, x))
 
+    # The networks' initialisations, each one compiled program rather than an op at a time.
+    init_encoder, init_decoder = jax.jit(encoder.init), jax.jit(decoder.init)
+
     def init(key: jax.Array, data: jax.Array | None = None) -> Params:
       k_enc, k_dec, k_prior = jax.random.split(key, 3)
       x0 = jnp.zeros((1,) + data_shape)
       params = {
-        "encoder": encoder.init(k_enc, x0)["params"],
-        "decoder": decoder.init(k_dec, jnp.zeros((1, latent_dim)))["params"],
+        "encoder": init_encoder(k_enc, x0)["params"],
+        "decoder": init_decoder(k_dec, jnp.zeros((1, latent_dim)))["params"],
       }
       own = (
         ("prior", prior.init(k_prior, data)),

@@ -415,13 +415,15 @@ def make_trainer(
   """
   train_step = make_train_step(vae, objective, optimizer, skip_grad_norm)
 
+  init_optimizer = jax.jit(optimizer.init)
+
   def init(key: jax.Array, data: jax.Array | None = None) -> TrainState:
     params = vae.init(key, data)
     hparams = jax.tree.map(jnp.array, objective.hparams)  # copies: the state's buffers are donated
     ema = None
     if ema_decay is not None:  # copies: the state's buffers are donated
       ema = EMA(jnp.asarray(ema_decay, jnp.float32), jax.tree.map(jnp.array, params))
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32), ema)
+    return TrainState(params, init_optimizer(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32), ema)
 
   evaluate = make_evaluate(vae, eval_batch_size, analytic_kl)
   return Trainer(
