@@ -20,6 +20,13 @@ def _pyplot():
   return plt
 
 
+def _save(fig, path: str) -> None:
+  """Writes ``fig`` to ``path`` (PNG, 100 dpi), laid out tight, and frees it."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  _pyplot().close(fig)
+
+
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
   """Tiles ``[n, H, W, C]`` images in [0, 1] into one ``[rows*(H+pad)-pad, ncols*(W+pad)-pad, C]`` image."""
   images = np.asarray(images, np.float32)
@@ -47,9 +54,7 @@ def save_samples(path: str, images: np.ndarray, title: str) -> None:
   ncols = math.ceil(math.sqrt(len(images)))
   fig, ax = plt.subplots(figsize=(6, 6.4))
   _show(ax, image_grid(images, ncols), title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_points(path: str, data: np.ndarray, samples: np.ndarray, title: str) -> None:
@@ -65,9 +70,7 @@ def save_points(path: str, data: np.ndarray, samples: np.ndarray, title: str) ->
     ax.set_aspect("equal", adjustable="box")
     ax.grid(alpha=0.3)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_reconstructions(path: str, originals: np.ndarray, reconstructions: np.ndarray, title: str) -> None:
@@ -78,9 +81,7 @@ def save_reconstructions(path: str, originals: np.ndarray, reconstructions: np.n
   _show(axes[0], image_grid(originals, ncols), "test images x")
   _show(axes[1], image_grid(reconstructions, ncols), "reconstructions")
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_sweep(path: str, rows: list[dict], axes: list[str], metric: str = "test_elbo") -> None:
@@ -110,9 +111,7 @@ def save_sweep(path: str, rows: list[dict], axes: list[str], metric: str = "test
     ax.grid(alpha=0.3)
   panels[0][0].legend(fontsize=8)
   fig.suptitle(f"{len(rows)} models: {label} against each swept axis", fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_gap_histograms(path: str, amortization: np.ndarray, approximation: np.ndarray, summary: dict) -> None:
@@ -133,9 +132,7 @@ def save_gap_histograms(path: str, amortization: np.ndarray, approximation: np.n
     f"ELBO(q*) {summary['elbo_q_star']:.2f}, ELBO(q_phi) {summary['elbo_q_phi']:.2f}",
     fontsize=9,
   )
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_manifold(path: str, images: np.ndarray, values: np.ndarray, title: str) -> None:
@@ -159,9 +156,7 @@ def save_manifold(path: str, images: np.ndarray, values: np.ndarray, title: str)
   ax.set_xlabel("z1 (at the quantiles of p(z))")
   ax.set_ylabel("z2")
   ax.set_title(f"p_theta(x|z): decoder means E[x|z] over a grid of z  ({title})", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_latent_scatter(path: str, means: np.ndarray, labels: np.ndarray, title: str) -> None:
@@ -182,9 +177,7 @@ def save_latent_scatter(path: str, means: np.ndarray, labels: np.ndarray, title:
   ax.set_xlabel(axis_names[0])
   ax.set_ylabel(axis_names[1])
   ax.set_title(f"q_phi(z|x): means mu_phi(x) of {len(points):,} test images  ({title})", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_posterior_vs_q(path: str, panels: list[dict], title: str) -> None:
@@ -226,9 +219,7 @@ def save_posterior_vs_q(path: str, panels: list[dict], title: str) -> None:
   fig.suptitle(
     f"true posterior p_theta(z|x) (blue, on a grid) and the encoder's Gaussian q_phi(z|x) (red)  ({title})", fontsize=9
   )
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def save_interpolations(path: str, starts: np.ndarray, frames: np.ndarray, ends: np.ndarray, title: str) -> None:
@@ -242,6 +233,4 @@ def save_interpolations(path: str, starts: np.ndarray, frames: np.ndarray, ends:
     image_grid(np.concatenate(rows), ncols),
     f"latent interpolations: x_a, E[x|z] for z from mu_phi(x_a) to mu_phi(x_b), x_b  ({title})",
   )
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
