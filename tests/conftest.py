@@ -5,6 +5,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 
 import jax
@@ -51,16 +52,13 @@ def snapshot():
   return _snapshot
 
 
-def pytest_addoption(parser):
-  parser.addoption(
-    "--slow", action="store_true", help="also run the tests marked slow (long paths with a smoke sibling)"
-  )
-
-
-def pytest_collection_modifyitems(config, items):
-  if config.getoption("--slow"):
+@pytest.fixture(autouse=True)
+def _fast_tier_stays_in_process(request, monkeypatch):
+  """The fast tier (``pytest -m "not slow"``) runs in this process: a test that starts one belongs to the slow tier."""
+  if request.node.get_closest_marker("slow") is not None:
     return
-  skip = pytest.mark.skip(reason="slow: a smoke test covers the same path; run with pytest --slow")
-  for item in items:
-    if "slow" in item.keywords:
-      item.add_marker(skip)
+
+  def refuse(*args, **kwargs):
+    raise AssertionError(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow (the slow tier)")
+
+  monkeypatch.setattr(subprocess, "Popen", refuse)

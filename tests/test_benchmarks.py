@@ -5,12 +5,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the slow tier: the benchmark scripts, each a process
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_throughput_quick_runs_and_ends_with_the_json_line():
+def test_throughput_runs_a_round_and_ends_with_the_json_line():
   proc = subprocess.run(
-    [sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"), "--quick"],
+    [sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"), "--quick", "--rounds", "1"],
     capture_output=True,
     text=True,
     timeout=600,

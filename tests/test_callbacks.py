@@ -30,6 +30,7 @@ def summary_of(workdir, name="summary.json"):
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_a_run_calls_back_with_every_row_once_across_a_resume_and_with_its_summary(tmp_path):
   workdir = str(tmp_path / "run")
   callback, seen = recorder()
@@ -43,6 +44,7 @@ def test_a_run_calls_back_with_every_row_once_across_a_resume_and_with_its_summa
   assert [s["epochs"] for _, s in seen["end"]] == [2, 4] and seen["end"][-1][1] == summary_of(workdir)
 
 
+@pytest.mark.slow
 def test_a_sweep_calls_back_for_each_model_with_its_folder_and_name(tmp_path):
   callback, seen = recorder()
   run_sweep(
@@ -98,6 +100,7 @@ def session_hparams(accumulator):
   return None
 
 
+@pytest.mark.slow
 def test_tensorboard_has_every_epoch_once_across_a_resume_with_the_values_of_metrics_jsonl(tmp_path, capsys):
   import shutil
 
@@ -135,6 +138,7 @@ def test_tensorboard_has_every_epoch_once_across_a_resume_with_the_values_of_met
   assert not os.path.exists(tmp_path / "off" / "tensorboard")
 
 
+@pytest.mark.slow
 def test_tensorboard_and_wandb_have_one_run_per_swept_model_with_its_hyperparameters(tmp_path, monkeypatch):
   import glob
 
@@ -164,6 +168,7 @@ def test_tensorboard_and_wandb_have_one_run_per_swept_model_with_its_hyperparame
   assert samples["beta=0.5"] != samples["beta=2"]  # each model's own pictures
 
 
+@pytest.mark.slow
 def test_tensorboard_serves_the_run_on_127_0_0_1_with_a_test_elbo_curve_of_3_points(tmp_path):
   """`jaxvae train --epochs 3 --workdir W`, then `tensorboard --logdir W`: asked over HTTP, as a browser would."""
   import subprocess
@@ -269,6 +274,7 @@ def wandb_run(run_dir):
   return out
 
 
+@pytest.mark.slow
 def test_wandb_offline_logs_every_epoch_once_across_a_resume_then_the_eval_results(tmp_path, monkeypatch, capsys):
   import glob
 

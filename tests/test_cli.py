@@ -39,6 +39,7 @@ def run_dir(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_run_folder_holds_every_file(run_dir):
   assert sorted(os.listdir(run_dir)) == [
     ".claimed",
@@ -88,6 +89,7 @@ def test_existing_run_folder_is_refused_and_left_untouched(run_dir, capsys, snap
   assert snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_folder(tmp_path):
   workdir = tmp_path / "w"
   workdir.mkdir()
@@ -119,6 +121,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags
   assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_console_script_reports_bad_input_without_a_traceback(tmp_path):
   workdir = tmp_path / "C"
   proc = subprocess.run(

@@ -53,6 +53,7 @@ def test_the_gradient_is_the_closed_forms_near_and_finite_at_a_logit_of_zero():
   assert np.all(np.isfinite(jax.grad(lambda l: likelihood.log_prob(jnp.full((1, 5), 0.4), l).sum())(jnp.zeros((1, 5)))))
 
 
+@pytest.mark.slow
 def test_it_is_a_registered_likelihood_that_trains_on_grey_levels_by_its_name(tmp_path, mnist):
   assert "continuous-bernoulli" in LIKELIHOODS
   data = jaxvae.Dataset.from_arrays(mnist.train[:256], mnist.test[:64])

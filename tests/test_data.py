@@ -65,6 +65,7 @@ def test_tfds_datasets_load_through_data_source(name, shape):
   assert data.train_labels.shape == (20,) and data.event_shape == shape
 
 
+@pytest.mark.slow
 def test_training_runs_on_a_tfds_dataset(tmp_path):
   config = Config(dataset="tfds:fashion_mnist", hidden=(32,), latent_dim=4, batch_size=8, epochs=1)
   with tfds.testing.mock_data(num_examples=40):
@@ -96,6 +97,7 @@ write_png_dataset(sys.argv[1], "ColourSquares", splits, 4)
 """
 
 
+@pytest.mark.slow
 def test_a_real_prepared_tfds_folder_is_read_without_tensorflow_and_only_as_far_as_needed(tmp_path, capfd):
   """A dataset prepared elsewhere (here by TFDS's own writer, benchmarks/tfds_read.py's, in another process) read
   by name from its folder."""

@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the slow tier: the examples as scripts, each a process
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -75,6 +75,7 @@ def runs(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_the_page_is_one_file_that_loads_nothing_from_anywhere(runs):
   with open(os.path.join(runs[2], "explorer.html")) as f:
     page = f.read()
@@ -125,6 +126,7 @@ def point_at(browser, element_id, fractions):
 
 
 @pytest.mark.parametrize("model", [2, 3, "gaussian"])
+@pytest.mark.slow
 def test_pointing_at_two_codes_shows_the_decoder_means_of_python(browser, runs, model):
   page = open_page(browser, runs[model])
   d = 3 if model == 3 else 2
@@ -152,6 +154,7 @@ def test_pointing_at_two_codes_shows_the_decoder_means_of_python(browser, runs, 
 
 
 @pytest.mark.parametrize("model", [2, "gaussian"])
+@pytest.mark.slow
 def test_explaining_a_test_image_gives_the_numbers_of_python(browser, runs, model):
   from selenium.webdriver.common.by import By
 
@@ -181,6 +184,7 @@ def test_explaining_a_test_image_gives_the_numbers_of_python(browser, runs, mode
   assert moved["elbo"] < shown["numbers"]["elbo"] and moved["kl"] > shown["numbers"]["kl"]
 
 
+@pytest.mark.slow
 def test_a_drawn_stroke_changes_q_to_the_encoders_q_of_the_drawing(browser, runs):
   from selenium.webdriver.common.action_chains import ActionChains
   from selenium.webdriver.common.by import By

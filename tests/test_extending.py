@@ -43,6 +43,7 @@ def _close(rows_a, rows_b, rtol):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_model_from_a_file_trains_resumes_evaluates_and_sweeps_by_reference(tmp_path, capsys):
   """The smoke version of the next test, in this process: the same reference through every command."""
   reference = os.path.join(ROOT, "examples", "own_model", "my_models.py") + ":make_vae"
@@ -79,13 +80,13 @@ def test_a_model_from_a_file_survives_sigterm_and_resume_and_is_evaluated_and_sw
       sys.executable,
       os.path.join(ROOT, "examples", "own_model", "stop_and_resume.py"),
       "--epochs",
-      "6",
+      "4",
       "--n-train",
-      "12800",
+      "3200",
       "--n-test",
       "200",
       "--k",
-      "50",
+      "20",
       "--workdir",
       str(tmp_path),
     ],
@@ -95,7 +96,7 @@ def test_a_model_from_a_file_survives_sigterm_and_resume_and_is_evaluated_and_sw
     cwd=ROOT,
   )
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-  assert "metrics.jsonl equals A's (6 rows" in proc.stdout and "SIGTERM" in proc.stdout
+  assert "metrics.jsonl equals A's (4 rows" in proc.stdout and "SIGTERM" in proc.stdout
   a, b = str(tmp_path / "A"), str(tmp_path / "B")
   with open(os.path.join(a, "config.json")) as f:
     assert json.load(f)["model"] == os.path.join(ROOT, "examples", "own_model", "my_models.py") + ":make_vae"
@@ -173,6 +174,7 @@ def _my_standard_normal(latent_dim, closed_form):
 
 
 @pytest.mark.parametrize("closed_form", [True, False])
+@pytest.mark.slow
 def test_a_likelihood_and_a_prior_of_ones_own_train_as_the_built_ins_do(tmp_path, mnist, closed_form):
   config = TINY.replace(kl="analytic" if closed_form else "mc")
   shape = (28, 28, 1)
@@ -209,6 +211,7 @@ OBJECTIVE_FILE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_an_objective_of_ones_own_trains_resumes_and_sweeps_by_reference(tmp_path, capsys):
   (tmp_path / "objectives.py").write_text(OBJECTIVE_FILE)
   ref = f"{tmp_path}/objectives.py:make_objective"
@@ -260,6 +263,7 @@ def test_an_objective_of_ones_own_trains_resumes_and_sweeps_by_reference(tmp_pat
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_npz_images_train_and_evaluate_from_the_command_line(tmp_path, mnist, capsys):
   path = tmp_path / "digits.npz"
   small = mnist.train[:400, ::2, ::2]  # 14 x 14 images, uint8
@@ -299,6 +303,7 @@ def test_npz_images_train_and_evaluate_from_the_command_line(tmp_path, mnist, ca
   assert main(["plot", "--workdir", workdir]) == 0 and os.path.exists(os.path.join(workdir, "manifold.png"))
 
 
+@pytest.mark.slow
 def test_npz_vectors_train_with_a_real_valued_gaussian_likelihood(tmp_path, capsys):
   rng = np.random.default_rng(0)
   z = rng.normal(size=(600, 2))
@@ -379,6 +384,7 @@ def _orthogonal_decoder(dtype):
   }
 
 
+@pytest.mark.slow
 def test_float64_importance_sampling_is_exact_where_the_proposal_is_the_posterior():
   with jax.enable_x64(True):
     vae = LG.make_linear_gaussian_vae(6, 3, param_dtype=jnp.float64)
@@ -395,6 +401,7 @@ def test_float64_importance_sampling_is_exact_where_the_proposal_is_the_posterio
     assert np.all(np.abs(out["log_px"] - LG.log_p_x(params, x)) < 4 * np.sqrt(out["mc_var"]) + 1e-9)
 
 
+@pytest.mark.slow
 def test_float64_trains_resumes_and_evaluates_a_float64_model(tmp_path):
   with jax.enable_x64(True):
     vae = LG.make_linear_gaussian_vae(6, 3, param_dtype=jnp.float64)
@@ -425,6 +432,7 @@ def test_float64_trains_resumes_and_evaluates_a_float64_model(tmp_path):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dreg_estimates_the_iwae_gradient_with_less_encoder_noise():
   """On a linear-Gaussian VAE: IWAE's gradient in expectation, IWAE's decoder gradient draw by draw, and
   an encoder gradient that is exactly zero where q_phi is the true posterior (IWAE's is not)."""
@@ -509,6 +517,7 @@ def test_the_readme_flag_table_is_the_one_the_specs_describe():
   assert flag_table() in readme, "README.md's flag table is stale: paste the output of `jaxvae flags` into it"
 
 
+@pytest.mark.slow
 def test_a_grid_over_a_field_that_defaults_to_none_trains_two_models(tmp_path, capsys):
   workdir = str(tmp_path / "sweep")
   assert (
@@ -540,6 +549,7 @@ def test_a_grid_over_a_field_that_defaults_to_none_trains_two_models(tmp_path, c
     assert sorted(r["clip_grad_norm"] for r in json.load(f)["rows"]) == [1.0, 10.0]
 
 
+@pytest.mark.slow
 def test_importing_jaxvae_loads_no_plotting_checkpointing_or_progress_library():
   heavy = "('matplotlib', 'orbax', 'tqdm', 'tensorflow_datasets')"
   code = f"import sys, jaxvae; print(sorted(m for m in {heavy} if m in sys.modules))"

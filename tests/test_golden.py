@@ -39,6 +39,8 @@ from jaxvae.runs.folder import read_metrics
 from jaxvae.runs.records import TIMING_KEYS
 from jaxvae.runs.run import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # the slow tier: 13 tiny trainings against the golden file
+
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "golden_metrics.json")
 with open(GOLDEN) as f:
   _golden = json.load(f)

@@ -34,6 +34,7 @@ def _mixture(shape_hw, c, k, scale=1.0):
   )
 
 
+@pytest.mark.slow
 def test_discretized_logistic_sums_to_one_over_the_256_values_of_a_pixel():
   k = 5
   mix = _mixture((1, 1), 1, k)
@@ -47,6 +48,7 @@ def test_discretized_logistic_sums_to_one_over_the_256_values_of_a_pixel():
   np.testing.assert_allclose(float(jax.nn.logsumexp(D.discretized_logistic_mixture_log_prob(x, sharp))), 0.0, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_discretized_logistic_colour_pixel_sums_to_one_over_all_colours():
   bins = 8  # 8 values per channel: all 512 colours enumerated, the channel coupling included
   mix = _mixture((1, 1), 3, 4)
@@ -107,6 +109,7 @@ def test_gaussian_mixture_log_prob_of_narrow_components_far_from_the_origin_stay
 
 
 @pytest.mark.parametrize("prior", ["normal", "mog", "vamp"])
+@pytest.mark.slow
 def test_each_prior_is_a_normalized_density_with_samples_where_it_says(prior):
   config = Config(latent_dim=2, hidden=(16,), prior=prior, prior_components=6)
   vae = make_vae(config)
@@ -134,6 +137,7 @@ def test_each_prior_is_a_normalized_density_with_samples_where_it_says(prior):
     assert vae.kl_q_p_z is None  # no closed form: the ELBO estimates the KL
 
 
+@pytest.mark.slow
 def test_learned_priors_change_log_px_through_the_prior_density(mnist):
   config = Config(latent_dim=4, hidden=(32,), prior="mog", prior_components=3)
   vae = make_vae(config)
@@ -155,6 +159,7 @@ def test_learned_priors_change_log_px_through_the_prior_density(mnist):
     dict(likelihood="gaussian", gaussian_scale="fixed", prior="mog"),
   ],
 )
+@pytest.mark.slow
 def test_conv_and_8_bit_models_train(mnist, changes):
   config = Config(batch_size=16, n_train=64, latent_dim=4, hidden=(32,), conv_channels=(4, 8), **changes)
   trainer = make_trainer(config, train_size=64)
@@ -167,6 +172,7 @@ def test_conv_and_8_bit_models_train(mnist, changes):
   assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_8_bit_run_reports_bits_per_dim(tmp_path, mnist):
   config = Config(
     likelihood="discretized-logistic",
@@ -188,6 +194,7 @@ def test_8_bit_run_reports_bits_per_dim(tmp_path, mnist):
 @pytest.mark.parametrize(
   "name, size, shape", [("cifar10", None, (32, 32, 3)), ("celeb_a", 16, (16, 16, 3)), ("kmnist", None, (28, 28, 1))]
 )
+@pytest.mark.slow
 def test_tfds_colour_and_grey_datasets_train_with_a_conv_model(tmp_path, name, size, shape):
   config = Config(
     dataset=f"tfds:{name}",

@@ -26,6 +26,7 @@ def test_burda1_is_784_200_200_50_tanh():
   }
 
 
+@pytest.mark.slow
 def test_burda2_has_two_stochastic_layers_with_their_own_prior_and_inference_nets():
   config = Config(model="burda2")
   vae = make_vae(config)
@@ -61,6 +62,7 @@ def test_burda2_has_two_stochastic_layers_with_their_own_prior_and_inference_net
     dict(beta=4.0, warmup_epochs=2.0, free_bits=0.5),
   ],
 )
+@pytest.mark.slow
 def test_every_objective_trains(mnist, changes):
   config = Config(batch_size=32, n_train=256, **changes).validate()
   trainer = make_trainer(config, train_size=256)

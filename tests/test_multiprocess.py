@@ -24,7 +24,10 @@ from jaxvae.tools.launch import free_port, job_env
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SMALL = ["--hidden", "64", "--latent-dim", "8", "--n-test", "200", "--no-progress"]
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="gloo collectives between local processes: Linux")
+pytestmark = [
+  pytest.mark.slow,  # the slow tier: jobs of two processes
+  pytest.mark.skipif(sys.platform != "linux", reason="gloo collectives between local processes: Linux"),
+]
 
 
 def start(args, cwds=(ROOT, ROOT)):

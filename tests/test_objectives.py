@@ -37,6 +37,7 @@ def test_exact_log_px_matches_scipy(model):
   np.testing.assert_allclose(LG.log_p_x(params, x), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_elbo_equals_log_px_when_q_is_the_true_posterior(model):
   vae, params, x = model
   params = {**params, "encoder": LG.optimal_encoder(params)}
@@ -51,6 +52,7 @@ def test_elbo_equals_log_px_when_q_is_the_true_posterior(model):
 
 
 @pytest.mark.parametrize("analytic_kl", [True, False])
+@pytest.mark.slow
 def test_elbo_of_a_wrong_q_is_log_px_minus_its_kl_to_the_posterior(model, analytic_kl):
   vae, params, x = model
   enc = LG.optimal_encoder(params)
@@ -126,6 +128,7 @@ def test_single_sample_elbo_equals_the_k_sample_formula_at_k_1(model):
   np.testing.assert_allclose(terms.elbo, on_axis - jnp.sum(vae.kl_q_p_z(params, q), axis=-1), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_iwae_bound_is_above_the_elbo_and_grows_with_k(model):
   vae, params, x = model
   params = _wrong_q(params)
@@ -146,6 +149,7 @@ def test_iwae_bound_is_above_the_elbo_and_grows_with_k(model):
   assert np.all(means[50] < np.asarray(log_px))
 
 
+@pytest.mark.slow
 def test_importance_sampling_converges_to_the_exact_log_px(model):
   vae, params, x = model
   # A proposal wider than the posterior (as a good IS proposal is) and off-centre: light-tailed weights.

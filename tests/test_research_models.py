@@ -35,6 +35,7 @@ def _perturbed(tree, key, scale=0.3):
   return treedef.unflatten([a + scale * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
 
 
+@pytest.mark.slow
 def test_made_output_i_depends_only_on_earlier_inputs_in_its_order():
   for reverse in (False, True):
     made = flows.MADE((12, 12), reverse=reverse)
@@ -47,6 +48,7 @@ def test_made_output_i_depends_only_on_earlier_inputs_in_its_order():
     assert np.any(np.asarray(jac)[allowed] != 0)
 
 
+@pytest.mark.slow
 def test_iaf_log_density_is_the_change_of_variables_by_autodiff_and_the_inverse_recovers_it():
   d, c = 4, 3
   flow = flows.iaf_flow(d, steps=3, hidden=(16, 16), context_dim=c)
@@ -80,6 +82,7 @@ def _tiny_ladder(latents=(3, 2), widths=(8, 8)):
   return vae, params, x
 
 
+@pytest.mark.slow
 def test_ladder_posterior_is_the_precision_weighted_merge_and_its_layer_kls_are_closed_form():
   vae, params, x = _tiny_ladder()
   h = vae.encode(params, x)  # bottom-up (mu^, log sigma^) per layer
@@ -117,6 +120,7 @@ def test_ladder_posterior_is_the_precision_weighted_merge_and_its_layer_kls_are_
   assert means[0].shape == (4, 3)
 
 
+@pytest.mark.slow
 def test_ladder_elbo_with_layer_kls_estimates_the_same_elbo_as_log_q_minus_log_p():
   vae, params, x = _tiny_ladder()
   k = 20_000
@@ -129,6 +133,7 @@ def test_ladder_elbo_with_layer_kls_estimates_the_same_elbo_as_log_q_minus_log_p
   assert np.all(np.abs(np.asarray(analytic.elbo) - mean_log_w) < 4 * se + 1e-3)
 
 
+@pytest.mark.slow
 def test_ladder_trains_with_warmup_and_free_bits_per_layer_and_reports_each_layer(tmp_path, mnist):
   config = Config(**TINY_LADDER, warmup_epochs=1, free_bits=0.05)
   summary = train_and_evaluate(config, str(tmp_path / "ladder"), data=mnist, progress=False, verbose=False)
@@ -141,6 +146,7 @@ def test_ladder_trains_with_warmup_and_free_bits_per_layer_and_reports_each_laye
   assert len(summary["active_units_per_layer"]) == 2  # the estimator jaxvae eval uses, per layer
 
 
+@pytest.mark.slow
 def test_swept_iaf_and_ladder_models_equal_the_same_models_trained_alone(tmp_path, mnist):
   for base in (TINY_IAF, TINY_LADDER):
     configs = [Config(**dict(base, epochs=1), seed=0), Config(**dict(base, epochs=1), seed=1, lr=3e-4)]
@@ -157,6 +163,7 @@ def test_swept_iaf_and_ladder_models_equal_the_same_models_trained_alone(tmp_pat
       np.testing.assert_allclose(result.rows[i][-1]["test_elbo"], last["test_elbo"], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_vae_and_iwae_of_one_k_train_in_one_program_as_they_train_alone(tmp_path, mnist):
   small = dict(TINY, hidden=(32,), latent_dim=4, k=3, kl="mc", epochs=1)
   configs = [Config(**small, objective="vae"), Config(**small, objective="iwae", seed=1)]
@@ -173,6 +180,7 @@ def test_vae_and_iwae_of_one_k_train_in_one_program_as_they_train_alone(tmp_path
       assert json.load(f)["objective"] == config.objective
 
 
+@pytest.mark.slow
 def test_ema_follows_its_recurrence_and_is_what_a_run_evaluates_and_eval_reads(tmp_path, mnist):
   config = Config(**dict(TINY, epochs=1), hidden=(32,), latent_dim=4, ema_decay=0.9)
   trainer = mnist_trainer(config, train_size=256)
@@ -197,6 +205,7 @@ def test_ema_follows_its_recurrence_and_is_what_a_run_evaluates_and_eval_reads(t
   assert evaluated["test_elbo"] == pytest.approx(summary["test_elbo"], abs=3.0)  # ELBO on the EMA params, new draws
 
 
+@pytest.mark.slow
 def test_local_q_through_a_flow_posterior_finds_the_q_star_of_the_closed_form_path():
   """A 0-step IAF is the diagonal Gaussian family without the closed-form KL: the generic q* (Adam
   on the encoder output, Monte-Carlo KL) must reach the ELBO of the closed-form path's q*."""
@@ -243,6 +252,7 @@ def test_research_model_configs_are_checked_with_one_line_errors():
   )
 
 
+@pytest.mark.slow
 def test_burda2_log_weights_equal_an_independent_numpy_computation_of_the_two_layer_model():
   """Burda et al.'s two-layer model, log w = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1),
   recomputed in float64 numpy from the parameters alone (Dense layers, tanh, (mu, log sigma) heads)."""

@@ -82,6 +82,7 @@ def straight(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_then_resume_is_bit_identical_to_a_straight_run(straight, tmp_path):
   workdir = str(tmp_path / "B")
   proc = _jaxvae("train", *RUN, "--workdir", workdir)
@@ -113,6 +114,7 @@ def test_sigterm_mid_run_then_resume_is_bit_identical_to_a_straight_run(straight
   assert sb["completed"] is True and sb["resumed_after_epoch"] == stopped
 
 
+@pytest.mark.slow
 def test_sigkill_in_an_epoch_a_checkpoint_write_or_the_final_evaluation_loses_nothing(straight, tmp_path):
   """SIGKILL cannot be caught: each resume goes on from the newest intact checkpoint; the run ends as a straight one."""
   workdir = str(tmp_path / "K")
@@ -173,6 +175,7 @@ def _fill(folder, leave):
   return path
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_in_one_line_keeps_its_files_and_a_resume_finishes_it(tmp_path, capsys, snapshot):
   disk = tmp_path / "disk"
   with _small_disk(disk, 16):
@@ -203,6 +206,7 @@ def test_a_full_disk_stops_the_run_in_one_line_keeps_its_files_and_a_resume_fini
   assert rows == _without_timing(read_metrics(straight))
 
 
+@pytest.mark.slow
 def test_sigint_stops_with_status_130_and_a_checkpoint(tmp_path):
   workdir = str(tmp_path / "C")
   proc = _jaxvae("train", *RUN, "--workdir", workdir)
@@ -215,6 +219,7 @@ def test_sigint_stops_with_status_130_and_a_checkpoint(tmp_path):
   assert _params(workdir).epoch == len(read_metrics(workdir))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config_or_a_damaged_checkpoint_and_continues_a_run_without_one(
   tmp_path, capsys, snapshot
 ):
@@ -266,6 +271,7 @@ def test_resume_refuses_a_changed_config_or_a_damaged_checkpoint_and_continues_a
   assert _without_timing(read_metrics(tmp_path / "E")) == _without_timing(read_metrics(tmp_path / "D"))
 
 
+@pytest.mark.slow
 def test_two_processes_started_into_one_new_folder_one_runs_the_other_exits_2(tmp_path):
   workdir = str(tmp_path / "same")
   procs = [_jaxvae("train", *TINY, "--epochs", "1", "--workdir", workdir) for _ in range(2)]
@@ -297,6 +303,7 @@ def test_the_folder_claim_is_atomic_between_threads(tmp_path):
   assert outcomes.count("claimed") == 1, outcomes
 
 
+@pytest.mark.slow
 def test_a_claim_whose_process_died_before_its_config_is_taken_over_and_a_live_one_is_not(tmp_path):
   import socket
 
@@ -317,6 +324,7 @@ def test_a_claim_whose_process_died_before_its_config_is_taken_over_and_a_live_o
         prepare_workdir(str(workdir))
 
 
+@pytest.mark.slow
 def test_resume_can_extend_a_finished_run(tmp_path):
   config = Config(hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2)
   train_and_evaluate(config, str(tmp_path / "F"), progress=False, verbose=False)
@@ -373,6 +381,7 @@ def test_a_diverging_learning_rate_stops_the_run_with_status_3(tmp_path, capsys)
     assert json.load(f)["completed"] is False
 
 
+@pytest.mark.slow
 def test_clipping_keeps_a_large_learning_rate_finite(tmp_path):
   config = Config(
     hidden=(32,), latent_dim=4, batch_size=32, n_train=256, n_test=64, epochs=2, lr=0.05, clip_grad_norm=1.0
@@ -404,6 +413,7 @@ def test_bad_data_is_named_and_nothing_is_written(tmp_path, images, words):
   assert not (tmp_path / "J").exists()
 
 
+@pytest.mark.slow
 def test_float_images_in_unit_range_are_accepted(tmp_path):
   images = np.random.default_rng(0).uniform(size=(64, 4, 4, 1)).astype(np.float32)
   dataset = Dataset.from_arrays(images, images[:16], name="mine")

@@ -38,6 +38,7 @@ def test_parse_and_expand_grid_and_group_by_shapes():
       parse_grid(bad)
 
 
+@pytest.mark.slow
 def test_a_model_trained_in_a_sweep_equals_the_same_config_trained_alone(tmp_path, mnist):
   configs = [
     Config(**SMALL, beta=0.5, seed=0),
@@ -60,6 +61,7 @@ def test_a_model_trained_in_a_sweep_equals_the_same_config_trained_alone(tmp_pat
       np.testing.assert_allclose(r_swept["train_kl"], r_solo["train_kl"], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_chunks_of_the_models_axis_give_the_same_models(mnist):
   configs = [Config(**{**SMALL, "epochs": 1}, seed=s) for s in range(3)]
   one = train_group(configs, mnist, models_per_program=4)
@@ -69,6 +71,7 @@ def test_chunks_of_the_models_axis_give_the_same_models(mnist):
       np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_sweep_cli_writes_the_table_the_figure_and_a_best_run_that_eval_reads(tmp_path, capsys):
   workdir = str(tmp_path / "sweep")
   flags = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "32", "--n-train", "512", "--n-test", "100"]
@@ -144,6 +147,7 @@ FAKE_DEVICES = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_sweep_and_data_parallel_training_on_4_fake_devices(tmp_path):
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run(
@@ -152,6 +156,7 @@ def test_sharded_sweep_and_data_parallel_training_on_4_fake_devices(tmp_path):
   assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_a_diverged_model_stops_alone_and_a_sweeps_files_are_a_runs_files(tmp_path, mnist):
   """One driver: a swept model's metrics rows and summary have a run's fields and types, and stop as a run stops."""
   from jaxvae.runs.sweep import run_sweep
@@ -177,6 +182,7 @@ def test_a_diverged_model_stops_alone_and_a_sweeps_files_are_a_runs_files(tmp_pa
   assert summary["completed"] is False and "non-finite" in summary["stopped"]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_sweep_after_the_epoch_in_flight_and_keeps_what_it_trained(tmp_path):
   import signal
   import time

@@ -20,6 +20,7 @@ from jaxvae.tools.cli import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_log_px_is_elbo_plus_kl_to_the_true_posterior_for_any_q():
   with jax.enable_x64(True):
     vae = LG.make_linear_gaussian_vae(7, 3)
@@ -38,6 +39,7 @@ def test_log_px_is_elbo_plus_kl_to_the_true_posterior_for_any_q():
       assert np.all(np.asarray(gap) >= 0)
 
 
+@pytest.mark.slow
 def test_identity_script_reports_the_identity_holding():
   proc = subprocess.run(
     [sys.executable, os.path.join(ROOT, "experiments", "teaching", "identity.py"), "--steps", "50", "--skip-mnist"],
@@ -59,6 +61,7 @@ def z2_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_local_optimization_never_lowers_the_elbo(z2_run):
   run = load_run(z2_run)
   x = jnp.asarray(run.setup.test_x[:24])
@@ -70,6 +73,7 @@ def test_local_optimization_never_lowers_the_elbo(z2_run):
   assert np.mean(star - phi) > 0.05  # a 3-epoch encoder leaves room to improve
 
 
+@pytest.mark.slow
 def test_gaps_are_non_negative_within_their_error_and_written(z2_run, capsys):
   assert (
     main(
@@ -101,6 +105,7 @@ def test_gaps_are_non_negative_within_their_error_and_written(z2_run, capsys):
   assert again["log_px"] == r["log_px"] and again["amortization_gap"] == r["amortization_gap"]
 
 
+@pytest.mark.slow
 def test_plot_writes_the_four_pictures_of_a_2d_model(z2_run, tmp_path, capsys):
   out = str(tmp_path / "pictures")
   assert main(["plot", "--workdir", z2_run, "--out", out, "--n-posteriors", "3"]) == 0
@@ -108,6 +113,7 @@ def test_plot_writes_the_four_pictures_of_a_2d_model(z2_run, tmp_path, capsys):
     assert os.path.getsize(os.path.join(out, name)) > 10_000, name
 
 
+@pytest.mark.slow
 def test_plot_of_a_higher_dimensional_model_draws_what_applies(tmp_path):
   workdir = str(tmp_path / "z4")
   train_and_evaluate(

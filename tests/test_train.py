@@ -7,6 +7,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import mnist_trainer as make_trainer
 from helpers import mnist_vae as make_vae
 
@@ -52,6 +53,7 @@ def test_scanned_epoch_is_compiled_once_across_epochs(mnist):
   assert set(metrics) == {"loss", "elbo", "log_p_x_given_z", "kl", "kl_weight", "grad_norm", "skipped_steps"}
 
 
+@pytest.mark.slow
 def test_jit_and_eager_steps_agree(mnist):
   config = SMALL
   trainer = make_trainer(config)
@@ -65,6 +67,7 @@ def test_jit_and_eager_steps_agree(mnist):
   chex.assert_trees_all_close(jit_metrics, eager_metrics, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_epoch_equals_the_same_steps_taken_one_by_one(mnist):
   """The scanned epoch is a loop of train_step and nothing else."""
   config = SMALL
@@ -81,6 +84,7 @@ def test_epoch_equals_the_same_steps_taken_one_by_one(mnist):
   chex.assert_trees_all_close(epoch_state.params, state.params, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_looped_epoch_trains_like_the_scanned_epoch(mnist):
   """Conv models on CPU use a host loop of jitted steps; same batches, keys and parameters as the scan."""
   config = Config(net="conv", conv_channels=(4,), latent_dim=4, batch_size=16, n_train=64)
@@ -138,6 +142,7 @@ def _metrics_rows(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_same_seed_is_bit_identical_and_another_seed_differs(tmp_path, mnist):
   runs = {}
   for name, seed in (("a", 0), ("b", 0), ("c", 1)):
@@ -156,6 +161,7 @@ def test_burda_learning_rate_schedule_is_3_to_the_i_epochs_at_10_to_the_minus_i_
     np.testing.assert_allclose(factor(epoch * 10), 10.0 ** (-stage / 7), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_sweep_of_conv_models_takes_the_host_loop_and_trains_like_the_scan(mnist):
   """A stacked epoch (a sweep's) takes the host loop for convolutions on a CPU, as a run does, with the same result."""
   config = Config(net="conv", conv_channels=(4,), latent_dim=4, batch_size=16, n_train=64)
