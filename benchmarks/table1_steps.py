@@ -44,7 +44,7 @@ def program_seconds_per_step(layers: int, k: int, unroll: int, steps: int, repea
     model=f"burda{layers}", objective="vae", kl="mc", k=k, batch_size=20, adam_eps=1e-4, lr_schedule="burda"
   )
   vae = build.make_vae(config, (28, 28, 1))
-  trainer = build.make_trainer(
+  trainer = build.trainer_for(
     config, data_shape=(28, 28, 1), train_size=60_000, vae=vae, objective=objectives.vae_or_iwae(k, iwae=False)
   )
   states = [trainer.init(jax.random.key(m)) for m in range(models)]

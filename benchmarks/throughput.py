@@ -5,7 +5,7 @@
 The model is jaxvae's default (784-400-20 ReLU MLP VAE, Bernoulli likelihood, analytic KL,
 Adam 1e-3, batch 128, dynamically binarized MNIST), trained for full epochs by
 
-  A. jaxvae's training path, the one `jaxvae train` runs: ``jaxvae.runs.run.prepare(config)`` and its
+  A. jaxvae's training path, the one `jaxvae train` runs: ``jaxvae.runs.setup.prepare(config)`` and its
      trainer's ``train_epoch`` compiled ahead of time (one lax.scan over the device-resident data);
   B. the pytorch/examples VAE in eager PyTorch (benchmarks/torch_vae.py), if torch is
      installed (``pip install -e '.[bench]'``);

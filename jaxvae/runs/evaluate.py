@@ -38,7 +38,7 @@ from jaxvae.watch.writers import log_results
 
 
 class Loaded(NamedTuple):
-  """A run folder read back: its checked config, model and data (:class:`jaxvae.runs.run.Setup`), parameters, epoch."""
+  """A run folder read back: its checked config, model and data (a :class:`~jaxvae.runs.setup.Setup`), parameters."""
 
   setup: Setup
   params: Params

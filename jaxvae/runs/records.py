@@ -45,7 +45,6 @@ def summarize(
   n_test: int,
   devices: int = 1,
   start_epoch: int = 0,
-  models_in_program: int = 1,
 ) -> dict[str, Any]:
   """``summary.json`` of a run or of one model of a sweep: the last epoch's values, timing and the machine."""
   last = rows[-1]
@@ -62,7 +61,7 @@ def summarize(
     "active_units": int(sum(active)),
     "active_units_per_layer": active,
     "skipped_steps": int(sum(r.get("skipped_steps", 0) for r in rows)),
-    "images_per_sec": examples * run_epochs_done * models_in_program / train_seconds if train_seconds else None,
+    "images_per_sec": examples * run_epochs_done / train_seconds if train_seconds else None,
     "seconds_per_epoch": train_seconds / run_epochs_done if train_seconds and run_epochs_done else None,
     "compile_seconds": compile_seconds,
     "seconds": time.perf_counter() - t_start,
