@@ -19,7 +19,7 @@ autoregressive flow posterior) and :mod:`jaxvae.core.ladder` (the Ladder VAE) ar
 
 import sys as _sys
 
-from jaxvae.core import distributions, flows, ladder, likelihoods, nets, objectives, posteriors, priors
+from jaxvae.core import distributions, flows, ladder, likelihoods, nets, networks, objectives, posteriors, priors
 from jaxvae.core.data import Dataset, dynamic_binarize, static_binarize
 from jaxvae.core.distributions import (
   Gaussian,
@@ -33,6 +33,7 @@ from jaxvae.core.distributions import (
 from jaxvae.core.estimators import importance_sampled_log_px
 from jaxvae.core.likelihoods import Likelihood
 from jaxvae.core.model import VAE
+from jaxvae.core.networks import Network, as_network
 from jaxvae.core.objectives import (
   ELBOTerms,
   ImportanceTerms,
@@ -45,11 +46,11 @@ from jaxvae.core.objectives import (
 )
 from jaxvae.core.posteriors import Posterior
 from jaxvae.core.priors import Prior
-from jaxvae.errors import JaxvaeError, RunStopped
+from jaxvae.errors import JaxvaeError, RunStopped, UserCodeError
 from jaxvae.runs.config import Config
 from jaxvae.runs.evaluate import evaluate_run, inference_gaps
 from jaxvae.runs.run import train_and_evaluate
-from jaxvae.runs.sources import load_dataset, load_mnist, load_npz
+from jaxvae.runs.sources import load_dataset, load_folder, load_mnist, load_npy, load_npz
 from jaxvae.runs.sweep import run_sweep, train_group
 from jaxvae.training.train import EMA, Trainer, TrainState, make_trainer
 from jaxvae.watch import callbacks, writers
@@ -60,7 +61,19 @@ __version__ = "0.2.0"
 
 # The modules a model is built from keep their short import paths (``from jaxvae.likelihoods import
 # gaussian``, ``import jaxvae.nets``) besides their place in the layers (``jaxvae.core.likelihoods``).
-PUBLIC_MODULES = (callbacks, distributions, flows, ladder, likelihoods, nets, objectives, posteriors, priors, writers)
+PUBLIC_MODULES = (
+  callbacks,
+  distributions,
+  flows,
+  ladder,
+  likelihoods,
+  nets,
+  networks,
+  objectives,
+  posteriors,
+  priors,
+  writers,
+)
 for _module in PUBLIC_MODULES:
   _sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[-1]}"] = _module
 
@@ -74,13 +87,16 @@ __all__ = [
   "ImportanceTerms",
   "JaxvaeError",
   "Likelihood",
+  "Network",
   "Objective",
   "Posterior",
   "Prior",
   "RunStopped",
   "TrainState",
+  "UserCodeError",
   "Trainer",
   "VAE",
+  "as_network",
   "bernoulli_log_prob",
   "beta_elbo_loss",
   "callbacks",
@@ -101,8 +117,11 @@ __all__ = [
   "ladder",
   "likelihoods",
   "nets",
+  "networks",
   "load_dataset",
+  "load_folder",
   "load_mnist",
+  "load_npy",
   "load_npz",
   "make_trainer",
   "objectives",

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+from helpers import session_hparams
 
 import jaxvae
 from jaxvae.runs.config import Config
@@ -85,19 +86,6 @@ def events(workdir):
   accumulator = EventAccumulator(os.path.join(workdir, "tensorboard"), size_guidance={"scalars": 0, "images": 0})
   accumulator.Reload()
   return accumulator
-
-
-def session_hparams(accumulator):
-  from tensorboard.plugins.hparams import plugin_data_pb2
-
-  for content in accumulator.PluginTagToContent("hparams").values():
-    data = plugin_data_pb2.HParamsPluginData.FromString(content)
-    if data.HasField("session_start_info"):
-      return {
-        k: v.number_value if v.HasField("number_value") else v.string_value
-        for k, v in data.session_start_info.hparams.items()
-      }
-  return None
 
 
 @pytest.mark.slow

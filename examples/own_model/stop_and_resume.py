@@ -1,6 +1,6 @@
 """my_models.py through the whole machinery: train, stop with SIGTERM, resume, evaluate, sweep.
 
-  python examples/own_model/stop_and_resume.py [--epochs 6] [--n-train N] [--workdir runs/own_model]
+  python examples/own_model/stop_and_resume.py [--epochs 6] [--n-train N] [--model F.py:FN] [--workdir W]
 
 Runs ``jaxvae`` as a user would, in separate processes: a straight run ``A``; a run ``B``
 stopped by SIGTERM during its third epoch and continued with ``jaxvae train --resume B``;
@@ -44,6 +44,7 @@ def finish(proc, what, expected=0):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--epochs", type=int, default=6)
+  parser.add_argument("--model", default=MODEL, help="the model factory, FILE.py:FUNCTION (default: my_models.py's)")
   parser.add_argument("--n-train", type=int, default=60000)
   parser.add_argument("--n-test", type=int, default=10000)
   parser.add_argument("--k", type=int, default=1000, help="importance samples per test image in jaxvae eval")
@@ -51,7 +52,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   run = [
     "--model",
-    MODEL,
+    args.model,
     "--epochs",
     str(args.epochs),
     "--n-train",

@@ -4,7 +4,7 @@ A :class:`Dataset` holds host numpy arrays: images ``[N, H, W, C]`` (uint8 0..25
 floats) or any other examples ``[N, D]``, ``[N, ...]`` (floats), with integer labels (-1 where
 there are none). What the model sees of them (binarized, dequantized, scaled) is its
 likelihood's business (:mod:`jaxvae.core.likelihoods`); the checks here turn bad arrays into
-one-line errors before anything is written. Datasets by name (MNIST, TFDS, .npz) are read by
+one-line errors before anything is written. Datasets by name (MNIST, TFDS, .npz, .npy, a folder of images) are read by
 :mod:`jaxvae.runs.sources`.
 """
 
@@ -24,7 +24,8 @@ class Dataset(NamedTuple):
   """A dataset as host arrays.
 
   Attributes:
-    name: how to load it again (``"mnist"``, ``"tfds:NAME"``, ``"npz:PATH"``), or a label
+    name: how to load it again (``"mnist"``, ``"tfds:NAME"``, ``"npz:PATH"``, ``"npy:PATH"``,
+      ``"folder:PATH"``), or a label
       for arrays handed over in Python.
     train: ``[N, *event_shape]`` training examples.
     train_labels: ``[N]`` int32 (-1 where there are no labels).
@@ -77,6 +78,11 @@ def check_shape(array: np.ndarray, what: str, event_shape: tuple[int, ...] | Non
       f"{what} have examples of shape {array.shape[1:]} but the model expects {tuple(event_shape)}: "
       "build the model for this data (or pass --image-size to resize images)"
     )
+  if array.ndim == 4 and array.shape[1] in (1, 3, 4) and array.shape[3] not in (1, 3, 4):
+    raise JaxvaeError(
+      f"{what} have shape {array.shape}, channel-first [N, C, H, W] (PyTorch's layout): jaxvae reads images "
+      "as [N, H, W, C]: pass x.transpose(0, 2, 3, 1)"
+    )
   return array
 
 
@@ -85,8 +91,8 @@ def _finite(array: np.ndarray, what: str) -> None:
     raise JaxvaeError(f"{what} contain NaN or infinite values: clean or drop those examples")
 
 
-def as_intensities(array: np.ndarray, what: str) -> np.ndarray:
-  """Data for a Bernoulli likelihood: uint8 intensities 0..255, bool (already binary), or floats in [0, 1].
+def as_intensities(array: np.ndarray, what: str, likelihood: str = "bernoulli") -> np.ndarray:
+  """Data for a likelihood of pixel intensities: uint8 0..255, bool (binary), or floats in [0, 1].
 
   Floats are rounded to uint8 intensities (exact for 0/1 data and for 8-bit data divided by 255).
   """
@@ -98,18 +104,20 @@ def as_intensities(array: np.ndarray, what: str) -> np.ndarray:
     lo, hi = float(array.min()), float(array.max())
     if lo < 0.0 or hi > 1.0:
       raise JaxvaeError(
-        f"{what} have values in [{lo:g}, {hi:g}]: Bernoulli data must lie in [0, 1] (or be uint8 0..255)"
+        f"{what} are floats in [{lo:g}, {hi:g}], and the {likelihood} likelihood models intensities in [0, 1] "
+        "(or uint8 0..255): for real-valued data use --likelihood gaussian (in Python: "
+        "likelihoods.gaussian(data_shape, eight_bit=False))"
       )
     return np.round(array * 255.0).astype(np.uint8)
   raise JaxvaeError(f"{what} have dtype {array.dtype}: give uint8 intensities 0..255 or floats in [0, 1]")
 
 
-def as_uint8(array: np.ndarray, what: str) -> np.ndarray:
+def as_uint8(array: np.ndarray, what: str, likelihood: str = "8-bit gaussian") -> np.ndarray:
   """8-bit data: uint8 0..255, or floats in [0, 1] (rounded to 0..255)."""
   array = check_shape(array, what)
   if array.dtype == np.bool_:
     raise JaxvaeError(f"{what} are binary (bool): model 8-bit data here, or binary data with --likelihood bernoulli")
-  return as_intensities(array, what)
+  return as_intensities(array, what, likelihood)
 
 
 def as_real(array: np.ndarray, what: str) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxvae.core import distributions as D
 from jaxvae.core.nets import ACTIVATIONS
-from jaxvae.core.posteriors import POSTERIORS, Posterior, expand
+from jaxvae.core.posteriors import POSTERIORS, Posterior, expand, expects_gaussian
 
 
 def made_degrees(d: int, hidden: Sequence[int], reverse: bool) -> list[tuple[int, ...]]:
@@ -243,6 +243,7 @@ def iaf(
     means=means,
     closed_form=steps == 0,
     context_dim=context_dim,
+    expects=expects_gaussian(f"iaf{steps}", context_dim),
   )
 
 

@@ -199,7 +199,7 @@ def discretized_logistic(data_shape: tuple[int, ...], mixtures: int = 10) -> Lik
     log_prob=D.discretized_logistic_mixture_log_prob,
     mean=D.logistic_mixture_mean,
     preprocess=lambda key, images: images.astype(jnp.float32) / 127.5 - 1.0,
-    check=as_uint8,
+    check=lambda array, what: as_uint8(array, what, "discretized-logistic"),
     eight_bit=True,
     data_range=(-1.0, 1.0),
   )

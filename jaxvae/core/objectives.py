@@ -32,7 +32,8 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jax
@@ -242,6 +243,8 @@ class Objective(NamedTuple):
       epoch lines when present. ``step`` is the int32 count of batches done (for schedules).
     hparams: a pytree of arrays handed to ``loss`` (``TrainState.hparams``): values that a
       sweep changes without recompiling, e.g. beta.
+    settings: its fixed hyperparameters by name, e.g. ``{"k": 5}``: what a run records of it
+      (config.json, TensorBoard's HParams) and how it labels its metrics (``train IWAE_5``).
 
   Example:
     >>> def my_loss(vae, params, x, key, hparams, step):
@@ -253,6 +256,7 @@ class Objective(NamedTuple):
   name: str
   loss: Callable[[VAE, Params, jax.Array, jax.Array, Any, jax.Array], tuple[jax.Array, Metrics]]
   hparams: Any = ()
+  settings: Mapping[str, Any] = MappingProxyType({})
 
 
 class BetaELBOHParams(NamedTuple):
@@ -298,7 +302,8 @@ def beta_elbo(
     }
 
   f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-  return Objective("vae", loss, BetaELBOHParams(f32(beta), f32(warmup_steps), f32(free_bits)))
+  hparams = BetaELBOHParams(f32(beta), f32(warmup_steps), f32(free_bits))
+  return Objective("vae", loss, hparams, settings={"k": k})
 
 
 def _importance_metrics(t: ImportanceTerms, iw: jax.Array, bound: jax.Array) -> Metrics:
@@ -326,7 +331,7 @@ def iwae(k: int) -> Objective:
     bound = jnp.mean(iw)
     return -bound, _importance_metrics(t, iw, bound)
 
-  return Objective("iwae", loss)
+  return Objective("iwae", loss, settings={"k": k})
 
 
 class SwitchHParams(NamedTuple):
@@ -359,7 +364,8 @@ def vae_or_iwae(k: int, iwae: bool) -> Objective:
     bound = jnp.mean(jnp.where(hparams.iwae > 0, iw, jnp.mean(t.log_w, axis=0)))
     return -bound, _importance_metrics(t, iw, bound)
 
-  return Objective("iwae" if iwae else "vae", loss, SwitchHParams(jnp.asarray(float(iwae), jnp.float32)))
+  hparams = SwitchHParams(jnp.asarray(float(iwae), jnp.float32))
+  return Objective("iwae" if iwae else "vae", loss, hparams, settings={"k": k})
 
 
 def iwae_dreg(k: int) -> Objective:
@@ -400,7 +406,7 @@ def iwae_dreg(k: int) -> Objective:
     iw = iwae_bound(t.log_w)
     return surrogate, _importance_metrics(t, iw, jnp.mean(iw))
 
-  return Objective("iwae-dreg", loss)
+  return Objective("iwae-dreg", loss, settings={"k": k})
 
 
 # ---------------------------------------------------------------------------

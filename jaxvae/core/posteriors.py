@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jaxvae.core import distributions as D
 from jaxvae.core.registry import Registry
+from jaxvae.core.trees import describe
 
 Latent = Any  # z: an array [..., d], or a tuple of arrays for several stochastic layers
 POSTERIORS = Registry("posterior")
@@ -53,6 +54,9 @@ class Posterior(NamedTuple):
       log q - log p; the objectives use it for per-layer KL, warm-up and free bits.
     context_dim: the size of the context the encoder gives beside q's Gaussian, ``h = (Gaussian,
       context [B, context_dim])`` (an IAF's); 0: the encoder gives the Gaussian alone.
+    expects: ``(h, latent_dim) -> None or what is wrong with h``: checks the encoder's output
+      (shapes as ``jax.eval_shape`` gives them) before a run starts (:func:`expects_gaussian`);
+      None: not checked.
   """
 
   name: str
@@ -64,6 +68,34 @@ class Posterior(NamedTuple):
   closed_form: bool = False
   sample_kl: Callable[[Any, Any, jax.Array, tuple[int, ...]], tuple[Latent, tuple[jax.Array, ...]]] | None = None
   context_dim: int = 0
+  expects: Callable[[Any, int], str | None] | None = None
+
+
+def expects_gaussian(name: str, context_dim: int = 0) -> Callable[[Any, int], str | None]:
+  """The check of an encoder output ``h = Gaussian(mean [B, d], log_scale [B, d])`` (or, with
+  ``context_dim``, ``(Gaussian, context [B, context_dim])``) for the posterior ``name``."""
+  wanted = "jaxvae.Gaussian(mean, log_sigma), each [B, d]" + (
+    f", and a context [B, {context_dim}], as a pair (Gaussian, context)" if context_dim else ""
+  )
+
+  def check(h: Any, latent_dim: int) -> str | None:
+    gaussian, context = (h[0], h[1]) if context_dim and isinstance(h, tuple) and len(h) == 2 else (h, None)
+    if not isinstance(gaussian, D.Gaussian) or (context_dim and context is None):
+      fix = "return jaxvae.Gaussian(mean, log_sigma) (from a log-variance: log_sigma = log_var / 2)"
+      return f"returns {describe(h)}; the {name} posterior reads {wanted}: {fix}"
+    if gaussian.mean.shape != gaussian.log_scale.shape or gaussian.mean.ndim != 2:
+      return f"returns {describe(h)}; the {name} posterior reads a mean and a log sigma of one shape [B, d]"
+    d = gaussian.mean.shape[-1]
+    if d != latent_dim:
+      return (
+        f"returns a Gaussian of {d} dimensions but latent_dim={latent_dim}: make them agree "
+        f"(latent_dim={d}, or an encoder with {latent_dim} outputs)"
+      )
+    if context_dim and (context.ndim != 2 or context.shape[-1] != context_dim):
+      return f"returns a context {describe(context)}; the {name} posterior reads [B, {context_dim}]"
+    return None
+
+  return check
 
 
 def expand(q: D.Gaussian, sample_ndim: int) -> D.Gaussian:
@@ -96,6 +128,7 @@ def diagonal_gaussian() -> Posterior:
     log_prob=log_prob,
     means=lambda params, h, key: (h.mean,),
     closed_form=True,
+    expects=expects_gaussian("gaussian"),
   )
 
 
@@ -140,6 +173,7 @@ def bottom_up_gaussian(conditional: Any, z1_dim: int, mean_samples: int = 16) ->
     sample=sample,
     log_prob=log_prob,
     means=means,
+    expects=expects_gaussian("bottom-up-gaussian"),
   )
 
 

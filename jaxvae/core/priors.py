@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.core import distributions as D
+from jaxvae.core.networks import as_network
 from jaxvae.core.registry import Registry
 
 PRIORS = Registry("prior")
@@ -109,8 +110,9 @@ def vamp_prior(
   encoder's parameters, so they take the whole parameter tree.
 
   Args:
-    encoder: the Linen encoder of q_phi (``u [K, *data_shape] -> Gaussian [K, d]``), applied
-      with ``params["encoder"]``: the module handed to :meth:`jaxvae.VAE.from_modules`. An
+    encoder: the encoder of q_phi (``u [K, *data_shape] -> Gaussian [K, d]``), applied with
+      ``params["encoder"]`` (and its running statistics, as in evaluation): the module (any that
+      :func:`jaxvae.core.networks.as_network` takes) handed to :meth:`jaxvae.VAE.from_modules`. An
       encoder of a flow posterior returns ``(Gaussian, context)``: the components are then
       the base Gaussians of the pseudo-inputs (a mixture of Gaussians still, whose log-density
       and samples stay cheap, instead of the flow's densities).
@@ -118,6 +120,8 @@ def vamp_prior(
     components: K.
     data_range: the range of the model's x (where the pseudo-inputs live), or None if unbounded.
   """
+
+  network = as_network(encoder, "encoder")
 
   def pseudo_inputs(params):
     w = params["prior"]["pseudo_inputs"]
@@ -141,7 +145,7 @@ def vamp_prior(
     return {"pseudo_inputs": jnp.log(u) - jnp.log1p(-u)}
 
   def components_of(params):
-    q = encoder.apply({"params": params["encoder"]}, pseudo_inputs(params))
+    q, _ = network.apply(params["encoder"], params.get("state", {}).get("encoder", {}), pseudo_inputs(params))
     if not isinstance(q, D.Gaussian):  # (Gaussian, context) of a flow posterior: its base Gaussian
       q = q[0]
     return q.mean, q.log_scale

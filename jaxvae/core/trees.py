@@ -61,3 +61,25 @@ def map_batches(fn: Callable[[jax.Array, jax.Array], Any], x: jax.Array, batch_s
   if rest:
     parts.append(fn(x[full * batch_size :], jnp.int32(full)))
   return concat(parts)
+
+
+def describe(tree: Any) -> str:
+  """A short text of a pytree's types and shapes, for messages: ``Gaussian(f32[128,20], f32[128,20])``.
+
+  Leaves are arrays or ``jax.ShapeDtypeStruct`` (what ``jax.eval_shape`` returns); a container
+  is named by its type (a NamedTuple, a tuple, a dict with its keys).
+  """
+  if hasattr(tree, "shape") and hasattr(tree, "dtype"):
+    name = jnp.dtype(tree.dtype).name
+    for long, short in (("bfloat", "bf"), ("float", "f"), ("uint", "u"), ("int", "i")):
+      if name.startswith(long) and name[len(long) :].isdigit():
+        name = short + name[len(long) :]
+        break
+    return f"{name}[{','.join(str(s) for s in tree.shape)}]"
+  if isinstance(tree, dict):
+    return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in tree.items()) + "}"
+  if isinstance(tree, (tuple, list)):
+    inner = ", ".join(describe(v) for v in tree)
+    name = type(tree).__name__
+    return f"{name}({inner})" if name not in ("tuple", "list") else f"{name} ({inner})"
+  return type(tree).__name__

@@ -240,7 +240,8 @@ def trainer_for(
   """The :class:`~jaxvae.training.train.Trainer` a config describes (its model and objective unless given).
 
   :func:`jaxvae.make_trainer` of the config's model, objective and optimizer, for ``train_size``
-  stored examples of ``data_shape``.
+  stored examples of ``data_shape``; its ``train_epoch`` consumes its input state (``donate=True``),
+  as runs and sweeps train.
 
   Example:
     >>> trainer = trainer_for(jaxvae.Config(latent_dim=2), data_shape=(28, 28, 1), train_size=60_000)
@@ -258,4 +259,5 @@ def trainer_for(
     ema_decay=config.ema_decay or None,
     on_progress=on_progress,
     batch_sharding=batch_sharding,
+    donate=True,
   )

@@ -49,6 +49,8 @@ CHOICES: dict[str, Registry] = {
 
 # A model, objective or dataset handed over in Python as a value (the run folder cannot rebuild it).
 CUSTOM = "custom"
+# What config.json records beside the fields, from the values a run used (not read back).
+RECORDED = ("data_shape",)
 # A factory reference: FILE.py:FUNCTION or package.module:FUNCTION.
 _REFERENCE = re.compile(r"^(?P<where>[^:]+\.py|[A-Za-z_][\w.]*):(?P<name>[A-Za-z_][\w.]*)$")
 
@@ -138,7 +140,7 @@ _POS = dict(check=lambda v: _is_num(v) and v > 0, must="a number > 0")
 _NONNEG = dict(check=lambda v: _is_num(v) and v >= 0, must="a number >= 0")
 _PROB = dict(check=lambda v: _is_num(v) and 0 <= v < 1, must="in [0, 1)")
 _WIDTHS = dict(check=_widths, must="one or more positive widths, e.g. 400 or 200,200")
-_DATASET = re.compile(r"^(mnist|tfds:.+|npz:.+|custom(:.*)?)$")
+_DATASET = re.compile(r"^(mnist|tfds:.+|npz:.+|npy:.+|folder:.+|custom(:.*)?)$")
 _MODEL_HELP = (
   f"{', '.join(MODELS.phrases())}, or a factory FILE.py:FUNCTION / package.module:FUNCTION returning a jaxvae.VAE"
 )
@@ -159,12 +161,14 @@ class Config:
   # data
   dataset: str = _field(
     "mnist",
-    "'mnist' (embedded, offline), 'tfds:NAME' (a prepared TFDS dataset) or 'npz:PATH' "
-    "(arrays train, test; optional train_labels, test_labels)",
+    "'mnist' (embedded, offline), 'tfds:NAME' (a prepared TFDS dataset), 'npz:PATH' "
+    "(arrays train, test; optional train_labels, test_labels), 'npy:PATH' (one array of examples) or "
+    "'folder:PATH' (PNG/JPEG files; class subfolders are the labels, subfolders train and test the split); "
+    "npy and folder data without a test split hold out 1 in 10 examples, drawn with numpy seed 0",
     "str",
     "data",
     check=lambda v: isinstance(v, str) and _DATASET.match(v) is not None,
-    must="'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist) or 'npz:PATH'",
+    must="'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist), 'npz:PATH', 'npy:PATH' or 'folder:PATH'",
   )
   tfds_data_dir: str | None = _field(
     None,
@@ -441,9 +445,17 @@ class Config:
     d = dataclasses.asdict(self)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
+  def record(self, data_shape: tuple[int, ...] | None = None, unused: Collection[str] = ()) -> dict[str, Any]:
+    """What ``config.json`` holds: the fields but ``unused`` ones (a model or objective handed over in
+    Python does not read them), and the ``data_shape`` of one example."""
+    d = {k: v for k, v in self.to_dict().items() if k not in unused}
+    return d if data_shape is None else {**d, "data_shape": list(data_shape)}
+
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> Config:
-    """Inverse of :meth:`to_dict`; unknown keys are an error."""
+    """Inverse of :meth:`to_dict` (and of :meth:`record`: ``data_shape`` is not a field, missing fields
+    take their defaults); unknown keys are an error."""
+    d = {k: v for k, v in d.items() if k not in RECORDED}
     unknown = sorted(set(d) - set(SPECS))
     if unknown:
       raise JaxvaeError(f"unknown config keys {unknown}: remove them (known keys: {sorted(SPECS)})")
@@ -533,3 +545,11 @@ def flag_table() -> str:
     resume = "may change" if spec.resumable else "fixed"
     lines.append(f"| `--{name.replace('_', '-')}` | {shown} | {sweep} | {resume} | {spec.help.replace('|', '/')} |")
   return "\n".join(lines)
+
+
+# The fields only jaxvae's own models and objectives read: a model (or an objective) handed over in
+# Python as a value does not, so its run folder does not record them (:meth:`Config.record`).
+BUILT_IN_MODEL_FIELDS = tuple(
+  name for name, spec in SPECS.items() if spec.group == "model" and name not in ("model", "latent_dim", "likelihood")
+)
+BUILT_IN_OBJECTIVE_FIELDS = ("k", "beta", "warmup_epochs", "free_bits")

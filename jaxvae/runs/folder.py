@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any
 
-from jaxvae.errors import JaxvaeError, WriteFailed
+from jaxvae.errors import JaxvaeError, WriteFailed, option
 from jaxvae.runs.config import RESUMABLE, Config
 from jaxvae.training.checkpoint import latest_epoch
 
@@ -41,8 +41,9 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
   if os.path.isdir(workdir) and os.listdir(workdir):
     if not overwrite:
       raise JaxvaeError(
-        f"run folder {workdir} exists and is not empty: choose a new --workdir, pass --resume {workdir} "
-        "to continue it, or --overwrite to replace it"
+        f"run folder {workdir} exists and is not empty: choose a new {option('--workdir', 'workdir')}, pass "
+        f"{option(f'--resume {workdir}', 'resume=True')} to continue it, or "
+        f"{option('--overwrite', 'overwrite=True')} to replace it"
       )
     shutil.rmtree(workdir)
   try:
@@ -122,10 +123,12 @@ def read_config(workdir: str, missing: str) -> Config:
     raise JaxvaeError(f"{path} cannot be read ({e}): the run folder is damaged; start a new --workdir") from None
 
 
-def write_run_files(folder: str, config: Config, rows: list[dict[str, Any]]) -> None:
-  """``config.json`` and ``metrics.jsonl`` (one row per epoch) of a run folder, each replaced atomically."""
+def write_run_files(folder: str, config: Config | dict[str, Any], rows: list[dict[str, Any]]) -> None:
+  """``config.json`` (a config, or its :meth:`~jaxvae.Config.record`) and ``metrics.jsonl`` (one row per
+  epoch) of a run folder, each replaced atomically."""
   os.makedirs(folder, exist_ok=True)
-  _write_atomically(os.path.join(folder, "config.json"), config.to_json() + "\n")
+  record = config if isinstance(config, dict) else config.to_dict()
+  _write_atomically(os.path.join(folder, "config.json"), json.dumps(record, indent=2, sort_keys=True) + "\n")
   _write_atomically(os.path.join(folder, "metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
 
 
@@ -194,7 +197,9 @@ def stop_on_write_errors(workdir: str):
     ) from None
 
 
-def open_run_folder(workdir: str, config: Config, rows: list[dict[str, Any]], *, resume: bool, overwrite: bool) -> None:
+def open_run_folder(
+  workdir: str, config: Config | dict[str, Any], rows: list[dict[str, Any]], *, resume: bool, overwrite: bool
+) -> None:
   """Claims a new run folder and writes its config, or rewrites a resumed one's with the rows up to its checkpoint.
 
   A resumed run's rows after its checkpoint are dropped: they are recomputed identically.

@@ -116,12 +116,12 @@ def train_and_evaluate(
   start = starting_point(setup, keys, workdir, resume)  # raises before anything is written
   log = (lambda line: print(line, flush=True)) if verbose and main else (lambda line: None)
   with watch_peers(), stop_on_write_errors(workdir):
-    on_process_0(lambda: open_run_folder(workdir, config, start.rows, resume=resume, overwrite=overwrite))
+    on_process_0(lambda: open_run_folder(workdir, setup.record(), start.rows, resume=resume, overwrite=overwrite))
     state, placed = place_run(setup, start, keys, shardings)
     program = single_program(trainer, config.eval_batch_size)
     compile_seconds = program.compile(state, placed)
     log(start_line(setup, placed, start, compile_seconds, data_parallel=data_parallel, resume=resume))
-    run = Run(workdir, config, None, start.epoch)
+    run = Run(workdir, config, None, start.epoch, record=setup.record())
     if main:
       call(callbacks, "start", run)
 

@@ -19,15 +19,17 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxvae.core.checks import check_model, check_step
 from jaxvae.core.data import Dataset, check_shape, static_binarize
+from jaxvae.core.likelihoods import LIKELIHOODS
 from jaxvae.core.model import VAE
 from jaxvae.core.objectives import Objective
 from jaxvae.errors import JaxvaeError
 from jaxvae.runs import build
-from jaxvae.runs.config import CUSTOM, Config
+from jaxvae.runs.config import BUILT_IN_MODEL_FIELDS, BUILT_IN_OBJECTIVE_FIELDS, CUSTOM, Config
 from jaxvae.training.train import Trainer
 
-LOADABLE_DATA = ("tfds:", "npz:")  # besides "mnist": datasets a run folder can load again by name
+LOADABLE_DATA = ("tfds:", "npz:", "npy:", "folder:")  # besides "mnist": datasets a run folder can load again by name
 
 
 class RunKeys(NamedTuple):
@@ -92,6 +94,8 @@ class Setup(NamedTuple):
     test_x: ``[M, ...]`` floats, the fixed test set x (:func:`fixed_test_set`).
     trainer: the :class:`~jaxvae.training.train.Trainer` of the model, objective and optimizer
       (None from :func:`prepare_model`).
+    unused: the config fields that the model and the objective handed over in Python do not
+      read, left out of ``config.json`` (:meth:`jaxvae.Config.record`).
   """
 
   config: Config
@@ -100,21 +104,27 @@ class Setup(NamedTuple):
   train_data: np.ndarray
   test_x: np.ndarray
   trainer: Trainer | None = None
+  unused: tuple[str, ...] = ()
+
+  def record(self, config: Config | None = None) -> dict[str, Any]:
+    """What ``config.json`` holds for ``config`` (default: this setup's) trained on this setup's data."""
+    return (config or self.config).record(self.vae.data_shape, self.unused)
 
 
 def named(config: Config, *, model: Any = None, objective: Any = None, data: Dataset | None = None) -> Config:
   """``config`` with model, objective and dataset naming what the run uses (references made absolute).
 
   A value handed over in Python is named ``custom`` (a run folder cannot rebuild it), a factory
-  by its reference, and an .npz path is made absolute, so that ``--resume`` and ``jaxvae eval``
-  find everything from any folder.
+  by its reference, and an ``npz:``, ``npy:`` or ``folder:`` path is made absolute, so that
+  ``--resume`` and ``jaxvae eval`` find everything from any folder.
   """
   changes: dict[str, Any] = {
     "model": build.absolute_reference(config.model),
     "objective": build.absolute_reference(config.objective),
   }
-  if config.dataset.startswith("npz:"):
-    changes["dataset"] = "npz:" + os.path.abspath(config.dataset[4:])
+  for prefix in ("npz:", "npy:", "folder:"):  # a file or folder: its absolute path
+    if config.dataset.startswith(prefix):
+      changes["dataset"] = prefix + os.path.abspath(os.path.expanduser(config.dataset[len(prefix) :]))
   if model is not None:
     changes["model"] = CUSTOM if isinstance(model, VAE) else build.reference_of(model)
   if objective is not None:
@@ -129,7 +139,9 @@ def prepare_model(config: Config, *, model: Any = None, data: Dataset | None = N
   """The model and the checked data of ``config`` (a :class:`Setup` without a trainer): what evaluation needs.
 
   Raises:
-    JaxvaeError: the data cannot be loaded or do not fit the model (shape, dtype, range, size).
+    JaxvaeError: the data cannot be loaded or do not fit the model (shape, dtype, range, size), or
+      the model's networks do not return what its posterior and likelihood read
+      (:func:`jaxvae.core.checks.check_model`, traced abstractly on one batch).
   """
   config = named(config.validate(), model=model, data=data)
   data = data if data is not None else build.load_data(config)
@@ -160,6 +172,8 @@ def prepare_model(config: Config, *, model: Any = None, data: Dataset | None = N
       f"binarization=static draws binary data for the bernoulli likelihood, not {vae.likelihood.name}: "
       "drop --binarization static"
     )
+  batch = checked.train[: config.batch_size]
+  check_model(vae, jax.eval_shape(vae.likelihood.preprocess, jax.random.key(0), batch))
   return Setup(config, vae, checked, *draw(config, vae, checked))
 
 
@@ -182,6 +196,10 @@ def prepare(
       Objective``; default: ``config.objective``.
     data: a :class:`jaxvae.Dataset`; default: ``config.dataset``, loaded.
     on_progress, batch_sharding: see :func:`jaxvae.training.train.make_train_epoch`.
+
+  Raises:
+    JaxvaeError: see :func:`prepare_model`; one training step is traced abstractly too
+      (:func:`jaxvae.core.checks.check_step`), so an objective that fails says so here.
   """
   setup = prepare_model(named(config.validate(), objective=objective), model=model, data=data)
   trainer = build.trainer_for(
@@ -193,4 +211,34 @@ def prepare(
     on_progress=on_progress,
     batch_sharding=batch_sharding,
   )
-  return setup._replace(trainer=trainer)
+  check_step(trainer.init, trainer.step, setup.train_data[: setup.config.batch_size], trainer.objective.name)
+  config, unused = used(setup.config, setup.vae, trainer.objective, model=model, given_objective=objective)
+  return setup._replace(config=config, trainer=trainer, unused=unused)
+
+
+def used(config: Config, vae: VAE, objective: Objective, *, model: Any = None, given_objective: Any = None):
+  """``(config, unused)``: ``config`` with what a user's model and objective say of themselves, and the
+  fields they do not read (``model`` and ``given_objective``: what :func:`prepare` was handed).
+
+  A user's model (a value or a factory) records its latent size and its likelihood; a model handed
+  over as a value does not read the built-in models' fields (:data:`jaxvae.runs.config.BUILT_IN_MODEL_FIELDS`),
+  nor an objective value the built-in objectives' ones, but those it reports (``settings`` such
+  as k, hyperparameters such as beta).
+  """
+  changes: dict[str, Any] = {}
+  unused: list[str] = []
+  if not config.builtin_model:
+    changes["latent_dim"] = vae.latent_dim
+    if vae.likelihood.name in LIKELIHOODS:
+      changes["likelihood"] = vae.likelihood.name
+  if isinstance(model, VAE):
+    unused += BUILT_IN_MODEL_FIELDS
+  if isinstance(given_objective, Objective):
+    hparams = objective.hparams
+    scalars = (
+      {f: float(v) for f, v in zip(hparams._fields, hparams) if np.ndim(v) == 0} if hasattr(hparams, "_fields") else {}
+    )
+    reported = {k: v for k, v in {**scalars, **objective.settings}.items() if k in BUILT_IN_OBJECTIVE_FIELDS}
+    changes.update(reported)
+    unused += [name for name in BUILT_IN_OBJECTIVE_FIELDS if name not in reported]
+  return config.replace(**changes), tuple(unused)

@@ -1,8 +1,15 @@
-"""Datasets by name: the embedded MNIST, any prepared TFDS image dataset, an .npz file.
+"""Datasets by name: the embedded MNIST, any prepared TFDS image dataset, an .npz or .npy file, a folder of images.
 
-``load_dataset("mnist" | "tfds:NAME" | "npz:PATH")`` returns a :class:`jaxvae.Dataset` of host
-arrays; what a model sees of them is its likelihood's business (:mod:`jaxvae.core.likelihoods`).
-A config's ``dataset`` names one of these (:func:`jaxvae.runs.build.load_data`).
+``load_dataset("mnist" | "tfds:NAME" | "npz:PATH" | "npy:PATH" | "folder:PATH")`` returns a
+:class:`jaxvae.Dataset` of host arrays; what a model sees of them is its likelihood's business
+(:mod:`jaxvae.core.likelihoods`). A config's ``dataset`` names one of these
+(:func:`jaxvae.runs.build.load_data`).
+
+A source without its own test set (one .npy array; a folder of images without ``train/`` and
+``test/`` subfolders) is split by :func:`seeded_split`: a permutation drawn with
+``np.random.default_rng(0)`` (host-side data loading, not model randomness), whose first tenth
+(rounded down, at least one example) is the test set, the rest the training set, the same on
+every machine and every run.
 
 MNIST: Y. LeCun, C. Cortes and C. J. C. Burges, "The MNIST database of handwritten digits",
 the four standard IDX files, shipped in ``jaxvae/datasets/mnist`` under CC BY-SA 3.0.
@@ -30,7 +37,11 @@ MNIST_FILES = {
   "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-READ_THREADS = os.cpu_count() or 1  # threads that read and decode TFDS records
+READ_THREADS = os.cpu_count() or 1  # threads that read and decode TFDS records and image files
+SPLIT_SEED = 0  # np.random.default_rng(SPLIT_SEED) draws the split of a source without a test set
+TEST_FRACTION = 10  # 1 in TEST_FRACTION examples (rounded down, at least 1) of such a source is the test set
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # folder: files read as images
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK"
 
 
 def read_idx(data: bytes) -> np.ndarray:
@@ -206,13 +217,107 @@ def load_tfds(
   return Dataset(f"tfds:{name}", train[0], train[1], test[0], test[1])
 
 
+def seeded_split(n: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+  """Indices ``(train, test)`` of ``n`` examples without a test set of their own: 1 in 10 (seed 0) are the test set.
+
+  A permutation drawn with ``np.random.default_rng(SPLIT_SEED)``; its first ``max(1, n // 10)``
+  indices are the test set, the rest the training set (both in the permutation's order, so the
+  first ``n_train`` of them are a random subset).
+
+  Raises:
+    JaxvaeError: ``n < 2`` (``what`` names the source in the message).
+  """
+  if n < 2:
+    raise JaxvaeError(f"{what} holds {n} example(s): it needs at least 2, one for training and one for the test set")
+  order = np.random.default_rng(SPLIT_SEED).permutation(n)
+  n_test = max(1, n // TEST_FRACTION)
+  return order[n_test:], order[:n_test]
+
+
+def _path(path: str) -> str:
+  return os.path.expanduser(path)
+
+
+def _array_file(path: str, prefix: str) -> bytes:
+  """The first bytes of the .npz / .npy file ``path``, after one-line errors for a missing, empty or foreign file."""
+  if not os.path.exists(path):
+    raise JaxvaeError(f"{path} does not exist: check the path in --dataset {prefix}:PATH")
+  if os.path.isdir(path):
+    raise JaxvaeError(f"{path} is a folder, not an .{prefix} file: use --dataset folder:{path} for a folder of images")
+  with open(path, "rb") as f:
+    head = f.read(len(_NPY_MAGIC))
+  if not head:
+    raise JaxvaeError(f"{path} is empty (0 bytes): write it again (np.savez / np.save) or give another file")
+  if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+    raise JaxvaeError(
+      f"{path} is not an .npz or .npy file (no NumPy or zip header): save arrays with "
+      "np.savez(path, train=..., test=...) or np.save(path, x)"
+    )
+  return head
+
+
+def _damaged(path: str, e: Exception, fix: str) -> JaxvaeError:
+  return JaxvaeError(
+    f"{path} cannot be read, it is damaged or truncated ({type(e).__name__}: {first_line(e, 120)}): {fix}"
+  )
+
+
+def _object_dtype(path: str, what: str) -> JaxvaeError:
+  return JaxvaeError(
+    f"{path} holds {what} of dtype object (Python objects), which jaxvae does not unpickle: "
+    "save numeric arrays, e.g. np.asarray(x, np.float32)"
+  )
+
+
+def load_npy(path: str, n_train: int | None = None, n_test: int | None = None) -> Dataset:
+  """One array ``[N, ...]`` from an .npy file (``np.save``), split by :func:`seeded_split`; no labels.
+
+  The file is memory-mapped, so only the ``n_train`` / ``n_test`` examples kept are read.
+  """
+  path = _path(path)
+  if _array_file(path, "npy").startswith(_ZIP_MAGIC):
+    return load_npz(path)
+  fix = "write it again with np.save(path, x)"
+  try:
+    with open(path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+      shape, _, dtype = read_header(f)
+  except Exception as e:  # a truncated or malformed header
+    raise _damaged(path, e, fix) from None
+  if dtype.hasobject:
+    raise _object_dtype(path, "an array")
+  train_idx, test_idx = seeded_split(shape[0] if shape else 0, path)
+  try:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    train, test = np.asarray(array[train_idx[:n_train]]), np.asarray(array[test_idx[:n_test]])
+  except Exception as e:  # data shorter than its header says
+    raise _damaged(path, e, fix) from None
+  return Dataset.from_arrays(train, test, name=f"npy:{os.path.abspath(path)}")
+
+
 def load_npz(path: str) -> Dataset:
-  """Arrays ``train`` and ``test`` (and optionally ``train_labels``, ``test_labels``) from an .npz file."""
+  """Arrays ``train`` and ``test`` (and optionally ``train_labels``, ``test_labels``) from an .npz file.
+
+  An .npy file (one array) given here is read by :func:`load_npy`.
+  """
+  path = _path(path)
+  if _array_file(path, "npz").startswith(_NPY_MAGIC):
+    return load_npy(path)
+  arrays = {}
   try:
     with np.load(path, allow_pickle=False) as f:
-      arrays = {k: f[k] for k in f.files}
-  except (OSError, ValueError) as e:
-    raise JaxvaeError(f"cannot read {path} ({e}): give an .npz file with arrays train and test (np.savez)") from None
+      for k in f.files:
+        try:
+          arrays[k] = f[k]
+        except ValueError as e:
+          if "Object arrays" in str(e):
+            raise _object_dtype(path, f"array {k!r}") from None
+          raise
+  except JaxvaeError:
+    raise
+  except Exception as e:  # a truncated zip, a bad member
+    raise _damaged(path, e, "write it again with np.savez(path, train=..., test=...)") from None
   missing = [k for k in ("train", "test") if k not in arrays]
   if missing:
     raise JaxvaeError(
@@ -228,6 +333,139 @@ def load_npz(path: str) -> Dataset:
   )
 
 
+def _image_files(folder: str) -> list[tuple[str, str | None]]:
+  """``(path, class)`` of every image file in ``folder``, in sorted order.
+
+  Images directly in ``folder`` have class None; those anywhere under a subfolder have its name.
+  Hidden files and folders (``.DS_Store``, ``._x.png``) and files without an image suffix are skipped.
+  """
+  found = []
+  for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+    if entry.name.startswith("."):
+      continue
+    if entry.is_dir():
+      for root, dirs, files in os.walk(entry.path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [(os.path.join(root, f), entry.name) for f in sorted(files) if _is_image_file(f)]
+    elif _is_image_file(entry.name):
+      found.append((entry.path, None))
+  return found
+
+
+def _is_image_file(name: str) -> bool:
+  return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _read_image_file(path: str, image_size: int | None) -> np.ndarray:
+  """One image file as ``[H, W, C]`` uint8: L -> 1 channel, RGB -> 3, RGBA -> 4, other modes converted to RGB."""
+  from PIL import Image, UnidentifiedImageError
+
+  try:
+    with Image.open(path) as im:
+      image = np.asarray(im if im.mode in ("L", "RGB", "RGBA") else im.convert("RGB"))
+  except Exception as e:  # not an image, truncated, unsupported
+    why = (
+      "PIL does not recognise it" if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {first_line(e)}"
+    )
+    raise JaxvaeError(f"cannot read {path} as an image ({why}): replace it or move it out of the folder") from None
+  if image.ndim == 2:
+    image = image[..., None]
+  return resize_image(image, image_size) if image_size else image
+
+
+def _stack_images(images: list[np.ndarray], paths: list[str], where: str, image_size: int | None) -> np.ndarray:
+  """The images as one ``[N, H, W, C]`` array: grayscale next to RGB becomes RGB; other mixes are one-line errors."""
+  channels = {im.shape[-1] for im in images}
+  if channels == {1, 3}:
+    images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]
+  elif len(channels) > 1:
+    a = next(i for i, im in enumerate(images) if im.shape[-1] == 4)
+    b = next(i for i, im in enumerate(images) if im.shape[-1] != 4)
+    raise JaxvaeError(
+      f"{where} mixes images with and without transparency ({paths[a]} is RGBA, {paths[b]} has "
+      f"{images[b].shape[-1]} channel(s)): convert them all to RGB or all to RGBA"
+    )
+  if not image_size:
+    b = next((i for i, im in enumerate(images) if im.shape[:2] != images[0].shape[:2]), None)
+    if b is not None:
+      (h, w), (h2, w2) = images[0].shape[:2], images[b].shape[:2]
+      raise JaxvaeError(
+        f"{where} has images of different sizes ({paths[0]} is {w}x{h}, {paths[b]} is {w2}x{h2}, width x height): "
+        "pass --image-size N to crop them to a centred square and resize them to N x N"
+      )
+  return np.stack(images)
+
+
+def load_folder(
+  path: str, image_size: int | None = None, n_train: int | None = None, n_test: int | None = None
+) -> Dataset:
+  """A folder of image files (PNG, JPEG, ...; one image per file) as ``[N, H, W, C]`` uint8 images.
+
+  Labels: the sorted names of the class subfolders are labels 0..K-1 (an image directly in the
+  folder has label -1). Split: a folder with subfolders ``train`` and ``test`` is split by them
+  (each may hold class subfolders; the classes are the union of both, sorted; nothing else in the
+  folder is read) and each split's order is a permutation drawn with ``np.random.default_rng(0)``;
+  any other folder is split by :func:`seeded_split` (1 in 10 images, seed 0, are the test set).
+  Images keep their channels (grayscale 1, RGB 3, RGBA 4; other modes become RGB; grayscale next to
+  RGB becomes RGB). Only the first ``n_train`` / ``n_test`` files of each split are read, decoded
+  in threads. Files without an image suffix (a README, ``.DS_Store``) are skipped.
+
+  Args:
+    path: the folder.
+    image_size: crop every image to a centred square and resize it to this size; required when
+      the images differ in size.
+    n_train, n_test: read only the first this many images of each split (None: all).
+
+  Raises:
+    JaxvaeError: the folder does not exist or holds no images, a file with an image suffix
+      cannot be decoded, or the images differ in size and no ``image_size`` is given.
+  """
+  path = _path(path)
+  where = f"folder:{path}"
+  if not os.path.exists(path):
+    raise JaxvaeError(f"{path} does not exist: check the path in --dataset folder:PATH")
+  if not os.path.isdir(path):
+    raise JaxvaeError(
+      f"{path} is a file, not a folder: give a folder of images, or use --dataset npz:{path} / npy:{path} for arrays"
+    )
+  has = {split: os.path.isdir(os.path.join(path, split)) for split in ("train", "test")}
+  if has["train"] and has["test"]:
+    splits = {split: _image_files(os.path.join(path, split)) for split in ("train", "test")}
+    for split, files in splits.items():
+      if not files:
+        raise JaxvaeError(
+          f"{os.path.join(path, split)} holds no images ({', '.join(IMAGE_SUFFIXES)}): put the {split} images there"
+        )
+    rng = np.random.default_rng(SPLIT_SEED)
+    splits = {split: [files[i] for i in rng.permutation(len(files))] for split, files in splits.items()}
+  elif has["train"] or has["test"]:
+    present, absent = ("train", "test") if has["train"] else ("test", "train")
+    raise JaxvaeError(
+      f"{path} has a {present}/ subfolder but no {absent}/: add {os.path.join(path, absent)}, or move the images "
+      f"out of {present}/ for a seeded split"
+    )
+  else:
+    files = _image_files(path)
+    if not files:
+      raise JaxvaeError(
+        f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}): put image files in it, or in one subfolder per class"
+      )
+    train_idx, test_idx = seeded_split(len(files), where)
+    splits = {"train": [files[i] for i in train_idx], "test": [files[i] for i in test_idx]}
+  classes = sorted({c for files in splits.values() for _, c in files if c is not None})
+  label_of = {c: i for i, c in enumerate(classes)}
+  splits = {"train": splits["train"][:n_train], "test": splits["test"][:n_test]}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+    decoded = {
+      split: list(pool.map(lambda f: _read_image_file(f[0], image_size), files)) for split, files in splits.items()
+    }
+  paths = [f for split in ("train", "test") for f, _ in splits[split]]
+  images = _stack_images(decoded["train"] + decoded["test"], paths, where, image_size)
+  labels = np.asarray([label_of.get(c, -1) for split in ("train", "test") for _, c in splits[split]], np.int32)
+  n = len(splits["train"])
+  return Dataset(f"folder:{os.path.abspath(path)}", images[:n], labels[:n], images[n:], labels[n:])
+
+
 def load_dataset(
   name: str,
   tfds_data_dir: str | None = None,
@@ -235,7 +473,9 @@ def load_dataset(
   n_train: int | None = None,
   n_test: int | None = None,
 ) -> Dataset:
-  """``"mnist"`` (embedded), ``"tfds:NAME"`` or ``"npz:PATH"``, optionally resized; else a :class:`JaxvaeError`.
+  """``"mnist"`` (embedded), ``"tfds:NAME"``, ``"npz:PATH"``, ``"npy:PATH"`` or ``"folder:PATH"``, optionally resized.
+
+  Anything else is a :class:`JaxvaeError`.
 
   ``n_train`` / ``n_test`` keep the first examples of each split (and read no more than that).
   """
@@ -243,10 +483,17 @@ def load_dataset(
     data = load_mnist()
   elif name.startswith("tfds:") and len(name) > 5:
     return load_tfds(name[5:], tfds_data_dir, image_size, n_train, n_test)
+  elif name.startswith("folder:") and len(name) > 7:
+    return load_folder(name[7:], image_size, n_train, n_test)
   elif name.startswith("npz:") and len(name) > 4:
     data = load_npz(name[4:])
+  elif name.startswith("npy:") and len(name) > 4:
+    data = load_npy(name[4:], n_train, n_test)
   else:
-    raise JaxvaeError(f"dataset {name!r} is unknown: use 'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist) or 'npz:PATH'")
+    raise JaxvaeError(
+      f"dataset {name!r} is unknown: use 'mnist', 'tfds:NAME' (e.g. tfds:fashion_mnist), 'npz:PATH', 'npy:PATH' "
+      "or 'folder:PATH' (a folder of images)"
+    )
   data = data._replace(
     train=data.train[:n_train],
     train_labels=data.train_labels[:n_train],

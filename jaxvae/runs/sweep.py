@@ -148,9 +148,12 @@ def train_group(
     on_progress=bar,
   )
   named = [setup.config.replace(**own(c)) for c in configs]
-  runs = [Run(folder, c, name) for folder, c, name in zip(folders or [], named, names or [None] * len(named))]
+  runs = [
+    Run(folder, c, name, record=setup.record(c))
+    for folder, c, name in zip(folders or [], named, names or [None] * len(named))
+  ]
   for run in runs if main else []:
-    write_run_files(run.workdir, run.config, [])
+    write_run_files(run.workdir, run.record, [])
     call(callbacks, "start", run)
   trained, compile_seconds, train_seconds, examples, stop = [], 0.0, 0.0, 0, None
   for first in range(0, len(configs), size):

@@ -22,7 +22,7 @@ import traceback
 
 import jax
 
-from jaxvae.errors import JaxvaeError, RunStopped
+from jaxvae.errors import JaxvaeError, RunStopped, UserCodeError
 from jaxvae.runs.config import Config, add_flags, flag_table, overrides_from_args
 from jaxvae.runs.evaluate import evaluate_run, inference_gaps
 from jaxvae.runs.folder import resume_config
@@ -339,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     with watch_peers():
       return commands[args.command](args)
   except JaxvaeError as e:
-    _say(f"jaxvae: error: {e}")
+    if isinstance(e, UserCodeError) and e.__cause__ is not None:  # their bug: its traceback, then our line
+      traceback.print_exception(e.__cause__)
+    _say(f"jaxvae: error: {e.for_command_line()}")
     return e.exit_code
   except RunStopped as e:  # each kind of stop has its own exit status (jaxvae.errors)
     if e.everywhere or not _several_processes():

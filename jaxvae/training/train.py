@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxvae.core.model import VAE, Params
+from jaxvae.core.model import STATE, VAE, Params, trainable, with_state
 from jaxvae.core.objectives import Metrics, Objective, elbo, layer_kls
 from jaxvae.core.trees import map_batches, stack
 
@@ -109,6 +109,12 @@ def make_train_step(
   norm exceeds ``skip_grad_norm``) is skipped: parameters and optimizer state stay as they
   were (vdvae's rule). With an :class:`EMA` in the state, the average moves after the update.
 
+  Networks that behave differently in training (dropout, batch normalization:
+  :attr:`jaxvae.VAE.training`) run in training mode inside the loss, with dropout keys from
+  ``fold_in(key, 2)``; the gradient and the optimizer see only :func:`jaxvae.core.model.trainable`
+  parameters, and the networks' new running statistics (``params["state"]``) come out of the
+  loss beside the metrics and are kept with the update (a skipped update keeps the old ones).
+
   Args:
     vae: the model; its likelihood's ``preprocess`` makes x from the stored batch.
     objective: the loss and its hyperparameters (read from ``state.hparams``).
@@ -123,8 +129,17 @@ def make_train_step(
   def train_step(state: TrainState, batch: jax.Array, key: jax.Array) -> tuple[TrainState, Metrics]:
     k_x, k_z = jax.random.split(key)
     x = preprocess(k_x, batch)
-    loss_fn = lambda params: objective.loss(vae, params, x, k_z, state.hparams, state.step)  # noqa: E731
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+    weights, net_state = trainable(state.params), state.params.get(STATE, {})
+
+    def loss_fn(weights):
+      if vae.training is None:
+        loss, metrics = objective.loss(vae, weights, x, k_z, state.hparams, state.step)
+        return loss, (metrics, net_state)
+      model, new_state = vae.training(jax.random.fold_in(key, 2))  # dropout: a third key beside k_x and k_z
+      loss, metrics = objective.loss(model, with_state(weights, net_state), x, k_z, state.hparams, state.step)
+      return loss, (metrics, {**net_state, **new_state()})
+
+    grads, (metrics, new_net_state) = jax.grad(loss_fn, has_aux=True)(weights)
     metrics = dict(metrics)
     grad_norm = optax.tree.norm(grads)
     ok = jnp.isfinite(metrics.get("loss", grad_norm)) & jnp.isfinite(grad_norm)
@@ -132,16 +147,19 @@ def make_train_step(
       ok = ok & (grad_norm <= skip_grad_norm)
 
     def update(_):
-      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-      return optax.apply_updates(state.params, updates), opt_state
+      updates, opt_state = optimizer.update(grads, state.opt_state, weights)
+      return optax.apply_updates(weights, updates), opt_state, new_net_state
 
     # lax.cond rather than a select over the trees: 7-10% cheaper on CPU (benchmarks/RESULTS.md).
-    params, opt_state = jax.lax.cond(ok, update, lambda _: (state.params, state.opt_state), None)
+    weights, opt_state, net_state = jax.lax.cond(ok, update, lambda _: (weights, state.opt_state, net_state), None)
     skips = jnp.where(ok, 0, state.consecutive_skips + 1)
     metrics = {**metrics, "grad_norm": grad_norm, "skipped_steps": (~ok).astype(jnp.int32)}
     ema = state.ema
-    if ema is not None:
-      ema = EMA(ema.decay, optax.incremental_update(params, ema.params, 1.0 - ema.decay))
+    if ema is not None:  # the average of the weights; the networks' running statistics as they are
+      ema = EMA(
+        ema.decay, with_state(optax.incremental_update(weights, trainable(ema.params), 1.0 - ema.decay), net_state)
+      )
+    params = with_state(weights, net_state)
     return TrainState(params, opt_state, state.step + 1, state.hparams, skips, ema), metrics
 
   return train_step
@@ -225,7 +243,7 @@ def make_train_epoch(
 class Epoch:
   """One epoch of a training step, for one model or a stack of models: the program a run executes.
 
-  The epoch is one jitted ``lax.scan`` (:func:`make_train_epoch`), with the state donated;
+  The epoch is one jitted ``lax.scan`` (:func:`make_train_epoch`), with the state donated (``donate``);
   with ``stacked=True``, ``jax.vmap`` of it over a leading models axis of the state and the
   keys (and of the data, if ``data_axis=0``). XLA's CPU backend differentiates convolutions
   inside a while loop about 20 times more slowly than in a plain jitted function (jaxlib
@@ -235,6 +253,8 @@ class Epoch:
   host still waits once per epoch. The model declares it (:attr:`jaxvae.VAE.host_loop_on_cpu`,
   passed here as ``host_loop_on_cpu``), for single runs and sweeps alike; ``loop=True`` or
   ``False`` forces the choice on any backend. ``unroll`` is the scan's (:func:`make_train_epoch`).
+  ``donate``: the input state's buffers are reused for the output (it cannot be used again),
+  which saves one copy of the parameters and optimizer state in memory.
 
   Call it like the jitted epoch, ``epoch(state, data, key) -> (state, metrics)``;
   :meth:`compile` compiles the scanned program for given arguments ahead of time.
@@ -252,8 +272,10 @@ class Epoch:
     on_progress=None,
     batch_sharding=None,
     unroll: int = 1,
+    donate: bool = True,
   ):
     self._train_step = train_step
+    self._donate = (0,) if donate else ()
     self._batch_size = batch_size
     self._stacked = stacked
     self._data_axis = data_axis
@@ -289,7 +311,7 @@ class Epoch:
       )
       if self._stacked:
         epoch = jax.vmap(epoch, in_axes=(0, self._data_axis, 0))
-      self.program = jax.jit(epoch, donate_argnums=0)
+      self.program = jax.jit(epoch, donate_argnums=self._donate)
     return self.program
 
   def compile(self, state, data, key) -> Epoch:
@@ -304,7 +326,7 @@ class Epoch:
     if self._looped is None:
       means = jax.vmap(epoch_means, in_axes=1) if self._stacked else epoch_means
       self._looped = (
-        jax.jit(self._gathered_step(), donate_argnums=0),
+        jax.jit(self._gathered_step(), donate_argnums=self._donate),
         jax.jit(self._orders, static_argnums=1),
         jax.jit(lambda ms: means(stack(ms))),
       )
@@ -353,7 +375,8 @@ class Trainer(NamedTuple):
       transform it further (sweeps vmap it).
     train_step: ``step``, jitted.
     train_epoch: an :class:`Epoch` of ``step``: ``(state, data [N, ...], key) -> (state,
-      metrics)``, the state donated; metrics are means over the epoch's ``N // B`` steps.
+      metrics)``; metrics are means over the epoch's ``N // B`` steps. It leaves its input state
+      usable unless the trainer was made with ``donate=True``.
     evaluate: ``(params, x [M, ...] float32, key) -> metrics``, jitted: the single-sample ELBO
       and its terms averaged over all M examples of ``x`` (pure: ``evaluate_fn``).
     evaluate_fn: the pure evaluation behind ``evaluate``.
@@ -391,6 +414,7 @@ def make_trainer(
   ema_decay: float | None = None,
   on_progress: Callable[[jax.Array], None] | None = None,
   batch_sharding: jax.sharding.Sharding | None = None,
+  donate: bool = False,
 ) -> Trainer:
   """The jitted step, epoch and evaluation of a model, an objective and an optimizer.
 
@@ -404,6 +428,9 @@ def make_trainer(
     skip_grad_norm: see :func:`make_train_step`.
     ema_decay: keep an :class:`EMA` of the parameters with this decay (None: none).
     on_progress, batch_sharding: see :func:`make_train_epoch`.
+    donate: ``train_epoch`` consumes its input state (its buffers become the output's), as the
+      run driver's does: one copy of the state less in memory. Without it, a state can be
+      trained from twice, the functional habit.
 
   Returns:
     A :class:`Trainer`.
@@ -413,6 +440,11 @@ def make_trainer(
     >>> state = trainer.init(jax.random.key(0))
     >>> state, metrics = trainer.train_step(state, batch, jax.random.key(1))
   """
+  if not isinstance(vae, VAE):
+    raise TypeError(
+      f"make_trainer takes a jaxvae.VAE, not {type(vae).__name__}: for the trainer a jaxvae.Config describes, "
+      "use jaxvae.runs.build.trainer_for(config, data_shape=..., train_size=...)"
+    )
   train_step = make_train_step(vae, objective, optimizer, skip_grad_norm)
 
   init_optimizer = jax.jit(optimizer.init)
@@ -423,7 +455,8 @@ def make_trainer(
     ema = None
     if ema_decay is not None:  # copies: the state's buffers are donated
       ema = EMA(jnp.asarray(ema_decay, jnp.float32), jax.tree.map(jnp.array, params))
-    return TrainState(params, init_optimizer(params), jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32), ema)
+    opt_state = init_optimizer(trainable(params))  # the networks' running statistics are not trained
+    return TrainState(params, opt_state, jnp.zeros((), jnp.int32), hparams, jnp.zeros((), jnp.int32), ema)
 
   evaluate = make_evaluate(vae, eval_batch_size, analytic_kl)
   return Trainer(
@@ -438,6 +471,7 @@ def make_trainer(
       host_loop_on_cpu=vae.host_loop_on_cpu,
       on_progress=on_progress,
       batch_sharding=batch_sharding,
+      donate=donate,
     ),
     evaluate=jax.jit(evaluate),
     evaluate_fn=evaluate,

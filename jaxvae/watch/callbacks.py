@@ -38,6 +38,8 @@ class Run(NamedTuple):
       ``test_images`` and their ``reconstructions``, computed when called (from ``epoch``);
       None where the run has none (data that are not images; a sweep's models in a job of
       several processes).
+    record: what its ``config.json`` holds (:meth:`jaxvae.Config.record`: the values used,
+      the data shape), or None: the config's fields.
   """
 
   workdir: str
@@ -45,6 +47,7 @@ class Run(NamedTuple):
   name: str | None = None
   resumed_after: int = 0
   pictures: Callable[[], dict[str, Any] | None] | None = None
+  record: dict[str, Any] | None = None
 
 
 class Callback(NamedTuple):

@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -56,15 +55,17 @@ def tag(key: str) -> str:
   return f"speed/{key}" if key == "images_per_sec" else f"other/{key}"
 
 
-def hparams(config) -> dict[str, Any]:
-  """The config's fields as HParams values (numbers, strings and booleans; tuples and None as text)."""
+def hparams(run: Run) -> dict[str, Any]:
+  """What the run records of its config (:attr:`Run.record`, else the config's fields) as HParams values
+  (numbers, strings and booleans; lists, tuples and None as text)."""
 
   def value(v):
     if isinstance(v, (bool, int, float, str)):
       return v
-    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    return ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
 
-  return {field.name: value(getattr(config, field.name)) for field in dataclasses.fields(config)}
+  record = run.record if run.record is not None else run.config.to_dict()
+  return {name: value(v) for name, v in record.items()}
 
 
 def tensorboard(images_every: int = 5) -> Callback:
@@ -84,7 +85,7 @@ def tensorboard(images_every: int = 5) -> Callback:
     writer = SummaryWriter(
       logdir=os.path.join(run.workdir, TENSORBOARD_DIR), purge_step=run.resumed_after + 1, flush_secs=10
     )
-    for summary in hparams_summaries(hparams(run.config), {"test/elbo": None, "train/elbo": None}):
+    for summary in hparams_summaries(hparams(run), {"test/elbo": None, "train/elbo": None}):
       writer.file_writer.add_summary(summary)
     writers[run.workdir] = writer
 
@@ -195,7 +196,7 @@ def wandb(project: str = "jaxvae", images_every: int = 5) -> Callback:
     runs[run.workdir] = _wandb_init(
       run.workdir,
       _wandb_run_info(run.workdir, project),
-      config=hparams(run.config),
+      config=hparams(run),
       name=run.name or os.path.basename(os.path.abspath(run.workdir)),
       group=group,
       job_type="train",
