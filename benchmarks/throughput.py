@@ -1,6 +1,6 @@
 """Training throughput of jaxvae against eager PyTorch and against the step's own matmul ceiling.
 
-  python benchmarks/throughput.py [--quick] [--rounds N] [--device cpu|gpu]
+  python benchmarks/throughput.py [--quick] [--rounds N] [--device cpu|gpu] [--images N]
 
 The model is jaxvae's default (784-400-20 ReLU MLP VAE, Bernoulli likelihood, analytic KL,
 Adam 1e-3, batch 128, dynamically binarized MNIST), trained for full epochs by
@@ -160,6 +160,8 @@ def run_cpu(args) -> dict:
   cores = os.cpu_count() or 1
   config = Config(batch_size=args.batch_size)
   dataset = load_mnist()
+  if args.images:
+    dataset = dataset._replace(train=dataset.train[: args.images], train_labels=dataset.train_labels[: args.images])
   device = jax.devices("cpu")[0]
   try:
     import torch
@@ -278,6 +280,9 @@ def main(argv=None) -> None:
   parser.add_argument("--rounds", type=int, help="alternating rounds after warm-up (default 5; 3 with --quick)")
   parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
   parser.add_argument("--batch-size", type=int, default=128, help="CPU mode batch size (default 128)")
+  parser.add_argument(
+    "--images", type=int, help="CPU mode: epochs of the first N training images (a smoke run; default all 60,000)"
+  )
   args = parser.parse_args(argv)
   args.rounds = args.rounds or (3 if args.quick else 5)
   if args.rounds < 1:

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_throughput_runs_a_round_and_ends_with_the_json_line():
   proc = subprocess.run(
-    [sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"), "--quick", "--rounds", "1"],
+    [sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"), "--quick", "--rounds", "1", "--images", "6400"],
     capture_output=True,
     text=True,
     timeout=600,

@@ -362,7 +362,7 @@ def test_a_model_and_objective_handed_over_are_recorded_as_used(digits, tmp_path
 @pytest.mark.slow
 def test_five_ways_through_train_resume_sweep_eval_and_gaps(tmp_path, capsys):
   """Each way: train 2 epochs; train 1 and resume to 2 (bit for bit); a beta sweep; eval; gaps. Same numbers."""
-  common = ["--n-train", "256", "--n-test", "64", "--batch-size", "64", "--no-progress", "--no-tensorboard"]
+  common = ["--n-train", "128", "--n-test", "32", "--batch-size", "64", "--no-progress", "--no-tensorboard"]
   results = {}
   for way in five_ways.WAYS:
     if way in ("equinox", "haiku") and not _installed(way):

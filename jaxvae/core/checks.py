@@ -80,7 +80,7 @@ def check_model(vae: VAE, x: Any) -> None:
 
   Raises:
     JaxvaeError: the encoder's output is not what the posterior reads (type, latent size), or
-      the decoder's is not the likelihood's shape.
+      the decoder's array is not of the likelihood's ``output_shape``.
     UserCodeError: a network raised (its traceback is kept).
   """
   if vae.networks is None:
@@ -96,13 +96,14 @@ def check_model(vae: VAE, x: Any) -> None:
   raw = _network(decoder, "decoder", z)
   likelihood = vae.likelihood
   wanted = (x.shape[0],) + tuple(likelihood.output_shape)
-  if not hasattr(raw, "shape") or tuple(raw.shape) != wanted:
+  # A likelihood of one's own may read a pytree (its ``outputs`` says how); an array has its output_shape.
+  if hasattr(raw, "shape") and tuple(raw.shape) != wanted:
     shape = ", ".join(str(s) for s in likelihood.output_shape)
-    fix = f"reshape its output, e.g. out.reshape(-1, {shape})" if hasattr(raw, "shape") else "return one array"
-    reads = describe(jax.ShapeDtypeStruct(wanted, jnp.float32))
+    reads = describe(jax.ShapeDtypeStruct(wanted, raw.dtype))
     raise JaxvaeError(
       f"the decoder ({decoder.kind}) returns {describe(raw)} for z {describe(z)}; the {likelihood.name} "
-      f"likelihood of data shaped {tuple(vae.data_shape)} reads {reads}: {fix}"
+      f"likelihood of data shaped {tuple(vae.data_shape)} reads {reads}: reshape its output, e.g. "
+      f"out.reshape(-1, {shape})"
     )
 
 
