@@ -155,7 +155,10 @@ class VAE(NamedTuple):
       training: the same model with its networks in training mode (dropout drawn from ``key``,
       batch statistics), and a function that returns, once the step's loss has been traced,
       each network's updated state ``{name: state}`` (:func:`jaxvae.training.train.make_train_step`).
-      Every other function of a VAE runs the networks in evaluation mode.
+      Every other function of a VAE runs the networks in evaluation mode. The new state is
+      recorded as the loss is traced, so an objective calls the networks at its own level, not
+      inside a ``jax.vmap`` or ``lax.scan`` of its own (fold sample axes into the batch instead,
+      as ``vae.sample_q`` and ``vae.p_theta`` do).
     networks: ``{"encoder": Network, "decoder": Network}``
       (:class:`jaxvae.core.networks.Network`), which the checks before a run trace one by one.
   """

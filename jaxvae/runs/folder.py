@@ -34,7 +34,7 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
     JaxvaeError: the folder is not empty and ``overwrite`` is False, or it cannot be written.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise JaxvaeError(f"run folder {workdir} is a file: choose another --workdir")
+    raise JaxvaeError(f"run folder {workdir} is a file: choose another {option('--workdir', 'workdir')}")
   if _abandoned_claim(workdir):  # claimed by a process of this host that died before writing its config
     for name in os.listdir(workdir):  # the claim, and a config.json.tmp it may have been writing
       os.remove(os.path.join(workdir, name))
@@ -53,10 +53,12 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> None:
     fd = os.open(os.path.join(workdir, CLAIM), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
     raise JaxvaeError(
-      f"run folder {workdir} was just claimed by another jaxvae process: choose a new --workdir"
+      f"run folder {workdir} was just claimed by another jaxvae process: choose a new {option('--workdir', 'workdir')}"
     ) from None
   except OSError as e:
-    raise JaxvaeError(f"cannot write run folder {workdir} ({e.strerror}): choose a writable --workdir") from None
+    raise JaxvaeError(
+      f"cannot write run folder {workdir} ({e.strerror}): choose a writable {option('--workdir', 'workdir')}"
+    ) from None
   with os.fdopen(fd, "w") as f:
     f.write(f"{socket.gethostname()} pid {os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
 

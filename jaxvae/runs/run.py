@@ -46,7 +46,7 @@ from jaxvae.core.data import Dataset
 from jaxvae.core.estimators import active_units
 from jaxvae.core.model import VAE
 from jaxvae.core.objectives import Objective
-from jaxvae.errors import Diverged, Interrupted, JaxvaeError, RunStopped
+from jaxvae.errors import Diverged, Interrupted, JaxvaeError, RunStopped, option
 from jaxvae.runs.config import Config
 from jaxvae.runs.folder import append_row, open_run_folder, read_metrics, stop_on_write_errors, summarized, write_json
 from jaxvae.runs.loop import EpochBar, Outcome, Placed, run_epochs, single_program
@@ -214,9 +214,9 @@ def starting_point(setup: Setup, keys: RunKeys, workdir: str, resume: bool) -> S
   epochs = setup.config.epochs
   # A run killed after its last checkpoint, before its summary, is finished (summary, pictures), not refused.
   if restored.epoch > epochs or (restored.epoch == epochs and summarized(workdir, restored.epoch)):
+    more = option(f"--epochs N > {restored.epoch}", f"a config with epochs > {restored.epoch}")
     raise JaxvaeError(
-      f"the run in {workdir} is complete ({restored.epoch} of {epochs} epochs): pass --epochs N > {restored.epoch} "
-      "to train it further"
+      f"the run in {workdir} is complete ({restored.epoch} of {epochs} epochs): pass {more} to train it further"
     )
   rows = [r for r in read_metrics(workdir) if r["epoch"] <= restored.epoch]
   return Start(restored.state, restored.epoch, restored.train_key, rows)

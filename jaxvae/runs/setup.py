@@ -24,7 +24,7 @@ from jaxvae.core.data import Dataset, check_shape, static_binarize
 from jaxvae.core.likelihoods import LIKELIHOODS
 from jaxvae.core.model import VAE
 from jaxvae.core.objectives import Objective
-from jaxvae.errors import JaxvaeError
+from jaxvae.errors import JaxvaeError, option
 from jaxvae.runs import build
 from jaxvae.runs.config import BUILT_IN_MODEL_FIELDS, BUILT_IN_OBJECTIVE_FIELDS, CUSTOM, Config
 from jaxvae.training.train import Trainer
@@ -165,12 +165,12 @@ def prepare_model(config: Config, *, model: Any = None, data: Dataset | None = N
   if len(checked.train) < config.batch_size:
     raise JaxvaeError(
       f"batch_size={config.batch_size} is larger than the training set ({len(checked.train)} examples): "
-      "lower --batch-size or use more training data"
+      f"lower {option('--batch-size', 'batch_size')} or use more training data"
     )
   if config.binarization == "static" and not vae.likelihood.binarizes:
+    static = option("--binarization static", "binarization='static'")
     raise JaxvaeError(
-      f"binarization=static draws binary data for the bernoulli likelihood, not {vae.likelihood.name}: "
-      "drop --binarization static"
+      f"binarization=static draws binary data for the bernoulli likelihood, not {vae.likelihood.name}: drop {static}"
     )
   batch = checked.train[: config.batch_size]
   check_model(vae, jax.eval_shape(vae.likelihood.preprocess, jax.random.key(0), batch))
