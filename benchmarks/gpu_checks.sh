@@ -22,3 +22,5 @@ timeout 300 $py benchmarks/table1_steps.py --steps 3000 --repeats 3 --unroll 1,8
   2>&1 | tee "$OUT/table1_steps.log"
 XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 120 $py benchmarks/table1_steps.py --quick --steps 3000 \
   --repeats 3 --unroll 1,8 2>&1 | tee "$OUT/table1_steps_no_command_buffers.log"
+# The VDVAE presets' training steps (issue 25): each step timed, the papers' schedules projected.
+timeout 300 $py benchmarks/vdvae_step.py --device gpu --steps 20 2>&1 | tee "$OUT/vdvae_gpu.log"

@@ -41,7 +41,7 @@ DRIVER = shutil.which("chromedriver")
     (dict(likelihood="discretized-logistic"), "the likelihood is discretized-logistic"),
     (dict(prior="vamp"), "the prior is vamp"),
     (dict(posterior="iaf"), "the posterior is iaf"),
-    (dict(net="conv"), "the model is mlp with conv networks"),
+    (dict(net="conv"), "the networks are conv"),
     (dict(model="burda2"), "the model is burda2"),
   ],
 )

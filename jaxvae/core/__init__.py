@@ -7,7 +7,8 @@ indexing and batching pytrees), ``distributions`` (log-densities, samples, KLs),
 networks), ``likelihoods`` p_theta(x|z), ``priors`` p(z), ``posteriors``
 q_phi(z|x), ``model`` (:class:`VAE` from networks), ``checks`` (a model traced abstractly against its
 data before a run), ``flows`` (the IAF posterior), ``ladder``
-(the Ladder VAE), ``vaes`` (the built-in models of one and two stochastic layers),
+(the Ladder VAE), ``vdvae`` (the very deep top-down hierarchy),
+``vaes`` (the built-in models of one and two stochastic layers),
 ``objectives`` (ELBO, IWAE, DReG), ``estimators`` (log p(x) by importance sampling, the local
 q*), ``linear_gaussian`` (the VAE whose every term has a closed form).
 """

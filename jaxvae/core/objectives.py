@@ -38,12 +38,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxvae.core.distributions import gaussian_sample
 from jaxvae.core.model import VAE, Params
 from jaxvae.core.posteriors import diagonal_gaussian
 from jaxvae.core.registry import Registry
+from jaxvae.errors import JaxvaeError
 
 Metrics = dict[str, jax.Array]
 OBJECTIVES = Registry("objective")
@@ -58,8 +60,9 @@ class ELBOTerms(NamedTuple):
     elbo: log_p_x_given_z - kl.
     kl_per_dim: ``[B, d]`` closed-form KL of each latent dimension (sums to ``kl``; all
       layers' dimensions side by side for a hierarchy), or None where the KL is estimated.
-    kl_per_layer: ``[B, L]`` the KL of each stochastic layer (z_1 first), where the
+    kl_per_layer: ``[B, L]`` the KL of each stochastic layer (in the posterior's order), where the
       posterior gives it layer by layer (:attr:`jaxvae.Posterior.sample_kl`), else None.
+    layer_sizes: the number of latent dimensions of each of those layers (static ints), or None.
   """
 
   log_p_x_given_z: jax.Array
@@ -67,6 +70,7 @@ class ELBOTerms(NamedTuple):
   elbo: jax.Array
   kl_per_dim: jax.Array | None = None
   kl_per_layer: jax.Array | None = None
+  layer_sizes: tuple[int, ...] | None = None
 
 
 class ImportanceTerms(NamedTuple):
@@ -150,7 +154,8 @@ def elbo(vae: VAE, params: Params, x: jax.Array, key: jax.Array, *, k: int = 1, 
     kl_per_dim = jnp.concatenate([jnp.mean(layer, axis=0) for layer in kls], axis=-1)
     kl_per_layer = jnp.stack([jnp.sum(jnp.mean(layer, axis=0), axis=-1) for layer in kls], axis=-1)
     kl = jnp.sum(kl_per_layer, axis=-1)
-    return ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim, kl_per_layer)
+    sizes = tuple(int(layer.shape[-1]) for layer in kls)
+    return ELBOTerms(log_p_x_given_z, kl, log_p_x_given_z - kl, kl_per_dim, kl_per_layer, sizes)
   t = importance_terms(vae, params, x, key, k)
   log_p_x_given_z = jnp.mean(t.log_p_x_given_z, axis=0)
   kl = jnp.mean(t.log_q_z_given_x - t.log_p_z, axis=0)
@@ -201,6 +206,35 @@ def beta_elbo_loss(terms: ELBOTerms, beta: jax.Array | float = 1.0, free_bits: j
     floored = jnp.sum(jnp.maximum(free_bits, jnp.mean(terms.kl_per_dim, axis=0)))
     kl = jnp.where(free_bits > 0, floored, kl)
   return -jnp.mean(terms.log_p_x_given_z) + beta * kl
+
+
+def balanced_kl(kl_per_layer: jax.Array, layer_sizes: tuple[int, ...]) -> jax.Array:
+  """NVAE's KL balancing: the batch-mean KL as sum_l c_l KL_l, the weights c_l following each layer's KL.
+
+  With KL_l the batch-mean KL of layer l (nats) and alpha_l = D_l / n_l (its size D_l over the
+  number n_l of layers of that size, i.e. at that resolution; NVAE's ``square`` coefficients,
+  normalized to a minimum of 1):
+
+    c_l = L * (KL_l + 0.01) / alpha_l / sum_j (KL_j + 0.01) / alpha_j      (mean c_l = 1)
+
+  and the c_l carry no gradient. A layer holding much information is pushed harder towards the
+  prior, one holding little is spared: used during KL warm-up, it keeps layers from collapsing
+  to the prior before the decoder learns to use them (Vahdat & Kautz 2020, sec. 3.2).
+
+  Args:
+    kl_per_layer: ``[B, L]`` the KL of each layer.
+    layer_sizes: D_l, the latent dimensions of each layer.
+
+  Returns:
+    ``[]``: the balanced batch-mean KL (equal to the plain sum when every c_l is 1).
+  """
+  sizes = np.asarray(layer_sizes, np.float64)
+  alpha = sizes / np.sum(sizes[None, :] == sizes[:, None], axis=1)
+  alpha = jnp.asarray(alpha / alpha.min(), jnp.float32)
+  kl_l = jnp.mean(kl_per_layer, axis=0)
+  c = (jnp.abs(kl_l) + 0.01) / alpha
+  c = jax.lax.stop_gradient(c / jnp.mean(c))
+  return jnp.sum(c * kl_l)
 
 
 def kl_warmup(beta: jax.Array | float, warmup_steps: jax.Array | float) -> optax.Schedule:
@@ -274,7 +308,13 @@ class BetaELBOHParams(NamedTuple):
 
 
 def beta_elbo(
-  *, k: int = 1, analytic_kl: bool = True, beta: float = 1.0, warmup_steps: float = 0.0, free_bits: float = 0.0
+  *,
+  k: int = 1,
+  analytic_kl: bool = True,
+  beta: float = 1.0,
+  warmup_steps: float = 0.0,
+  free_bits: float = 0.0,
+  kl_balance: bool = False,
 ) -> Objective:
   """The (beta-)ELBO averaged over k samples of z, with KL warm-up and free bits.
 
@@ -286,12 +326,22 @@ def beta_elbo(
     k: samples of z per example.
     analytic_kl: the closed-form KL where the model has one (else log q - log p at the samples).
     beta, warmup_steps, free_bits: the initial values of :class:`BetaELBOHParams`.
+    kl_balance: during warm-up (while beta_t < beta), weight the layers' KLs by
+      :func:`balanced_kl` (NVAE); needs a model whose posterior gives the KL layer by layer.
   """
 
   def loss(vae, params, x, key, hparams, step):
     terms = elbo(vae, params, x, key, k=k, analytic_kl=analytic_kl)
     kl_weight = kl_warmup(hparams.beta, hparams.warmup_steps)(step)
     value = beta_elbo_loss(terms, kl_weight, hparams.free_bits)
+    if kl_balance:
+      if terms.layer_sizes is None:
+        raise JaxvaeError(
+          "kl_balance weights the KL of each stochastic layer, and this model gives one KL: "
+          "use a hierarchy (--model ladder or vdvae) or kl_balance='off'"
+        )
+      shift = balanced_kl(terms.kl_per_layer, terms.layer_sizes) - jnp.mean(terms.kl)
+      value = value + kl_weight * jnp.where(kl_weight < hparams.beta, shift, 0.0)
     return value, {
       "loss": value,
       "elbo": jnp.mean(terms.elbo),
@@ -303,7 +353,7 @@ def beta_elbo(
 
   f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
   hparams = BetaELBOHParams(f32(beta), f32(warmup_steps), f32(free_bits))
-  return Objective("vae", loss, hparams, settings={"k": k})
+  return Objective("vae", loss, hparams, settings={"k": k, **({"kl_balance": "nvae"} if kl_balance else {})})
 
 
 def _importance_metrics(t: ImportanceTerms, iw: jax.Array, bound: jax.Array) -> Metrics:
@@ -422,19 +472,28 @@ def _beta_elbo(
   beta: float = 1.0,
   warmup_epochs: float = 0.0,
   free_bits: float = 0.0,
+  kl_balance: str = "off",
 ) -> Objective:
-  """``--objective vae``: the beta-ELBO with ``k`` samples, KL warm-up over ``warmup_epochs`` and free bits."""
+  """``--objective vae``: the beta-ELBO with ``k`` samples, KL warm-up over ``warmup_epochs``, free bits and
+  (``kl_balance="nvae"``) KL balancing during the warm-up."""
   warmup_steps = warmup_epochs * steps_per_epoch
-  return beta_elbo(k=k, analytic_kl=kl == "analytic", beta=beta, warmup_steps=warmup_steps, free_bits=free_bits)
+  return beta_elbo(
+    k=k,
+    analytic_kl=kl == "analytic",
+    beta=beta,
+    warmup_steps=warmup_steps,
+    free_bits=free_bits,
+    kl_balance=kl_balance == "nvae",
+  )
 
 
 def _unweighted_kl(config: Any) -> str | None:
   """The rule of the importance-weighted objectives: they have no KL weight, warm-up or free bits."""
-  if config.beta == 1 and config.warmup_epochs == 0 and config.free_bits == 0:
+  if config.beta == 1 and config.warmup_epochs == 0 and config.free_bits == 0 and config.kl_balance == "off":
     return None
   return (
-    "beta, warmup_epochs and free_bits weight the KL of the vae objective: "
-    f"leave them at 1, 0, 0 with --objective {config.objective}"
+    "beta, warmup_epochs, free_bits and kl_balance weight the KL of the vae objective: "
+    f"leave them at 1, 0, 0, off with --objective {config.objective}"
   )
 
 

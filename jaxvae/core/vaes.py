@@ -81,7 +81,12 @@ def architecture_problem(config: Any) -> str | None:
     return (
       f"--ladder-layers/--ladder-widths describe the ladder model: use them with --model ladder, not {config.model}"
     )
+  if config.model != "vdvae" and any(getattr(config, f"vdvae_{name}") is not None for name in _VDVAE_FIELDS):
+    return f"the --vdvae-* flags describe the vdvae model: use them with --model vdvae, not {config.model}"
   return None
+
+
+_VDVAE_FIELDS = ("width", "widths", "zdim", "bottleneck", "encoder", "decoder")
 
 
 # ---------------------------------------------------------------------------

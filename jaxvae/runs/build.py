@@ -199,21 +199,44 @@ def burda_lr_factor(steps_per_epoch: int) -> optax.Schedule:
 
 
 def make_optimizer(config: Config, steps_per_epoch: int = 1) -> optax.GradientTransformation:
-  """Adam with its learning rate injected as a state array, times the configured schedule.
+  """Adam (or Adamax, AdamW) with its learning rate injected as a state array, times the configured schedule.
 
   ``optax.inject_hyperparams(optax.adam)`` keeps the learning rate in the optimizer
   state, so a sweep can give each model its own without recompiling; the ``burda``
   schedule multiplies the updates by :func:`burda_lr_factor` (``optax.scale_by_schedule``).
   """
-  adam = optax.inject_hyperparams(optax.adam)(
-    learning_rate=config.lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
-  )
-  parts = [adam]
+  moments = dict(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+  if config.optimizer == "adamw":
+    moments["weight_decay"] = config.weight_decay
+  rule = {"adam": optax.adam, "adamax": optax.adamax, "adamw": optax.adamw}[config.optimizer]
+  parts = [optax.inject_hyperparams(rule)(learning_rate=config.lr, **moments)]
   if config.clip_grad_norm is not None:
     parts.insert(0, optax.clip_by_global_norm(config.clip_grad_norm))
   if config.lr_schedule == "burda":
     parts.append(optax.scale_by_schedule(burda_lr_factor(steps_per_epoch)))
+  if config.lr_schedule == "cosine":
+    parts.append(
+      optax.scale_by_schedule(
+        cosine_lr_factor(config.lr_warmup_steps, config.lr_decay_epochs * steps_per_epoch, config.lr_final)
+      )
+    )
   return parts[0] if len(parts) == 1 else optax.chain(*parts)
+
+
+def cosine_lr_factor(warmup_steps: int, decay_steps: int, final: float) -> optax.Schedule:
+  """The learning-rate factor of Efficient-VDVAE's schedule: a linear warm-up, then a half cosine.
+
+  factor(t) = t / T_w for t < T_w;  final + (1 - final) (1 + cos(pi (t - T_w) / (T - T_w))) / 2 up to T,
+  then ``final`` (T_w = ``warmup_steps``, T = ``decay_steps``): ``optax.warmup_cosine_decay_schedule``
+  with peak 1, multiplying the updates of the optimizer whose learning rate sits in its state.
+  """
+  return optax.warmup_cosine_decay_schedule(
+    init_value=0.0 if warmup_steps else 1.0,
+    peak_value=1.0,
+    warmup_steps=warmup_steps,
+    decay_steps=max(decay_steps, warmup_steps + 1),
+    end_value=final,
+  )
 
 
 def load_data(config: Config) -> Dataset:

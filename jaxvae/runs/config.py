@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Collection
 from typing import Any
 
-from jaxvae.core import flows, ladder, vaes  # noqa: F401  (they register the iaf posterior and the built-in models)
+from jaxvae.core import flows, ladder, vaes, vdvae  # noqa: F401  (they register the iaf posterior and the built-in models)
 from jaxvae.core.likelihoods import GAUSSIAN_SCALES, LIKELIHOODS
 from jaxvae.core.model import MODELS
 from jaxvae.core.nets import ACTIVATIONS
@@ -31,11 +31,14 @@ from jaxvae.core.objectives import OBJECTIVES
 from jaxvae.core.posteriors import POSTERIORS
 from jaxvae.core.priors import PRIORS
 from jaxvae.core.registry import Registry
+from jaxvae.core.vdvae import CHECKPOINTING, SCALES
 from jaxvae.errors import JaxvaeError
 
 BINARIZATIONS = ("dynamic", "static")
 KL_ESTIMATORS = ("analytic", "mc")
-LR_SCHEDULES = ("constant", "burda")
+LR_SCHEDULES = ("constant", "burda", "cosine")
+OPTIMIZERS = ("adam", "adamax", "adamw")
+KL_BALANCES = ("off", "nvae")
 NETS = ("mlp", "conv")
 # The config fields whose value names a registered component, and their registries: their choices,
 # help, rules and defaults come from there (:mod:`jaxvae.core.registry`).
@@ -306,6 +309,64 @@ class Config:
     optional=True,
     **_WIDTHS,
   )
+  vdvae_width: int | None = _field(
+    None, "vdvae: the channels of every block (32; VDVAE's CIFAR-10: 384)", "int", "model", optional=True, **_NAT
+  )
+  vdvae_zdim: int | None = _field(
+    None, "vdvae: the channels of every stochastic layer (4; VDVAE: 16)", "int", "model", optional=True, **_NAT
+  )
+  vdvae_bottleneck: float | None = _field(
+    None,
+    "vdvae: a block's inner width as a fraction of --vdvae-width (0.25)",
+    "float",
+    "model",
+    optional=True,
+    check=lambda v: _is_num(v) and 0 < v <= 4,
+    must="a number in (0, 4]",
+  )
+  vdvae_widths: str | None = _field(
+    None,
+    "vdvae: widths at some resolutions over --vdvae-width, R:W pairs, e.g. 1:512,4:256,8:128",
+    "str",
+    "model",
+    optional=True,
+    check=lambda v: isinstance(v, str) and re.fullmatch(r"\d+:\d+(,\d+:\d+)*", v) is not None,
+    must="R:W pairs such as 1:512,4:256,8:128",
+  )
+  vdvae_encoder: str | None = _field(
+    None,
+    "vdvae: the bottom-up blocks, RxN (N blocks at resolution R) and RdK (a block, then pooling by K), "
+    "e.g. 32x1,32d2,16x1,16d2,8x1,8d2,4x1,4d4,1x1",
+    "str",
+    "model",
+    optional=True,
+    check=lambda v: isinstance(v, str) and bool(v),
+    must="a block string such as 32x1,32d2,16x1,16d2,8x1,8d2,4x1,4d4,1x1",
+  )
+  vdvae_decoder: str | None = _field(
+    None,
+    "vdvae: the top-down blocks, one stochastic layer each: RxN (N blocks at R) and RmK (a block at R that "
+    "upsamples resolution K), e.g. 1x1,4m1,4x1,8m4,8x1,16m8,16x1,32m16",
+    "str",
+    "model",
+    optional=True,
+    check=lambda v: isinstance(v, str) and bool(v),
+    must="a block string such as 1x1,4m1,4x1,8m4,8x1,16m8,16x1,32m16",
+  )
+  vdvae_scale: str = _field(
+    "softplus",
+    "vdvae: sigma = softplus_beta(raw), beta = ln 2 (Efficient-VDVAE) or exp(raw) (VDVAE)",
+    "str",
+    "model",
+    choices=SCALES,
+  )
+  vdvae_checkpoint: str = _field(
+    "off",
+    "vdvae: 'blocks' recomputes each top-down block in the backward pass (jax.checkpoint): less memory",
+    "str",
+    "model",
+    choices=CHECKPOINTING,
+  )
   # objective and optimisation
   objective: str = _field(
     "vae",
@@ -335,6 +396,14 @@ class Config:
     vmapped=True,
     **_NONNEG,
   )
+  kl_balance: str = _field(
+    "off",
+    "nvae: during KL warm-up, weight each stochastic layer's KL by its share (NVAE's KL balancing; "
+    "hierarchies: ladder, vdvae)",
+    "str",
+    "objective and optimisation",
+    choices=KL_BALANCES,
+  )
   kl: str = _field(
     "analytic",
     "KL estimator: analytic (closed form, where the model has one) or mc (log q - log p)",
@@ -355,10 +424,45 @@ class Config:
   )
   lr_schedule: str = _field(
     "constant",
-    "constant, or burda: 3^i epochs at lr * 10^(-i/7), i = 0..7",
+    "constant; burda: 3^i epochs at lr * 10^(-i/7), i = 0..7; cosine: a linear warm-up over --lr-warmup-steps, "
+    "then a half cosine to lr * --lr-final over --lr-decay-epochs",
     "str",
     "objective and optimisation",
     choices=LR_SCHEDULES,
+  )
+  lr_warmup_steps: int = _field(
+    0,
+    "cosine schedule: steps of linear warm-up from 0 to lr",
+    "int",
+    "objective and optimisation",
+    check=lambda v: _is_int(v) and v >= 0,
+    must="an integer >= 0",
+  )
+  lr_decay_epochs: int | None = _field(
+    None,
+    "cosine schedule: the epochs the cosine spans (unset: --epochs of the run's start)",
+    "int",
+    "objective and optimisation",
+    optional=True,
+    **_NAT,
+  )
+  lr_final: float = _field(
+    0.1,
+    "cosine schedule: the final learning rate as a fraction of lr (1: constant after the warm-up)",
+    "float",
+    "objective and optimisation",
+    check=lambda v: _is_num(v) and 0 <= v <= 1,
+    must="a number in [0, 1]",
+  )
+  optimizer: str = _field(
+    "adam",
+    "adam, adamax (Efficient-VDVAE) or adamw (VDVAE; --weight-decay); all take --adam-b1, --adam-b2, --adam-eps",
+    "str",
+    "objective and optimisation",
+    choices=OPTIMIZERS,
+  )
+  weight_decay: float = _field(
+    0.0, "adamw: decoupled weight decay (VDVAE: 0.01)", "float", "objective and optimisation", **_NONNEG
   )
   adam_b1: float = _field(0.9, "Adam beta1", "float", "objective and optimisation", **_PROB)
   adam_b2: float = _field(0.999, "Adam beta2", "float", "objective and optimisation", **_PROB)
@@ -418,6 +522,8 @@ class Config:
     for name in ("hidden", "hidden2", "conv_channels", "flow_hidden", "ladder_layers", "ladder_widths"):
       if isinstance(getattr(self, name), list):
         object.__setattr__(self, name, tuple(getattr(self, name)))
+    if self.lr_schedule == "cosine" and self.lr_decay_epochs is None:  # fixed at the start: a resume keeps it
+      object.__setattr__(self, "lr_decay_epochs", self.epochs)
     for name, registry in CHOICES.items():  # the chosen components' defaults for the fields left unset
       entry = registry.get(getattr(self, name))
       for field, value in entry.defaults_for(self).items() if entry is not None else ():
@@ -552,4 +658,4 @@ def flag_table() -> str:
 BUILT_IN_MODEL_FIELDS = tuple(
   name for name, spec in SPECS.items() if spec.group == "model" and name not in ("model", "latent_dim", "likelihood")
 )
-BUILT_IN_OBJECTIVE_FIELDS = ("k", "beta", "warmup_epochs", "free_bits")
+BUILT_IN_OBJECTIVE_FIELDS = ("k", "beta", "warmup_epochs", "free_bits", "kl_balance")

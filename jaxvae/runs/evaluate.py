@@ -94,6 +94,12 @@ def _check_ints(**values: Any) -> None:
       raise JaxvaeError(f"{name}={value!r} must be an integer >= 1")
 
 
+def passes_in_memory(vae: VAE) -> int:
+  """How many decoder passes an importance-sampled estimate keeps in memory at once: 50,000, fewer for a
+  model whose decoder reads a large latent (the VDVAE's top-down state), about 800 MB of it in all."""
+  return max(64, min(50_000, 200_000_000 // (32 * vae.latent_dim)))
+
+
 def evaluate_run(
   workdir: str,
   *,
@@ -125,7 +131,8 @@ def evaluate_run(
     The results (also in ``eval.json``): ``test_log_px`` and its standard errors
     (``test_log_px_se`` over test examples, ``test_log_px_mc_se`` of the sampling),
     ``test_elbo``, ``test_kl``, ``test_log_p_x_given_z``, ``active_units`` (and per
-    layer), ``bits_per_dim``, ``samples_per_sec``, ``seconds``.
+    layer), ``bits_per_dim`` (meaningful where ``eight_bit``: the data are 8-bit, not binary),
+    ``samples_per_sec``, ``seconds``.
   """
   _check_ints(k=k, batch_size=batch_size, n_test=n_test)
   t_start = time.perf_counter()
@@ -133,7 +140,7 @@ def evaluate_run(
   test = run.setup.test_x[:n_test]
   n = len(test)
   batch_size = min(batch_size, n)
-  chunk = max(1, min(k, 50_000 // batch_size))  # about 50,000 decoder passes in memory at once
+  chunk = max(1, min(k, passes_in_memory(run.vae) // batch_size))
   evaluate_batch = make_batch_evaluator(run.vae, k, chunk)
   key = jax.random.key(seed)
   t_loop = time.perf_counter()
@@ -159,6 +166,7 @@ def evaluate_run(
     "active_units": int(sum(active)),
     "active_units_per_layer": active,
     "bits_per_dim": bits_per_dim(float(np.mean(log_px)), run.vae.data_shape),
+    "eight_bit": run.vae.likelihood.eight_bit,
     "samples_per_sec": n * k / loop_seconds,
     "seconds": time.perf_counter() - t_start,
   }
@@ -206,7 +214,7 @@ def inference_gaps(
   n = len(test)
   b = min(batch_size, n)
   local = jax.jit(jax.vmap(lambda x, key: optimize_local_q(vae, params, x, key, steps=steps, lr=lr)))
-  chunk = max(1, min(k, 50_000 // b))
+  chunk = max(1, min(k, passes_in_memory(vae) // b))
   is_batch = jax.jit(lambda x, key, q: importance_sampled_log_px(vae, params, x, key, k, chunk, proposal=q)["log_px"])
   key = jax.random.key(seed)
 

@@ -162,7 +162,7 @@ class Outcome(NamedTuple):
 
   state: Any
   rows: list[list[dict[str, Any]]]
-  diverged: list[tuple[int, int] | None]
+  diverged: list[tuple[int, int, int] | None]
   signal: int | None
   train_seconds: float
 
@@ -187,8 +187,9 @@ def run_epochs(
   Each epoch: one call of the epoch program, one host sync for its metrics and skip counters,
   the test evaluation, then ``on_epoch(state, new_rows)`` with each model's new row (None for a
   model that stopped before), then the divergence check (a model whose last
-  ``max_consecutive_skips`` updates were skipped stops: a single run ends, a stacked model keeps
-  its state at that epoch and stops recording), the checkpoint, and the signals.
+  ``max_consecutive_skips`` updates were skipped, or every update of the epoch, stops: a single run
+  ends, a stacked model keeps its state at that epoch and stops recording), the checkpoint, and the
+  signals.
 
   Args:
     program: what to run.
@@ -205,7 +206,7 @@ def run_epochs(
     bar: the progress of the epoch in flight; ``label`` goes before its ``epoch e/E``.
   """
   history = [list(rows or []) if m == 0 else [] for m in range(models)]
-  diverged: list[tuple[int, int] | None] = [None] * models
+  diverged: list[tuple[int, int, int] | None] = [None] * models
   frozen: dict[int, Any] = {}
   train_seconds, stop_signal = 0.0, None
   examples = steps * config.batch_size
@@ -230,12 +231,15 @@ def run_epochs(
           history[m].append(new_rows[m])
       if on_epoch is not None:
         on_epoch(state, new_rows)
+      whole = [steps if int(program.take(train_m["skipped_steps"], m)) == steps else 0 for m in range(models)]
       stopping = [
-        m for m in range(models) if new_rows[m] is not None and program.take(skips, m) >= config.max_consecutive_skips
+        m
+        for m in range(models)
+        if new_rows[m] is not None and (program.take(skips, m) >= config.max_consecutive_skips or whole[m])
       ]
       host = to_host(state) if stopping and program.stacked else None  # only when a model diverges
       for m in stopping:
-        diverged[m] = (epoch, int(program.take(skips, m)))
+        diverged[m] = (epoch, int(program.take(skips, m)), whole[m])
         if host is not None:
           frozen[m] = program.take(host, m)
       if all(d is not None for d in diverged):

@@ -20,7 +20,8 @@ def images(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, n: int =
   """A model's pictures as ``[n, H, W, C]`` arrays in [0, 1], or None for data that are not images.
 
   ``samples``: E[x|z] of z ~ p(z); ``test_images``: the first ``n`` test images as the model sees
-  them; ``reconstructions``: E[x|z] at z = the mean of q_phi(z|x) of each of them.
+  them; ``reconstructions``: E[x|z] at z = the mean of q_phi(z|x) of each of them (for a latent
+  that is more than its layers' values, such as the VDVAE's, at one draw z ~ q_phi(z|x)).
   """
   if len(vae.data_shape) != 3:
     return None
@@ -28,7 +29,12 @@ def images(vae: VAE, params: Params, test_x: jax.Array, key: jax.Array, n: int =
   samples = vae.mean_x(vae.p_theta(params, vae.sample_p_z(params, k_z, n)))
   x = test_x[:n]
   means = vae.latent_means(params, x, k_means)  # E_q[z_l|x] of each stochastic layer
-  shown = vae.mean_x(vae.p_theta(params, means[0] if len(means) == 1 else means))
+  latent = jax.eval_shape(lambda: vae.sample_q(params, x, k_means)[0])
+  if len(means) == 1 or len(jax.tree.leaves(latent)) == len(means):
+    z = means[0] if len(means) == 1 else means
+  else:  # a latent that carries more than its layers' values (the VDVAE's top-down state): one draw of q
+    z = vae.sample_q(params, x, k_means)[0]
+  shown = vae.mean_x(vae.p_theta(params, z))
   # mean_x shows E[x|z] in [0, 1] already; the test images are in the model's data range.
   return {
     name: np.clip(np.asarray(a), 0.0, 1.0)

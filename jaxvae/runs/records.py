@@ -76,20 +76,30 @@ def summarize(
   return summary
 
 
-def epoch_line(config: Config, row: dict[str, Any]) -> str:
-  """The line printed after each epoch of a run."""
+def epoch_line(config: Config, row: dict[str, Any], eight_bit_shape: tuple[int, ...] | None = None) -> str:
+  """The line printed after each epoch of a run: nats per example, and for 8-bit data (``eight_bit_shape``,
+  the shape of one example) the test ELBO in bits per dimension beside them."""
   bound = f"train IWAE_{config.k} {row['train_iwae']:9.3f}  " if "train_iwae" in row else ""
   train = f"train ELBO {row['train_elbo']:9.3f}  " if "train_elbo" in row else f"train loss {row['train_loss']:9.3f}  "
   skipped = f"  {row['skipped_steps']} updates skipped" if row["skipped_steps"] else ""
+  bits = f" ({bits_per_dim(row['test_elbo'], eight_bit_shape):.3f} bits/dim)" if eight_bit_shape else ""
   return (
     f"epoch {row['epoch']:>{len(str(config.epochs))}}/{config.epochs}  {bound}{train}"
-    f"test ELBO {row['test_elbo']:9.3f}  KL {row['kl']:7.3f}  {row['images_per_sec']:,.0f} images/s  "
+    f"test ELBO {row['test_elbo']:9.3f}{bits}  KL {row['kl']:7.3f}  {row['images_per_sec']:,.0f} images/s  "
     f"{row['seconds']:.2f} s{skipped}"
   )
 
 
-def diverged_message(epoch: int, skips: int, kept: str) -> str:
-  """The line of a divergence stop at ``epoch`` after ``skips`` skipped updates; ``kept`` says what stays."""
+def diverged_message(epoch: int, skips: int, whole_epoch: int, kept: str) -> str:
+  """The line of a divergence stop at ``epoch`` after ``skips`` skipped updates in a row (``whole_epoch``:
+  the epoch's number of updates if every one of them was skipped, else 0); ``kept`` says what stays."""
+  if whole_epoch:
+    return (
+      f"jaxvae: stopped at epoch {epoch}: all {whole_epoch} updates of epoch {epoch} were skipped (a non-finite loss "
+      f"or gradient, or a gradient norm above --skip-grad-norm), so training did not move; {kept}; raise "
+      "--skip-grad-norm above the gradient norms (its loss is nats per example), or lower --lr, and start a new "
+      "--workdir"
+    )
   return (
     f"jaxvae: stopped at epoch {epoch}: the last {skips} updates had a non-finite loss or gradient "
     f"(or one above --skip-grad-norm) and were skipped; {kept}; lower --lr or set --clip-grad-norm "

@@ -34,6 +34,7 @@ eval`` and ``jaxvae sweep`` rebuild them.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import signal
 import time
@@ -44,7 +45,7 @@ import jax
 
 from jaxvae.core.data import Dataset
 from jaxvae.core.estimators import active_units
-from jaxvae.core.model import VAE
+from jaxvae.core.model import VAE, trainable
 from jaxvae.core.objectives import Objective
 from jaxvae.errors import Diverged, Interrupted, JaxvaeError, RunStopped, option
 from jaxvae.runs.config import Config
@@ -130,7 +131,8 @@ def train_and_evaluate(
         append_row(workdir, rows[0])
         pictures = functools.partial(images, trainer.vae, eval_params(state), placed.test, keys.plot)
         call(callbacks, "epoch", run._replace(pictures=pictures), rows[0])
-      log(epoch_line(config, rows[0]))
+      likelihood = trainer.vae.likelihood
+      log(epoch_line(config, rows[0], trainer.vae.data_shape if likelihood.eight_bit else None))
 
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
     try:
@@ -241,8 +243,10 @@ def start_line(
   """The line a run prints before its first epoch: the data, the steps, the devices, the compilation, the start."""
   config, epoch = setup.config, setup.trainer.train_epoch
   devices = jax.device_count() if data_parallel else 1
+  parameters = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(trainable(start.state.params)))
   line = (
     f"jaxvae: {config.dataset} {placed.train.shape[0]} train / {placed.test.shape[0]} test examples, "
+    f"a model of {parameters:,} parameters, "
     f"{setup.trainer.steps_per_epoch(placed.train.shape[0])} steps of {config.batch_size} per epoch on {devices} "
     f"{jax.devices()[0].platform} device(s)"
     + (" (a host loop of jitted steps: convolutions on a CPU)" if epoch.loop else "")

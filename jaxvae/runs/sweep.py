@@ -70,7 +70,7 @@ class GroupResult(NamedTuple):
     states: the final TrainState of each model (host arrays; a diverged model's at its stop).
     rows: each model's metrics rows, one dict per epoch (as `jaxvae train` writes them).
     active_units: each model's active units per stochastic layer on the test set.
-    diverged: each model's ``(epoch, skips)`` at its divergence stop, or None.
+    diverged: each model's ``(epoch, skips, whole_epoch)`` at its divergence stop (:func:`diverged_message`), or None.
     signal: the stop signal that ended the group early, or None.
     compile_seconds: compilation of the group's program.
     train_seconds: time in the training epochs (compile excluded).
@@ -82,7 +82,7 @@ class GroupResult(NamedTuple):
   states: list[Any]
   rows: list[list[dict[str, Any]]]
   active_units: list[list[int]]
-  diverged: list[tuple[int, int] | None]
+  diverged: list[tuple[int, int, int] | None]
   signal: int | None
   compile_seconds: float
   train_seconds: float

@@ -27,6 +27,7 @@ from jaxvae.runs.config import Config, add_flags, flag_table, overrides_from_arg
 from jaxvae.runs.evaluate import evaluate_run, inference_gaps
 from jaxvae.runs.folder import resume_config
 from jaxvae.runs.grid import expand_grid, parse_grid
+from jaxvae.runs.presets import PRESETS, preset_fields
 from jaxvae.runs.run import train_and_evaluate
 from jaxvae.runs.sweep import run_sweep
 from jaxvae.tools.explorer import write_explorer
@@ -46,6 +47,11 @@ class _Parser(argparse.ArgumentParser):
 def _add_run_args(p: argparse.ArgumentParser) -> None:
   """Every config field as a flag (:func:`jaxvae.runs.config.add_flags`), and the run folder's flags."""
   add_flags(p)
+  p.add_argument(
+    "--preset",
+    metavar="NAME",
+    help=f"start from a paper's configuration ({', '.join(PRESETS)}); flags given override its fields",
+  )
   g = p.add_argument_group("run folder")
   g.add_argument("--workdir", help="run folder; must not exist or be empty")
   g.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
@@ -89,8 +95,19 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-  """The defaults of :class:`Config`, overridden by every flag that was given."""
-  return Config(**overrides_from_args(args)).validate()
+  """The defaults of :class:`Config`, overridden by the preset's fields, then by every flag that was given."""
+  return Config(**given_fields(args)).validate()
+
+
+def given_fields(args: argparse.Namespace) -> dict:
+  """The config fields of ``--preset`` (if any) and of the flags given, which override them."""
+  if getattr(args, "preset", None) is None:
+    return overrides_from_args(args)
+  preset = PRESETS.get(args.preset)
+  fields = {**preset_fields(args.preset), **overrides_from_args(args)}
+  paper = f"; the paper's model has {preset.paper_parameters:,} parameters" if preset.paper_parameters else ""
+  _say(f"jaxvae: preset {args.preset}: {preset.about}{paper}")
+  return fields
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +200,8 @@ def _train(args: argparse.Namespace) -> int:
       raise JaxvaeError(f"--resume {args.resume} and --workdir {args.workdir} differ: give only --resume")
     if args.overwrite:
       raise JaxvaeError("--resume continues a run and --overwrite replaces it: give one of them")
+    if args.preset:
+      raise JaxvaeError("--resume continues a run with its own config: drop --preset")
     workdir = args.resume
     config = resume_config(workdir, overrides_from_args(args))
   else:
@@ -219,7 +238,7 @@ def _callbacks(args: argparse.Namespace) -> list:
 def _sweep(args: argparse.Namespace) -> int:
   if not args.workdir:
     raise JaxvaeError("the following arguments are required: --workdir")
-  overrides = overrides_from_args(args)
+  overrides = given_fields(args)
   Config(**overrides).validate()
   grid = parse_grid(args.grid)
   bases = [overrides]
@@ -263,13 +282,14 @@ def _eval(args: argparse.Namespace) -> int:
     progress=not args.no_progress,
   )
   per_layer = "+".join(map(str, r["active_units_per_layer"]))
+  bits = f" = {r['bits_per_dim']:.4f} bits/dim" if r["eight_bit"] else ""  # nats for binary data, bits for 8-bit
   print(
     f"{args.workdir} (epoch {r['checkpoint_epoch']}), {r['n_test']} test examples, k={r['k']}:\n"
-    f"  log p(x) {r['test_log_px']:.3f} nats  (s.e. {r['test_log_px_se']:.3f} over images, "
+    f"  log p(x) {r['test_log_px']:.3f} nats{bits}  (s.e. {r['test_log_px_se']:.3f} over images, "
     f"{r['test_log_px_mc_se']:.4f} of the sampling)\n"
-    f"  ELBO {r['test_elbo']:.3f}  = log p(x|z) {r['test_log_p_x_given_z']:.3f} - KL {r['test_kl']:.3f};  "
+    f"  ELBO {r['test_elbo']:.3f} nats  = log p(x|z) {r['test_log_p_x_given_z']:.3f} - KL {r['test_kl']:.3f};  "
     f"log p(x) - ELBO {r['test_elbo_gap']:.3f}\n"
-    f"  active units {r['active_units']} ({per_layer});  {r['bits_per_dim']:.4f} bits/dim;  "
+    f"  active units {r['active_units']} ({per_layer});  "
     f"{r['samples_per_sec']:,.0f} samples/s, {r['seconds']:.1f} s;  "
     f"written to {os.path.join(args.workdir, 'eval.json')}"
   )

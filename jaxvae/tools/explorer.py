@@ -51,8 +51,10 @@ PAGE_LIKELIHOODS = {"bernoulli": lambda vae, params: {}, "gaussian": _gaussian_p
 def check_explorable(config) -> None:
   """Raises a one-line :class:`JaxvaeError` unless the page can evaluate this run's model."""
   problems = []
-  if config.model != "mlp" or config.net != "mlp":
-    problems.append(f"the model is {config.model} with {config.net} networks (the page runs --model mlp --net mlp)")
+  if config.model != "mlp":
+    problems.append(f"the model is {config.model} (the page runs --model mlp --net mlp)")
+  elif config.net != "mlp":
+    problems.append(f"the networks are {config.net} (the page runs --model mlp --net mlp)")
   if config.likelihood not in PAGE_LIKELIHOODS:
     problems.append(f"the likelihood is {config.likelihood} (the page has {' and '.join(PAGE_LIKELIHOODS)})")
   if config.prior != "normal":
