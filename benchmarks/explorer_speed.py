@@ -2,7 +2,7 @@
 
   python benchmarks/explorer_speed.py [--epochs 10] [--screenshots docs/images]
 
-Trains the 2-D model of docs/notation.md (`jaxvae train --latent-dim 2 --epochs 10`), writes its
+Trains the 2-D model of docs/guides/notation.md (`jaxvae train --latent-dim 2 --epochs 10`), writes its
 page (`jaxvae explore`), opens it from disk in headless Chromium with the network off, and prints
 what the page measures with performance.now(): one decode of z (median of 200) and the posterior
 grid of a test image (median of 7: a 25x25 coarse pass and the 50x50 grid, 3,125 decodes). Then

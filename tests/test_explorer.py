@@ -208,3 +208,40 @@ def test_a_drawn_stroke_changes_q_to_the_encoders_q_of_the_drawing(browser, runs
   np.testing.assert_allclose(drawn["mean"], q.mean[0], atol=1e-5)
   numbers = page("explorer.state.explained.numbers")
   assert all(np.isfinite(numbers[k]) for k in ("log_px", "elbo", "kl")) and numbers["kl"] > -1e-6
+
+
+@pytest.mark.parametrize("model, plane", [(2, None), (3, "pca"), (3, "coords")])
+@pytest.mark.slow
+def test_every_code_drawn_lies_inside_the_plane_at_one_scale(browser, runs, model, plane):
+  page = open_page(browser, runs[model])
+  if plane:  # d > 2: the plane of the top two principal directions, or of the coordinates z1 and z3
+    browser.execute_script(
+      "const set = (id, v) => { const e = document.getElementById(id); e.value = v; "
+      "e.dispatchEvent(new Event('change')); };"
+      f"set('coord-j', 3); set('plane-mode', '{plane}');"
+    )
+  shown = page(
+    "{view: explorer.state.view, origin: explorer.state.plane.origin, u: [explorer.state.plane.u1, "
+    "explorer.state.plane.u2], size: [document.getElementById('plane').width, document.getElementById('plane').height]}"
+  )
+  view, (width, height) = shown["view"], shown["size"]
+  if plane == "coords":
+    assert shown["u"] == [[1, 0, 0], [0, 0, 1]]
+  # The codes drawn: Python's q means of the page's test images, projected on the page's plane.
+  run = load_run(runs[model])
+  codes = np.asarray(run.vae.q_phi(run.params, jnp.asarray(run.setup.test_x[:300])).mean)
+  ab = (codes - np.asarray(shown["origin"])) @ np.asarray(shown["u"]).T
+  px = (ab[:, 0] - view["a0"]) / view["scale"]
+  py = (view["b1"] - ab[:, 1]) / view["scale"]
+  # Every dot (3 pixels wide) is inside the canvas, with room to spare.
+  assert px.min() >= 5 and px.max() <= width - 5 and py.min() >= 5 and py.max() <= height - 5
+  # One scale on both axes (circles stay circles), and the view fits the codes and the prior's 2 sigma ring:
+  # their extent fills the canvas, but for the margin, along one axis.
+  assert (view["a1"] - view["a0"]) / width == pytest.approx((view["b1"] - view["b0"]) / height, rel=1e-9)
+  spans = [max(ab[:, 0].max(), 2) - min(ab[:, 0].min(), -2), max(ab[:, 1].max(), 2) - min(ab[:, 1].min(), -2)]
+  assert max(spans[0] / width, spans[1] / height) / view["scale"] == pytest.approx(0.9, abs=0.01)
+  # Pointing at the pixel of the highest and of the leftmost code gives that code (to a pixel), as a user sees it.
+  for k in (int(np.argmin(py)), int(np.argmin(px))):
+    point_at(browser, "plane", ((px[k] + 1) / (width + 2), (py[k] + 1) / (height + 2)))  # + 1: the 1-pixel border
+    pointer = page("explorer.state.pointer")
+    assert np.hypot(pointer["a"] - ab[k, 0], pointer["b"] - ab[k, 1]) <= 2 * view["scale"]

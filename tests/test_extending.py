@@ -429,7 +429,7 @@ def test_dreg_estimates_the_iwae_gradient_with_less_encoder_noise():
 
 
 # ---------------------------------------------------------------------------
-# Every config field reachable from the command line and from --grid; the README's table.
+# Every config field reachable from the command line and from --grid; the site's CLI reference.
 # ---------------------------------------------------------------------------
 
 
@@ -473,12 +473,23 @@ def test_every_config_field_is_a_flag_and_a_grid_axis():
   assert config.image_size == 32
 
 
-def test_the_readme_flag_table_is_the_one_the_specs_describe():
-  from jaxvae.runs.config import flag_table
+def test_the_sites_cli_reference_has_every_subcommand_and_every_config_flag():
+  import argparse
+  import sys
 
-  with open(os.path.join(ROOT, "README.md")) as f:
-    readme = f.read()
-  assert flag_table() in readme, "README.md's flag table is stale: paste the output of `jaxvae flags` into it"
+  from jaxvae.runs.config import SPECS
+  from jaxvae.tools.cli import build_parser
+
+  sys.path.insert(0, os.path.join(ROOT, "docs", "_ext"))
+  from cli_reference import cli_reference
+
+  page = cli_reference()
+  sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+  for command in sub.choices:
+    assert f"## `jaxvae {command}`" in page, command
+  for name, spec in SPECS.items():
+    assert f"| `--{name.replace('_', '-')} {spec.kind.upper()}` |" in page, name
+  assert "`--grid NAME=V1,V2`" in page and "`--k K`" in page  # a subcommand's own flags
 
 
 @pytest.mark.slow

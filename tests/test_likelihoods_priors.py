@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from helpers import mnist_trainer as make_trainer
-from helpers import mnist_vae as make_vae
+from helpers import mnist_trainer as make_trainer, mnist_vae as make_vae
 from scipy import stats
 from scipy.special import logsumexp
 

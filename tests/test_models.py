@@ -4,8 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import mnist_trainer as make_trainer
-from helpers import mnist_vae as make_vae
+from helpers import mnist_trainer as make_trainer, mnist_vae as make_vae
 
 from jaxvae.core.objectives import elbo, importance_terms
 from jaxvae.errors import JaxvaeError

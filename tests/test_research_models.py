@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from helpers import MNIST_SHAPE, mnist_trainer
 
-from jaxvae.core import distributions as D
-from jaxvae.core import flows, ladder, objectives, rng
+from jaxvae.core import distributions as D, flows, ladder, objectives, rng
 from jaxvae.core.estimators import optimize_local_q
 from jaxvae.core.model import VAE
 from jaxvae.core.nets import MLPDecoder

@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import mnist_trainer as make_trainer
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from jaxvae.core.data import Dataset
 from jaxvae.errors import JaxvaeError

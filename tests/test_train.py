@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import mnist_trainer as make_trainer
-from helpers import mnist_vae as make_vae
+from helpers import mnist_trainer as make_trainer, mnist_vae as make_vae
 
 from jaxvae.core.trees import map_batches
 from jaxvae.runs.build import burda_lr_factor, make_objective, make_optimizer

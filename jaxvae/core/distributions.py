@@ -132,9 +132,12 @@ def gaussian_kl_to_standard_normal(q: Gaussian) -> jax.Array:
 def bernoulli_log_prob(x: jax.Array, logits: jax.Array, event_ndim: int = 3) -> jax.Array:
   """log Bernoulli(x; sigmoid(l)) from logits l, summed over the event axes.
 
-  log p(x | l) = sum_pixels [ x l - softplus(l) ]
-               = sum_pixels [ x log sigmoid(l) + (1 - x) log sigmoid(-l) ],
-  with softplus(l) = max(l, 0) + log(1 + exp(-|l|)), which is finite for every
+  In nats::
+
+    log p(x | l) = sum_pixels [ x l - softplus(l) ]
+                 = sum_pixels [ x log sigmoid(l) + (1 - x) log sigmoid(-l) ],
+
+  with ``softplus(l) = max(l, 0) + log(1 + exp(-|l|))``, which is finite for every
   finite l (no log(0) from a saturated sigmoid).
 
   Args:

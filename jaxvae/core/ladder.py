@@ -1,6 +1,6 @@
 """The Ladder VAE: L stochastic layers, top-down inference sharing the generative path.
 
-Sønderby, Raiko, Maaløe, Sønderby & Winther (2016). With z = (z_1, ..., z_L), z_1 next to x:
+Sønderby, Raiko, Maaløe, Sønderby & Winther (2016). With z = (z_1, ..., z_L), z_1 next to x::
 
   generative   p_theta(x, z) = p(z_L) prod_{l<L} p_theta(z_l | z_{l+1}) p_theta(x | z_1),  p(z_L) = N(0, I)
   bottom-up    d_1 = MLP(x), d_l = MLP(d_{l-1});  (mu^_l, sigma^_l) = Linear(d_l)      (deterministic)

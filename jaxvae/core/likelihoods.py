@@ -32,12 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.core import distributions as D
-from jaxvae.core import rng
+from jaxvae.core import distributions as D, rng
 from jaxvae.core.data import as_intensities, as_real, as_uint8, check_shape, dynamic_binarize
 from jaxvae.core.registry import Registry
 from jaxvae.errors import JaxvaeError
 
+#: The built-in likelihoods p_theta(x|z) by the names ``--likelihood`` accepts (factories returning a
+#: :class:`Likelihood`).
 LIKELIHOODS = Registry("likelihood")
 GAUSSIAN_SCALES = ("fixed", "global", "per-pixel")
 
@@ -100,7 +101,7 @@ def _binarize(key: jax.Array, data: jax.Array) -> jax.Array:
 
 
 def bernoulli(data_shape: tuple[int, ...]) -> Likelihood:
-  """p_theta(x|z) = prod_i Bernoulli(x_i; sigmoid(l_i)) (:func:`distributions.bernoulli_log_prob`).
+  """p_theta(x|z) = prod_i Bernoulli(x_i; sigmoid(l_i)) (:func:`jaxvae.bernoulli_log_prob`).
 
   Stored data are uint8 intensities, binarized afresh at every use (x ~ Bernoulli(v / 255),
   dynamic binarization), or bool arrays, binary already (static binarization, binary data).

@@ -42,17 +42,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxvae.core import distributions as D
-from jaxvae.core import likelihoods as L
-from jaxvae.core import posteriors
-from jaxvae.core import priors as P
+from jaxvae.core import distributions as D, likelihoods as L, posteriors, priors as P
 from jaxvae.core.networks import Network, as_network
 from jaxvae.core.registry import Registry
 
 Params = Any  # a pytree: {"encoder": ..., "decoder": ..., "prior": ..., "posterior": ..., "likelihood": ...}
 Latent = posteriors.Latent
-# The built-in models by the names ``--model`` accepts: :mod:`jaxvae.core.vaes` (mlp, burda1, burda2)
-# and :mod:`jaxvae.core.ladder` (ladder) register theirs, as factories ``(config, data_shape, dtype) -> VAE``.
+#: The built-in models by the names ``--model`` accepts: :mod:`jaxvae.core.vaes` (mlp, burda1, burda2),
+#: :mod:`jaxvae.core.ladder` (ladder) and :mod:`jaxvae.core.vdvae` (vdvae) register theirs, as factories
+#: ``(config, data_shape, dtype) -> VAE``.
 MODELS = Registry("model")
 
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jaxvae.core.distributions import Gaussian
 
+#: The activations the built-in networks take by name (``--activation``).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   "relu": nn.relu,
   "tanh": jnp.tanh,

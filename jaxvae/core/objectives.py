@@ -48,6 +48,7 @@ from jaxvae.core.registry import Registry
 from jaxvae.errors import JaxvaeError
 
 Metrics = dict[str, jax.Array]
+#: The built-in objectives by the names ``--objective`` accepts (factories returning an :class:`Objective`).
 OBJECTIVES = Registry("objective")
 
 
@@ -423,7 +424,7 @@ def iwae_dreg(k: int) -> Objective:
 
   With z_i = z_phi(eps_i) and w~_i = w_i / sum_j w_j, the IWAE gradient of the inference
   network phi contains a score-function term whose signal-to-noise ratio falls as k grows.
-  DReG replaces it by a second reparameterization:
+  DReG replaces it by a second reparameterization::
 
     grad_theta = sum_i w~_i grad_theta log w_i                       (as IWAE)
     grad_phi   = sum_i w~_i^2 (d log w_i / d z_i) (d z_i / d phi)    (+ w~_i grad_phi log p(z_i),

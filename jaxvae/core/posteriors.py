@@ -27,6 +27,7 @@ from jaxvae.core.registry import Registry
 from jaxvae.core.trees import describe
 
 Latent = Any  # z: an array [..., d], or a tuple of arrays for several stochastic layers
+#: The built-in posteriors q_phi(z|x) by the names ``--posterior`` accepts.
 POSTERIORS = Registry("posterior")
 
 

@@ -27,6 +27,7 @@ from jaxvae.core import distributions as D
 from jaxvae.core.networks import as_network
 from jaxvae.core.registry import Registry
 
+#: The built-in priors p(z) by the names ``--prior`` accepts.
 PRIORS = Registry("prior")
 
 

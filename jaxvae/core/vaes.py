@@ -157,9 +157,12 @@ MODELS.register(
 def two_stochastic_layers(config: Any, data_shape: tuple[int, ...], dtype=np.uint8) -> VAE:
   """``burda2``, Burda et al. (2016): two stochastic layers, every conditional a diagonal Gaussian MLP.
 
-  Inference:  q_phi(z1, z2 | x) = q_phi(z1|x) q_phi(z2|z1)          (:func:`bottom_up_gaussian`)
-  Generative: p_theta(x, z1, z2) = p(z2) p_theta(z1|z2) p_theta(x|z1),  p(z2) = N(0, I)
-                                                                     (:func:`top_down_gaussian`)
+  Inference (:func:`~jaxvae.core.posteriors.bottom_up_gaussian`) and generative model
+  (:func:`~jaxvae.core.priors.top_down_gaussian`)::
+
+    q_phi(z1, z2 | x) = q_phi(z1|x) q_phi(z2|z1)
+    p_theta(x, z1, z2) = p(z2) p_theta(z1|z2) p_theta(x|z1),  p(z2) = N(0, I)
+
   ``hidden`` lies between x and z1, ``hidden2`` between z1 and z2; the likelihood is configured.
   """
   likelihood = likelihood_of(config, data_shape, dtype)

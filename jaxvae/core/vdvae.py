@@ -240,7 +240,7 @@ conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
 class Conv(nn.Module):
-  """A stride-1 'SAME' convolution with a bias: a matrix product for 1x1, :func:`conv_same` otherwise.
+  """A stride-1 'SAME' convolution with a bias: a matrix product for 1x1, ``conv_same`` otherwise.
 
   Attributes:
     features: output channels.

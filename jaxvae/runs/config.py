@@ -4,11 +4,11 @@ Every field of :class:`Config` carries a :class:`FieldSpec`: its help, how a str
 what values are valid, whether a sweep vmaps it (it changes values, never shapes) and whether a
 resumed run may change it. From that one description come the ``jaxvae`` flags
 (:func:`add_flags`), ``--grid`` parsing (:func:`parse_value`), :meth:`Config.validate`, the
-resume rule (:data:`RESUMABLE`), the vmapped sweep axes (:data:`VMAPPED`) and the README's flag
+resume rule (:data:`RESUMABLE`), the vmapped sweep axes (:data:`VMAPPED`) and the CLI reference's flag
 table (:func:`flag_table`, printed by ``jaxvae flags``).
 
 The config builds the built-in values for the CLI (:mod:`jaxvae.runs.build`); in Python, a model,
-an objective and data can be handed to the machinery as values instead (see docs/extending.md).
+an objective and data can be handed to the machinery as values instead (see docs/guides/extending.md).
 The defaults are the setting of Kingma & Welling (2014) and pytorch/examples: an MLP VAE
 784-400-20 with ReLU, Adam at lr 1e-3, batch 128, 10 epochs, seed 0, on dynamically binarized
 MNIST.
@@ -95,7 +95,7 @@ class FieldSpec:
   """How one config field is given, checked, swept and resumed.
 
   Attributes:
-    help: one line for ``--help`` and the README.
+    help: one line for ``--help`` and the CLI reference.
     kind: ``"str"``, ``"int"``, ``"float"`` or ``"ints"`` (widths: ``400`` or ``200,200``;
       in a ``--grid`` value ``/`` separates them: ``hidden=400,200/200``).
     group: the ``--help`` section.
@@ -155,7 +155,7 @@ class Config:
   """Everything that defines a run. ``config.json`` in a run folder is this, resolved.
 
   Each field's meaning, valid values and rules are in its :class:`FieldSpec` (``Config.spec(name)``),
-  listed in the README's flag table. The architecture fields of a built-in ``model`` left unset
+  listed in the CLI reference's table. The architecture fields of a built-in ``model`` left unset
   (None) take that model's defaults (its entry in :data:`jaxvae.core.model.MODELS`), so a
   constructed config is resolved; a model given by reference receives the config and reads what
   it needs.
@@ -548,6 +548,7 @@ class Config:
     return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict[str, Any]:
+    """Every field as JSON-ready values (tuples as lists)."""
     d = dataclasses.asdict(self)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -584,9 +585,9 @@ class Config:
 
 
 SPECS: dict[str, FieldSpec] = {f.name: f.metadata["spec"] for f in dataclasses.fields(Config)}
-# Fields that a sweep vmaps: they change values in the state or the keys, never shapes.
+#: The fields that a sweep vmaps (they change values in the state or the keys, never shapes).
 VMAPPED = tuple(name for name, spec in SPECS.items() if spec.vmapped)
-# Fields that a resumed run may change: how long and how it checkpoints, not what it trains.
+#: The fields that a resumed run may change (how long and how it checkpoints, not what it trains).
 RESUMABLE = tuple(name for name, spec in SPECS.items() if spec.resumable)
 
 
@@ -641,7 +642,7 @@ def overrides_from_args(args) -> dict[str, Any]:
 
 
 def flag_table() -> str:
-  """The README's table of every flag: default, whether a sweep vmaps it, whether --resume may change it."""
+  """The table of every flag (``jaxvae flags``): default, whether a sweep vmaps it, whether --resume may change it."""
   defaults = Config()
   lines = ["| flag | default | sweep | resume | meaning |", "|---|---|---|---|---|"]
   for name, spec in SPECS.items():
@@ -653,8 +654,8 @@ def flag_table() -> str:
   return "\n".join(lines)
 
 
-# The fields only jaxvae's own models and objectives read: a model (or an objective) handed over in
-# Python as a value does not, so its run folder does not record them (:meth:`Config.record`).
+#: The fields only jaxvae's own models and objectives read. A model (or an objective) handed over in
+#: Python as a value does not read them, so its run folder does not record them (:meth:`Config.record`).
 BUILT_IN_MODEL_FIELDS = tuple(
   name for name, spec in SPECS.items() if spec.group == "model" and name not in ("model", "latent_dim", "likelihood")
 )

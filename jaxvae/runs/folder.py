@@ -21,7 +21,8 @@ from jaxvae.errors import JaxvaeError, WriteFailed, option
 from jaxvae.runs.config import RESUMABLE, Config
 from jaxvae.training.checkpoint import latest_epoch
 
-CLAIM = ".claimed"  # in a run or sweep folder: which process created it (host, pid, time)
+#: The file that claims a run or sweep folder, naming the process that created it (host, pid, time).
+CLAIM = ".claimed"
 
 
 def prepare_workdir(workdir: str, overwrite: bool = False) -> None:

@@ -38,7 +38,7 @@ class EpochBar(Progress):
 class StopSignals:
   """Records SIGTERM and SIGINT instead of dying, while in its ``with`` block (a second SIGINT interrupts at once).
 
-  :attr:`received` is the first signal received, or None. Handlers are only installed from the
+  ``received`` is the first signal received, or None. Handlers are only installed from the
   main thread and are restored on exit.
   """
 

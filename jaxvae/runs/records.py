@@ -16,7 +16,7 @@ import jax
 from jaxvae.core.likelihoods import bits_per_dim
 from jaxvae.runs.config import Config
 
-# Per-epoch values that measure the machine, not the model (they differ between identical runs).
+#: Per-epoch values that measure the machine, not the model (they differ between identical runs).
 TIMING_KEYS = ("images_per_sec", "seconds")
 
 

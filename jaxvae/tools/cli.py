@@ -37,6 +37,18 @@ from jaxvae.training.devices import initialize_distributed, watch_peers
 from jaxvae.watch import writers
 
 
+EPILOG = """examples:
+  jaxvae train --workdir runs/first                       the default VAE on MNIST (shipped, offline)
+  jaxvae train --latent-dim 2 --workdir runs/z2 && jaxvae plot --workdir runs/z2
+  jaxvae sweep --grid beta=0.5,1,2 --grid seed=0,1 --workdir runs/beta
+  jaxvae eval --workdir runs/first --k 5000               log p(x) by importance sampling
+  jaxvae train --model my_models.py:make_vae --workdir runs/mine
+
+`jaxvae COMMAND --help` gives a command's flags; `jaxvae flags` every config field with its sweep and
+resume rules. Errors in the input are one line with exit status 2, and nothing is written.
+Documentation (tutorials, guides, API and CLI references): the site built from docs/."""
+
+
 class _Parser(argparse.ArgumentParser):
   """An ArgumentParser whose errors are one line (no usage dump) with exit status 2."""
 
@@ -111,7 +123,13 @@ def given_fields(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = _Parser(prog="jaxvae", description="Variational autoencoders in JAX, named as in the papers.")
+  parser = _Parser(
+    prog="jaxvae",
+    description="Variational autoencoders in JAX, named as in the papers: the encoder q_phi(z|x),\n"
+    "the decoder p_theta(x|z), the prior p(z), trained by the ELBO.",
+    epilog=EPILOG,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   train = sub.add_parser(
     "train", help="train a VAE and write a run folder", description="Train a VAE and write a run folder."
@@ -188,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
   )
   sub.add_parser(
     "flags",
-    help="every config flag as a markdown table (the README's)",
+    help="every config flag as a markdown table (as in the CLI reference)",
     description="Print the table of every config flag: default, sweep and resume rules, meaning.",
   )
   return parser

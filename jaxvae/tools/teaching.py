@@ -1,5 +1,5 @@
 """p and q, seen: what the decoder does with codes, what the encoder does with images, and how
-the Gaussian q_phi(z|x) sits on the true posterior p_theta(z|x) (see docs/notation.md).
+the Gaussian q_phi(z|x) sits on the true posterior p_theta(z|x) (see docs/guides/notation.md).
 
 The functions compute; :mod:`jaxvae.watch.plots` draws; :func:`plot_run` does both for a run folder
 (``jaxvae plot --workdir W``).
@@ -107,7 +107,7 @@ def bounds_on_grid(
 
     log p(x)     = log sum_g exp(log p(x, z_g)) A
     ELBO(q)      = sum_g w_g [ log p(x, z_g) - log q(z_g) ],   w_g = q(z_g) / sum_g' q(z_g')
-    KL(q || p(z|x)) = log p(x) - ELBO(q)   (the identity of docs/notation.md)
+    KL(q || p(z|x)) = log p(x) - ELBO(q)   (the identity of docs/guides/notation.md)
 
   These are the numbers the explorer page shows (``jaxvae explore``).
 

@@ -99,12 +99,15 @@ def make_train_step(
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
   """The pure (un-jitted) training step.
 
-  train_step(state, batch, key):
-    x = preprocess(batch)                   (e.g. a fresh binarization, from one half of key)
-    loss(theta, phi) = objective.loss(vae, params, x, other half of key, hparams, step), e.g.
-      -(1/B) sum_b [ log p_theta(x_b|z_b) - beta * KL(q_phi(z|x_b) || p(z)) ]
-    (theta, phi) <- optax update with grad loss
-  returns the new state and the batch means of the objective's metrics, with ``grad_norm``
+  In outline::
+
+    train_step(state, batch, key):
+      x = preprocess(batch)                   (e.g. a fresh binarization, from one half of key)
+      loss(theta, phi) = objective.loss(vae, params, x, other half of key, hparams, step), e.g.
+        -(1/B) sum_b [ log p_theta(x_b|z_b) - beta * KL(q_phi(z|x_b) || p(z)) ]
+      (theta, phi) <- optax update with grad loss
+
+  It returns the new state and the batch means of the objective's metrics, with ``grad_norm``
   and ``skipped_steps``. An update whose loss or gradients are not finite (or whose gradient
   norm exceeds ``skip_grad_norm``) is skipped: parameters and optimizer state stay as they
   were (vdvae's rule). With an :class:`EMA` in the state, the average moves after the update.

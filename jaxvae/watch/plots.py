@@ -1,6 +1,8 @@
-"""Figures of a run (PNG, matplotlib with the Agg backend: no screen needed).
+"""Figures of a run (PNG files: no screen needed).
 
-matplotlib is imported when the first figure is drawn: ``import jaxvae`` does not load it.
+matplotlib is imported when the first figure is drawn: ``import jaxvae`` does not load it. The
+figures are ``matplotlib.figure.Figure`` objects of their own, outside pyplot: drawing them leaves
+pyplot's backend and figures as the user had them (a notebook keeps showing its plots inline).
 """
 
 from __future__ import annotations
@@ -10,21 +12,32 @@ import math
 import numpy as np
 
 
-def _pyplot():
-  """matplotlib's pyplot on the Agg backend (files, no screen)."""
-  import matplotlib
+class _Figures:
+  """pyplot's ``subplots`` and ``get_cmap`` for figures that no backend or pyplot state holds."""
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  @staticmethod
+  def subplots(*args, figsize: tuple[float, float] | None = None, **kwargs):
+    from matplotlib.figure import Figure
 
-  return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+  @staticmethod
+  def get_cmap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def _pyplot() -> type[_Figures]:
+  """What the figures below are drawn with: :class:`_Figures` (files, no screen, no global state)."""
+  return _Figures
 
 
 def _save(fig, path: str) -> None:
-  """Writes ``fig`` to ``path`` (PNG, 100 dpi), laid out tight, and frees it."""
+  """Writes ``fig`` to ``path`` (PNG, 100 dpi), laid out tight."""
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  _pyplot().close(fig)
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:

@@ -206,7 +206,7 @@ function boundsBySampling(x, q, k = 500) {
 // ---------------------------------------------------------------------------------------------
 const $ = (id) => document.getElementById(id);
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-const state = { pointer: null, path: [], explained: null, plane: null };
+const state = { pointer: null, path: [], explained: null, plane: null, view: null };
 
 function drawImage(canvas, values) {
   const small = document.createElement("canvas");
@@ -248,23 +248,35 @@ function project(plane, z) {
   return [plane.u1.reduce((s, u, i) => s + u * dz[i], 0), plane.u2.reduce((s, u, i) => s + u * dz[i], 0)];
 }
 
-// The plane's view: +- extent on both axes, from the 99th percentile of the codes' |coordinates| on it.
-function planeExtent(projected) {
-  const a = projected.flat().map(Math.abs).sort((x, y) => x - y);
-  return Math.max(3, 1.1 * a[Math.floor(0.99 * (a.length - 1))]);
+// The plane's view: every code's projection and the prior's 2 sigma ring (the square [-2, 2]^2), with equal scale on
+// both axes and a margin of 5% of the canvas on each side, so that no code is cut off.
+const VIEW_MARGIN = 0.05;
+function planeView(canvas, projected) {
+  let a0 = -2, a1 = 2, b0 = -2, b1 = 2;
+  for (const [a, b] of projected) {
+    if (a < a0) a0 = a; if (a > a1) a1 = a; if (b < b0) b0 = b; if (b > b1) b1 = b;
+  }
+  const inner = 1 - 2 * VIEW_MARGIN, scale = Math.max((a1 - a0) / (inner * canvas.width), (b1 - b0) / (inner * canvas.height));
+  const ca = (a0 + a1) / 2, cb = (b0 + b1) / 2, ha = (scale * canvas.width) / 2, hb = (scale * canvas.height) / 2;
+  // scale: plane units per canvas pixel, the same on both axes; a0..a1 and b0..b1: the plane's edges.
+  return { scale, a0: ca - ha, a1: ca + ha, b0: cb - hb, b1: cb + hb };
 }
-const toPixel = (canvas, a, b) => [(a / state.extent + 1) * canvas.width / 2, (1 - b / state.extent) * canvas.height / 2];
-const toPlane = (canvas, px, py) => [(2 * px / canvas.width - 1) * state.extent, (1 - 2 * py / canvas.height) * state.extent];
+const toPixel = (canvas, a, b) => [(a - state.view.a0) / state.view.scale, (state.view.b1 - b) / state.view.scale];
+// From a pointer's offset (CSS pixels: the canvas may be drawn scaled, e.g. in a narrow frame) to the plane.
+const toPlane = (canvas, px, py) => {
+  const sx = canvas.width / (canvas.clientWidth || canvas.width), sy = canvas.height / (canvas.clientHeight || canvas.height);
+  return [state.view.a0 + px * sx * state.view.scale, state.view.b1 - py * sy * state.view.scale];
+};
 
 function drawPlane() {
   const canvas = $("plane"), ctx = canvas.getContext("2d");
   state.plane = latentPlane();
   const projected = [];
   for (let p = 0; p < DATA.n_points; p++) projected.push(project(state.plane, Array.from(POINTS.subarray(p * d, (p + 1) * d))));
-  state.extent = planeExtent(projected);
+  state.view = planeView(canvas, projected);
   ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
   ctx.strokeStyle = "#bbb";
-  const [cx, cy] = toPixel(canvas, ...project(state.plane, new Array(d).fill(0))), unitPx = canvas.width / 2 / state.extent;
+  const [cx, cy] = toPixel(canvas, ...project(state.plane, new Array(d).fill(0))), unitPx = 1 / state.view.scale;
   for (const r of [1, 2]) { ctx.beginPath(); ctx.arc(cx, cy, r * unitPx, 0, 2 * Math.PI); ctx.stroke(); }
   for (let p = 0; p < DATA.n_points; p++) {
     const [a, b] = projected[p];
@@ -292,7 +304,11 @@ function pointAt(a, b) {
 function drawPath() {
   const canvas = $("path"), ctx = canvas.getContext("2d");
   ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
-  if (state.path.length < 2) return;
+  if (state.path.length < 2) {
+    ctx.fillStyle = "#888"; ctx.font = "13px sans-serif";
+    ctx.fillText(state.path.length ? "now click a second code" : "click two codes on the plane: the path between them decodes here", 8, canvas.height / 2 + 4);
+    return;
+  }
   const [[a0, b0], [a1, b1]] = state.path, frames = 10, w = canvas.height;
   for (let k = 0; k < frames; k++) {
     const t = k / (frames - 1), tile = document.createElement("canvas");
