@@ -36,7 +36,6 @@ from jaxvae.tools.teaching import plot_run
 from jaxvae.training.devices import initialize_distributed, watch_peers
 from jaxvae.watch import writers
 
-
 EPILOG = """examples:
   jaxvae train --workdir runs/first                       the default VAE on MNIST (shipped, offline)
   jaxvae train --latent-dim 2 --workdir runs/z2 && jaxvae plot --workdir runs/z2
